@@ -1,0 +1,436 @@
+//! The RPC client: `call` (request and reply), `cast` (one way) and fanout casts, with oslo's
+//! `prepare()` overrides, version cap and call-monitor timeout.
+
+pub(crate) mod waiter;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::context::Context;
+use crate::error::{RemoteError, RpcError, TransportError};
+use crate::target::Target;
+use crate::transport::{Destination, PublishOptions, Transport};
+use crate::version::Version;
+use crate::wire::{self, CallFields, OutgoingRequest};
+use waiter::ReplyEvent;
+
+/// How long a call waits for its reply unless told otherwise (oslo's `rpc_response_timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends calls and casts to a [`Target`].
+///
+/// Cheap to clone: clones share the transport and its one reply queue, which every concurrent
+/// call of every client of the transport uses.
+///
+/// ```
+/// use amqp_rpc::{Context, RpcClient, Target, Transport};
+/// use std::time::Duration;
+/// # async fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
+/// let client = RpcClient::new(&transport, Target::new("calculator"));
+/// let sum: i64 = client.call(&Context::new(), "add", serde_json::json!({"x": 1, "y": 2})).await?;
+/// // Overrides for one call, as oslo's prepare():
+/// client
+///     .prepare()
+///     .with_server("calc-1")
+///     .with_timeout(Duration::from_secs(5))
+///     .cast(&Context::new(), "record", serde_json::json!({"line": "hi"}))
+///     .await?;
+/// # let _ = sum; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RpcClient {
+    transport: Transport,
+    target: Target,
+    timeout: Duration,
+    call_monitor_timeout: Option<Duration>,
+    version_cap: Option<Version>,
+}
+
+impl RpcClient {
+    /// A client sending to `target` with the default timeout, no version cap and no call
+    /// monitoring.
+    pub fn new(transport: &Transport, target: Target) -> RpcClient {
+        RpcClient {
+            transport: transport.clone(),
+            target,
+            timeout: DEFAULT_TIMEOUT,
+            call_monitor_timeout: None,
+            version_cap: None,
+        }
+    }
+
+    /// The target messages go to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// How long a call waits for its reply (default [`DEFAULT_TIMEOUT`]); also the `expiration`
+    /// of call requests, so an unanswered request does not outlive its caller's interest.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The version cap, if any.
+    pub fn version_cap(&self) -> Option<Version> {
+        self.version_cap
+    }
+
+    /// The call-monitor timeout, if any.
+    pub fn call_monitor_timeout(&self) -> Option<Duration> {
+        self.call_monitor_timeout
+    }
+
+    /// A copy to apply overrides to (oslo's `prepare()`); the original is unchanged.
+    #[must_use]
+    pub fn prepare(&self) -> RpcClient {
+        self.clone()
+    }
+
+    /// Sends to `topic`.
+    #[must_use]
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.target = self.target.with_topic(topic);
+        self
+    }
+
+    /// Sends to one server of the topic (its `<topic>.<server>` queue).
+    #[must_use]
+    pub fn with_server(mut self, server: impl Into<String>) -> Self {
+        self.target = self.target.with_server(server);
+        self
+    }
+
+    /// Sends through `exchange` instead of the control exchange.
+    #[must_use]
+    pub fn with_exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.target = self.target.with_exchange(exchange);
+        self
+    }
+
+    /// Addresses endpoints of `namespace`.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.target = self.target.with_namespace(namespace);
+        self
+    }
+
+    /// Requests API `version`.
+    #[must_use]
+    pub fn with_version(mut self, version: Version) -> Self {
+        self.target = self.target.with_version(version);
+        self
+    }
+
+    /// Casts to every server of the topic. A call with fanout fails with
+    /// [`RpcError::InvalidTarget`].
+    #[must_use]
+    pub fn with_fanout(mut self, fanout: bool) -> Self {
+        self.target = self.target.with_fanout(fanout);
+        self
+    }
+
+    /// Waits `timeout` for replies.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Refuses, before sending, any message whose version is not compatible with `cap`.
+    #[must_use]
+    pub fn with_version_cap(mut self, cap: Version) -> Self {
+        self.version_cap = Some(cap);
+        self
+    }
+
+    /// Asks the server for a heartbeat every `timeout / 2` while the method runs, and fails the
+    /// call when nothing arrives for `timeout` (the overall timeout still applies). Servers
+    /// send no heartbeats for timeouts under 2 s.
+    #[must_use]
+    pub fn with_call_monitor_timeout(mut self, timeout: Duration) -> Self {
+        self.call_monitor_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether a message of `version` passes the version cap (always, without a cap).
+    pub fn can_send_version(&self, version: &Version) -> bool {
+        Version::compatible(self.version_cap.as_ref(), Some(version))
+    }
+
+    /// Calls `method` with keyword arguments `args` and waits for its result.
+    ///
+    /// `args` must serialize to a JSON object (or to `null`/`()`, sent as `{}`).
+    pub async fn call<R: DeserializeOwned>(
+        &self,
+        ctx: &Context,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, RpcError> {
+        self.target.validate_call()?;
+        self.check_version_cap()?;
+        let args = encode_args(&args)?;
+        let waiter = self.transport.reply_waiter().await?;
+        let msg_id = wire::new_id();
+        let span = tracing::debug_span!(
+            "rpc.call",
+            method,
+            namespace = self.target.namespace(),
+            msg_id = %msg_id
+        );
+        async {
+            let mut pending = waiter.register(&msg_id)?;
+            let body = self.encode(
+                ctx,
+                method,
+                &args,
+                Some(CallFields {
+                    msg_id: &msg_id,
+                    reply_q: waiter.queue(),
+                    call_monitor_timeout: self.call_monitor_timeout.map(|d| d.as_secs_f64()),
+                }),
+            )?;
+            let options = PublishOptions {
+                expiration: Some(self.timeout),
+                mandatory: false,
+            };
+            self.transport
+                .driver()
+                .publish(self.destination(), body, options)
+                .await?;
+            let result = self.wait_for_reply(&msg_id, &mut pending.events).await?;
+            R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends `method` with keyword arguments `args` and returns once it is published; no reply
+    /// is expected. With fanout, every server of the topic receives it.
+    pub async fn cast(
+        &self,
+        ctx: &Context,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<(), RpcError> {
+        self.target.validate_cast()?;
+        self.check_version_cap()?;
+        let args = encode_args(&args)?;
+        let body = self.encode(ctx, method, &args, None)?;
+        self.transport
+            .driver()
+            .publish(self.destination(), body, PublishOptions::default())
+            .await?;
+        Ok(())
+    }
+
+    fn check_version_cap(&self) -> Result<(), RpcError> {
+        let version = self.target.version();
+        match Version::compatible(self.version_cap.as_ref(), version.as_ref()) {
+            true => Ok(()),
+            false => Err(RpcError::VersionCap {
+                version,
+                cap: self.version_cap.unwrap_or(Version::DEFAULT),
+            }),
+        }
+    }
+
+    fn destination(&self) -> Destination<'_> {
+        // Targets were validated: a topic is present.
+        let topic = self.target.topic().unwrap_or_default();
+        match self.target.fanout() {
+            true => Destination::Fanout { topic },
+            false => Destination::Rpc {
+                exchange: self.target.exchange(),
+                topic,
+                server: self.target.server_name(),
+            },
+        }
+    }
+
+    fn encode(
+        &self,
+        ctx: &Context,
+        method: &str,
+        args: &RawValue,
+        call: Option<CallFields<'_>>,
+    ) -> Result<Bytes, RpcError> {
+        let unique_id = wire::new_id();
+        let request = OutgoingRequest {
+            method,
+            args,
+            namespace: self.target.namespace(),
+            version: self.target.version(),
+            call,
+            unique_id: &unique_id,
+            context: ctx,
+        };
+        let inner = request
+            .to_json()
+            .map_err(|e| RpcError::encode("request", e))?;
+        Ok(Bytes::from(wire::seal(&inner)))
+    }
+
+    /// Waits for the final reply, as oslo's waiter: a non-null result is kept, a reply with
+    /// `ending` returns the last result kept, a `null`-result non-final reply is a heartbeat.
+    async fn wait_for_reply(
+        &self,
+        msg_id: &str,
+        events: &mut tokio::sync::mpsc::UnboundedReceiver<ReplyEvent>,
+    ) -> Result<Value, RpcError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut monitor_deadline = self.call_monitor_timeout.map(|d| started + d);
+        let mut result = Value::Null;
+        loop {
+            let until = monitor_deadline.map_or(deadline, |m| m.min(deadline));
+            let event = tokio::time::timeout_at(until, events.recv()).await;
+            let reply = match event {
+                Err(_elapsed) => {
+                    return Err(RpcError::Timeout {
+                        msg_id: msg_id.to_owned(),
+                        waited: started.elapsed(),
+                    });
+                }
+                Ok(Some(ReplyEvent::Reply(reply))) => reply,
+                Ok(Some(ReplyEvent::Closed(reason))) => {
+                    return Err(TransportError::Closed { reason }.into());
+                }
+                Ok(None) => {
+                    return Err(TransportError::Closed {
+                        reason: "reply waiter stopped".to_owned(),
+                    }
+                    .into());
+                }
+            };
+            if reply.is_heartbeat() {
+                tracing::debug!("call monitor heartbeat received; renewing timeout timer");
+                monitor_deadline = self.call_monitor_timeout.map(|d| Instant::now() + d);
+                continue;
+            }
+            if let Some(failure) = reply.failure {
+                return Err(remote_to_error(failure));
+            }
+            if !reply.result.is_null() {
+                result = reply.result;
+            }
+            if reply.ending {
+                return Ok(result);
+            }
+        }
+    }
+}
+
+/// Encodes keyword arguments, which must form a JSON object.
+fn encode_args(args: &impl Serialize) -> Result<Box<RawValue>, RpcError> {
+    let raw =
+        serde_json::value::to_raw_value(args).map_err(|e| RpcError::encode("arguments", e))?;
+    let found = match raw.get().as_bytes().first() {
+        Some(b'{') => return Ok(raw),
+        Some(b'n') => {
+            return serde_json::value::to_raw_value(&serde_json::Map::new())
+                .map_err(|e| RpcError::encode("arguments", e));
+        }
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        _ => "number",
+    };
+    Err(RpcError::InvalidArguments { found })
+}
+
+/// The module of oslo's dispatcher exceptions.
+pub(crate) const DISPATCHER_MODULE: &str = "oslo_messaging.rpc.dispatcher";
+
+/// Turns oslo's dispatcher failures back into their [`RpcError`] variants.
+fn remote_to_error(failure: RemoteError) -> RpcError {
+    if failure.module() == DISPATCHER_MODULE {
+        let message = failure.message();
+        if failure.class() == "NoSuchMethod" {
+            if let Some(method) = message.strip_prefix("Endpoint does not support RPC method ") {
+                return RpcError::NoSuchMethod {
+                    method: method.to_owned(),
+                };
+            }
+        }
+        if failure.class() == "UnsupportedVersion" {
+            let parsed = message
+                .strip_prefix("Endpoint does not support RPC version ")
+                .and_then(|rest| rest.split_once(". Attempted method: "));
+            if let Some((version, method)) = parsed {
+                return RpcError::UnsupportedVersion {
+                    version: version.to_owned(),
+                    method: method.to_owned(),
+                };
+            }
+        }
+    }
+    failure.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arguments_must_be_an_object_and_unit_means_none() {
+        assert_eq!(
+            encode_args(&json!({"a": 1}))
+                .map(|r| r.get().to_owned())
+                .ok(),
+            Some(r#"{"a":1}"#.into())
+        );
+        assert_eq!(
+            encode_args(&()).map(|r| r.get().to_owned()).ok(),
+            Some("{}".into())
+        );
+        for (value, found) in [
+            (json!([1]), "array"),
+            (json!("s"), "string"),
+            (json!(true), "boolean"),
+            (json!(1.5), "number"),
+        ] {
+            assert!(
+                matches!(encode_args(&value), Err(RpcError::InvalidArguments { found: f }) if f == found)
+            );
+        }
+    }
+
+    #[test]
+    fn dispatcher_failures_map_to_their_variants() {
+        let nsm = RemoteError::new(
+            "NoSuchMethod",
+            DISPATCHER_MODULE,
+            "Endpoint does not support RPC method pow",
+        );
+        assert!(
+            matches!(remote_to_error(nsm), RpcError::NoSuchMethod { method } if method == "pow")
+        );
+        let uv = RemoteError::new(
+            "UnsupportedVersion",
+            DISPATCHER_MODULE,
+            "Endpoint does not support RPC version 2.0. Attempted method: add",
+        );
+        assert!(
+            matches!(remote_to_error(uv), RpcError::UnsupportedVersion { version, method } if version == "2.0" && method == "add")
+        );
+        let other = RemoteError::new(
+            "NoSuchMethod",
+            "my.module",
+            "Endpoint does not support RPC method pow",
+        );
+        assert!(remote_to_error(other).is_remote());
+    }
+}

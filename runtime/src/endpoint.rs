@@ -1,0 +1,71 @@
+//! The endpoint interface: what a server dispatches requests to.
+//!
+//! `#[rpc_endpoint]` implements it for a trait; it can also be written by hand (see
+//! [`Endpoint`]). It is object safe, so a server holds `Arc<dyn Endpoint>`s in order.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::context::Context;
+use crate::error::RemoteError;
+use crate::version::Version;
+
+/// A set of RPC methods in one namespace at one version.
+///
+/// A server scans its endpoints in order; the first whose namespace equals the request's, whose
+/// version serves the requested one, and which [has the method](Endpoint::has_method) handles
+/// it. Method names starting with `_` are never dispatched.
+///
+/// ```
+/// use amqp_rpc::{async_trait, Context, Endpoint, RemoteError, Version};
+/// use serde_json::{Map, Value};
+///
+/// struct Echo;
+///
+/// #[async_trait]
+/// impl Endpoint for Echo {
+///     fn namespace(&self) -> Option<&str> {
+///         Some("echo")
+///     }
+///     fn version(&self) -> Version {
+///         Version::new(1, 1)
+///     }
+///     fn has_method(&self, method: &str) -> bool {
+///         method == "echo"
+///     }
+///     async fn dispatch(
+///         &self,
+///         _ctx: Context,
+///         _method: &str,
+///         mut args: Map<String, Value>,
+///     ) -> Result<Value, RemoteError> {
+///         args.remove("text")
+///             .ok_or_else(|| RemoteError::builtin("TypeError", "echo() missing argument: 'text'"))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Endpoint: Send + Sync + 'static {
+    /// The namespace served; `None` (the default) is oslo's default namespace.
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
+
+    /// The version implemented; it serves requests of the same major and a minor (and
+    /// revision) not above it. Default `1.0`.
+    fn version(&self) -> Version {
+        Version::DEFAULT
+    }
+
+    /// Whether the endpoint has `method`.
+    fn has_method(&self, method: &str) -> bool;
+
+    /// Runs `method` (one for which [`Endpoint::has_method`] is true) with the request's
+    /// context and keyword arguments, returning its JSON result or its failure.
+    async fn dispatch(
+        &self,
+        ctx: Context,
+        method: &str,
+        args: Map<String, Value>,
+    ) -> Result<Value, RemoteError>;
+}

@@ -1,0 +1,391 @@
+//! The one public error type, [`RpcError`], and the remote failure it can carry.
+//!
+//! Framework errors (timeouts, routing, versions, encoding, transport) are variants of
+//! [`RpcError`]; whatever the remote method itself failed with arrives as a [`RemoteError`],
+//! which may carry the method's own typed error (see [`RemoteError::application`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::target::Target;
+use crate::url::UrlError;
+use crate::version::{ParseVersionError, Version};
+use crate::wire::WireError;
+
+/// Everything that can go wrong with an RPC call, cast, or server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// No reply arrived in time (the overall timeout, or the call-monitor timeout without a
+    /// heartbeat). The message is oslo's `MessagingTimeout` text.
+    #[error("Timed out waiting for a reply to message ID {msg_id}")]
+    Timeout {
+        /// The `_msg_id` of the unanswered call.
+        msg_id: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// The server has endpoints for the namespace and version, but none has the method
+    /// (oslo's `NoSuchMethod`).
+    #[error("Endpoint does not support RPC method {method}")]
+    NoSuchMethod {
+        /// The requested method.
+        method: String,
+    },
+
+    /// No endpoint of the server serves the namespace and version (oslo's
+    /// `UnsupportedVersion`); `version` is `"None"` for an explicit `null`.
+    #[error("Endpoint does not support RPC version {version}. Attempted method: {method}")]
+    UnsupportedVersion {
+        /// The requested version, as the server printed it.
+        version: String,
+        /// The requested method.
+        method: String,
+    },
+
+    /// The message's version is above the client's version cap; nothing was sent (oslo's
+    /// `RPCVersionCapError`).
+    #[error(
+        "Requested message version, {} is incompatible. It needs to be equal in major version \
+         and less than or equal in minor version as the specified version cap {cap}.",
+        display_version(version)
+    )]
+    VersionCap {
+        /// The version the message would have carried (`None`: no version set).
+        version: Option<Version>,
+        /// The client's cap.
+        cap: Version,
+    },
+
+    /// The target cannot be used for this operation (oslo's `InvalidTarget`).
+    #[error("Invalid target: {reason} ({target})")]
+    InvalidTarget {
+        /// Which rule was broken.
+        reason: &'static str,
+        /// The offending target.
+        target: Box<Target>,
+    },
+
+    /// A setting is out of range.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// Which rule was broken.
+        reason: &'static str,
+    },
+
+    /// The remote method failed; the server's failure report.
+    #[error(transparent)]
+    Remote(RemoteError),
+
+    /// The arguments of a call or cast are not a JSON object of keyword arguments.
+    #[error("RPC arguments must encode to a JSON object, got {found}")]
+    InvalidArguments {
+        /// The JSON type the arguments encoded to.
+        found: &'static str,
+    },
+
+    /// A value could not be encoded to JSON.
+    #[error("failed to encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+
+    /// A reply's result did not decode into the requested type.
+    #[error("failed to decode {what}: {source}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+
+    /// A message on the wire is malformed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+
+    /// A transport URL is malformed.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+
+    /// A version string is malformed.
+    #[error(transparent)]
+    Version(#[from] ParseVersionError),
+}
+
+fn display_version(version: &Option<Version>) -> String {
+    version.map_or_else(|| "None".to_owned(), |v| v.to_string())
+}
+
+impl RpcError {
+    /// Whether no reply came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RpcError::Timeout { .. })
+    }
+
+    /// Whether the server has no such method.
+    pub fn is_no_such_method(&self) -> bool {
+        matches!(self, RpcError::NoSuchMethod { .. })
+    }
+
+    /// Whether the server does not serve the requested namespace and version.
+    pub fn is_unsupported_version(&self) -> bool {
+        matches!(self, RpcError::UnsupportedVersion { .. })
+    }
+
+    /// Whether the client's version cap refused the message.
+    pub fn is_version_cap(&self) -> bool {
+        matches!(self, RpcError::VersionCap { .. })
+    }
+
+    /// Whether the remote method itself failed.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, RpcError::Remote(_))
+    }
+
+    /// Whether the transport failed.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, RpcError::Transport(_))
+    }
+
+    /// Whether trying again may succeed: timeouts and transport failures other than a closed
+    /// or unsupported transport.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RpcError::Timeout { .. } => true,
+            RpcError::Transport(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The remote failure, when the remote method failed.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match self {
+            RpcError::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode(what: &'static str, source: serde_json::Error) -> Self {
+        RpcError::Encode { what, source }
+    }
+
+    pub(crate) fn decode(what: &'static str, source: serde_json::Error) -> Self {
+        RpcError::Decode { what, source }
+    }
+}
+
+impl From<RemoteError> for RpcError {
+    fn from(remote: RemoteError) -> Self {
+        RpcError::Remote(remote)
+    }
+}
+
+/// Errors of a transport driver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Nothing is bound to receive the message: for a reply, the caller's reply queue is gone.
+    #[error("message to exchange {exchange:?} with routing key {routing_key:?} was unroutable")]
+    NoRoute {
+        /// The exchange published to (`""` is the default exchange).
+        exchange: String,
+        /// The routing key.
+        routing_key: String,
+    },
+
+    /// The transport was closed, or the connection was lost.
+    #[error("transport closed: {reason}")]
+    Closed {
+        /// Why.
+        reason: String,
+    },
+
+    /// The URL names a transport this build cannot provide.
+    #[error("unsupported transport {scheme:?}: {reason}")]
+    Unsupported {
+        /// The URL scheme.
+        scheme: String,
+        /// Why it is unavailable.
+        reason: &'static str,
+    },
+
+    /// A broker or client-library error.
+    #[error("transport driver error: {0}")]
+    Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl TransportError {
+    /// Whether the operation may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            TransportError::NoRoute { .. } | TransportError::Driver(_)
+        )
+    }
+}
+
+/// The module name given to typed application errors sent by amqp-rpc servers.
+pub const APPLICATION_ERROR_MODULE: &str = "amqp_rpc.remote";
+
+/// The `kwargs` key holding the serialized typed error of an application failure.
+const APPLICATION_ERROR_KEY: &str = "amqp_rpc_error";
+
+/// A failure report of a remote method: oslo's serialized exception (`class`, `module`,
+/// `message`, `tb`, `args`, `kwargs`).
+///
+/// Endpoints return it to fail a call; callers receive it in [`RpcError::Remote`]. A Python
+/// caller sees an exception of class `class` whose text is `message`.
+///
+/// ```
+/// use amqp_rpc::RemoteError;
+/// let err = RemoteError::builtin("ValueError", "x must be positive");
+/// assert_eq!(err.module(), "builtins");
+/// assert_eq!(err.to_string(), "Remote error: ValueError x must be positive");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteError {
+    /// Boxed so that `Result<_, RemoteError>` stays one pointer wide.
+    pub(crate) inner: Box<RemoteParts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RemoteParts {
+    pub(crate) class: String,
+    pub(crate) module: String,
+    pub(crate) message: String,
+    pub(crate) traceback: Vec<String>,
+    pub(crate) args: Vec<Value>,
+    pub(crate) kwargs: Map<String, Value>,
+}
+
+impl RemoteError {
+    /// A failure of exception class `class` from Python module `module`, whose constructor
+    /// arguments are `[message]`.
+    #[must_use]
+    pub fn new(
+        class: impl Into<String>,
+        module: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        RemoteError {
+            inner: Box::new(RemoteParts {
+                class: class.into(),
+                module: module.into(),
+                args: vec![Value::String(message.clone())],
+                message,
+                traceback: Vec::new(),
+                kwargs: Map::new(),
+            }),
+        }
+    }
+
+    /// A failure of a Python built-in exception class (module `builtins`), which every Python
+    /// caller rebuilds as that very type, e.g. `ValueError`, `KeyError`, `TypeError`.
+    #[must_use]
+    pub fn builtin(class: impl Into<String>, message: impl Into<String>) -> Self {
+        RemoteError::new(class, "builtins", message)
+    }
+
+    /// A typed application error: `class` is its type (or variant) name, `message` its
+    /// `Display`, and the value itself travels in `kwargs` so that an amqp-rpc caller can
+    /// decode it back with [`RemoteError::application`].
+    pub fn from_application<E: Serialize + fmt::Display>(
+        class: impl Into<String>,
+        error: &E,
+    ) -> Result<Self, RpcError> {
+        let value =
+            serde_json::to_value(error).map_err(|e| RpcError::encode("application error", e))?;
+        let mut remote = RemoteError::new(class, APPLICATION_ERROR_MODULE, error.to_string());
+        remote
+            .inner
+            .kwargs
+            .insert(APPLICATION_ERROR_KEY.to_owned(), value);
+        Ok(remote)
+    }
+
+    /// The typed application error carried by this failure, decoded as `E`: `None` when the
+    /// failure carries none (a framework failure, a Python exception, a panic).
+    pub fn application<E: DeserializeOwned>(&self) -> Option<Result<E, RpcError>> {
+        if self.inner.module != APPLICATION_ERROR_MODULE {
+            return None;
+        }
+        let value = self.inner.kwargs.get(APPLICATION_ERROR_KEY)?;
+        Some(E::deserialize(value).map_err(|e| RpcError::decode("application error", e)))
+    }
+
+    /// Sets the traceback lines.
+    #[must_use]
+    pub fn with_traceback(mut self, lines: Vec<String>) -> Self {
+        self.inner.traceback = lines;
+        self
+    }
+
+    /// Sets the constructor's positional arguments (default: `[message]`).
+    #[must_use]
+    pub fn with_args(mut self, args: Vec<Value>) -> Self {
+        self.inner.args = args;
+        self
+    }
+
+    /// Sets the constructor's keyword arguments (default: none).
+    #[must_use]
+    pub fn with_kwargs(mut self, kwargs: Map<String, Value>) -> Self {
+        self.inner.kwargs = kwargs;
+        self
+    }
+
+    /// The exception class name, e.g. `ValueError`.
+    pub fn class(&self) -> &str {
+        &self.inner.class
+    }
+
+    /// The Python module of the class, e.g. `builtins`.
+    pub fn module(&self) -> &str {
+        &self.inner.module
+    }
+
+    /// The exception text.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The remote traceback, one entry per line as Python formats it.
+    pub fn traceback(&self) -> &[String] {
+        &self.inner.traceback
+    }
+
+    /// The exception's positional constructor arguments.
+    pub fn args(&self) -> &[Value] {
+        &self.inner.args
+    }
+
+    /// The exception's keyword constructor arguments.
+    pub fn kwargs(&self) -> &Map<String, Value> {
+        &self.inner.kwargs
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Remote error: {} {}",
+            self.inner.class, self.inner.message
+        )
+    }
+}
+
+impl std::error::Error for RemoteError {}

@@ -1,0 +1,122 @@
+//! oslo's dispatch rule (spec §3.4): endpoints in order, namespace and version match, first
+//! endpoint with the method wins; `NoSuchMethod` when some endpoint matched namespace and
+//! version, `UnsupportedVersion` when none did.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::client::DISPATCHER_MODULE;
+use crate::context::Context;
+use crate::endpoint::Endpoint;
+use crate::error::RemoteError;
+use crate::wire::{RequestedVersion, json_type};
+
+/// The method of the optional ping endpoint; it returns `"pong"`.
+pub const PING_METHOD: &str = "oslo_rpc_server_ping";
+
+pub(crate) struct Dispatcher {
+    endpoints: Vec<Arc<dyn Endpoint>>,
+}
+
+impl Dispatcher {
+    /// With `ping`, a ping endpoint is appended unless an endpoint already has the method.
+    pub(crate) fn new(mut endpoints: Vec<Arc<dyn Endpoint>>, ping: bool) -> Dispatcher {
+        if ping {
+            if endpoints.iter().any(|e| e.has_method(PING_METHOD)) {
+                tracing::warn!("an endpoint defines {PING_METHOD}; the ping endpoint is not added");
+            } else {
+                endpoints.push(Arc::new(Ping));
+            }
+        }
+        Dispatcher { endpoints }
+    }
+
+    pub(crate) async fn dispatch(
+        &self,
+        ctx: Context,
+        method: Option<&str>,
+        namespace: Option<&str>,
+        version: &RequestedVersion,
+        args: Value,
+    ) -> Result<Value, RemoteError> {
+        let mut found_compatible = false;
+        for endpoint in &self.endpoints {
+            if endpoint.namespace() != namespace {
+                continue;
+            }
+            match version {
+                RequestedVersion::Valid(v) if endpoint.version().is_compatible(v) => {}
+                RequestedVersion::Valid(_) | RequestedVersion::Null => continue,
+                // Python's int() raises here, and the caller gets that ValueError.
+                RequestedVersion::Invalid(raw) => {
+                    return Err(RemoteError::builtin(
+                        "ValueError",
+                        format!("invalid RPC version {raw}: expected \"MAJOR.MINOR[.REVISION]\""),
+                    ));
+                }
+            }
+            let Some(method) = method else {
+                return Err(RemoteError::builtin(
+                    "TypeError",
+                    "RPC request has no method name",
+                ));
+            };
+            if !method.starts_with('_') && endpoint.has_method(method) {
+                let Value::Object(args) = args else {
+                    return Err(RemoteError::builtin(
+                        "TypeError",
+                        format!(
+                            "{method}() argument after ** must be a mapping, not {}",
+                            json_type(&args)
+                        ),
+                    ));
+                };
+                return endpoint.dispatch(ctx, method, args).await;
+            }
+            found_compatible = true;
+        }
+        let method = method.unwrap_or("None");
+        Err(match found_compatible {
+            true => RemoteError::new(
+                "NoSuchMethod",
+                DISPATCHER_MODULE,
+                format!("Endpoint does not support RPC method {method}"),
+            ),
+            false => {
+                let version = match version {
+                    RequestedVersion::Valid(v) => v.to_string(),
+                    RequestedVersion::Null => "None".to_owned(),
+                    RequestedVersion::Invalid(raw) => raw.clone(),
+                };
+                RemoteError::new(
+                    "UnsupportedVersion",
+                    DISPATCHER_MODULE,
+                    format!(
+                        "Endpoint does not support RPC version {version}. Attempted method: {method}"
+                    ),
+                )
+            }
+        })
+    }
+}
+
+/// oslo's ping endpoint: no namespace, version 1.0, `oslo_rpc_server_ping` returns "pong".
+struct Ping;
+
+#[async_trait]
+impl Endpoint for Ping {
+    fn has_method(&self, method: &str) -> bool {
+        method == PING_METHOD
+    }
+
+    async fn dispatch(
+        &self,
+        _: Context,
+        _: &str,
+        _: Map<String, Value>,
+    ) -> Result<Value, RemoteError> {
+        Ok(Value::String("pong".to_owned()))
+    }
+}

@@ -1,0 +1,396 @@
+//! The RPC server: consumes a server target's queues and runs requests on its endpoints.
+//!
+//! Requests are acknowledged when their handler starts (at-most-once, as oslo), and the
+//! consumer never holds more unacknowledged requests than the concurrency limit, so requests
+//! not yet started go back to the queue when the server stops.
+
+mod dispatcher;
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::endpoint::Endpoint;
+use crate::error::{RemoteError, RpcError};
+use crate::target::Target;
+use crate::transport::{Destination, PublishOptions, Subscription, Transport};
+use crate::wire::{self, IncomingRequest, OutgoingReply};
+use dispatcher::Dispatcher;
+
+pub use dispatcher::PING_METHOD;
+
+/// Settings of an [`RpcServer`].
+///
+/// ```
+/// let config = amqp_rpc::ServerConfig::default().with_max_concurrency(8).with_ping(true);
+/// assert_eq!(config.max_concurrency, 8);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// How many requests may be handled at once (oslo's `executor_thread_pool_size`).
+    /// Default 64; must be at least 1. It is also the consumer prefetch, so at most this many
+    /// requests wait unacknowledged on the server.
+    pub max_concurrency: usize,
+    /// Whether the server answers `oslo_rpc_server_ping` with `"pong"` (oslo's
+    /// `rpc_ping_enabled`). Default `false`.
+    pub ping: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_concurrency: 64,
+            ping: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`ServerConfig::max_concurrency`].
+    #[must_use]
+    pub fn with_max_concurrency(mut self, max: usize) -> Self {
+        self.max_concurrency = max;
+        self
+    }
+
+    /// Sets [`ServerConfig::ping`].
+    #[must_use]
+    pub fn with_ping(mut self, enabled: bool) -> Self {
+        self.ping = enabled;
+        self
+    }
+}
+
+/// Serves a list of endpoints on a server [`Target`]: the shared `<topic>` queue
+/// (round-robin among servers), its own `<topic>.<server>` queue, and the topic's fanout.
+///
+/// ```
+/// use std::sync::Arc;
+/// use amqp_rpc::{Endpoint, RpcServer, Target, Transport};
+/// # async fn demo(transport: Transport, endpoint: Arc<dyn Endpoint>) -> Result<(), amqp_rpc::RpcError> {
+/// let server = RpcServer::new(&transport, Target::server("calculator", "calc-1"), vec![endpoint])?;
+/// server.start().await?;
+/// // ... serve until asked to stop ...
+/// server.stop().await; // take no new requests
+/// server.wait().await; // let in-flight requests finish
+/// # Ok(()) }
+/// ```
+pub struct RpcServer {
+    shared: Arc<Shared>,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+struct Shared {
+    transport: Transport,
+    target: Target,
+    dispatcher: Dispatcher,
+    max_concurrency: u32,
+    permits: Arc<Semaphore>,
+    /// `true` while the consumer loop runs.
+    consuming: watch::Sender<bool>,
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    consumer: JoinHandle<()>,
+}
+
+/// How many `_unique_id`s a listener remembers to drop duplicates (oslo's `_MsgIdCache`).
+const DUPLICATE_WINDOW: usize = 16;
+
+impl RpcServer {
+    /// A server of `endpoints` (scanned in order) on `target`, with the default
+    /// [`ServerConfig`]. The target needs a topic and a server name.
+    pub fn new(
+        transport: &Transport,
+        target: Target,
+        endpoints: Vec<Arc<dyn Endpoint>>,
+    ) -> Result<RpcServer, RpcError> {
+        RpcServer::with_config(transport, target, endpoints, ServerConfig::default())
+    }
+
+    /// A server with explicit settings.
+    pub fn with_config(
+        transport: &Transport,
+        target: Target,
+        endpoints: Vec<Arc<dyn Endpoint>>,
+        config: ServerConfig,
+    ) -> Result<RpcServer, RpcError> {
+        target.validate_server()?;
+        let max_concurrency = u32::try_from(config.max_concurrency)
+            .ok()
+            .filter(|&n| (1..=Semaphore::MAX_PERMITS as u64).contains(&u64::from(n)))
+            .ok_or(RpcError::InvalidConfig {
+                reason: "max_concurrency must be between 1 and 2^32-1",
+            })?;
+        Ok(RpcServer {
+            shared: Arc::new(Shared {
+                transport: transport.clone(),
+                target,
+                dispatcher: Dispatcher::new(endpoints, config.ping),
+                max_concurrency,
+                permits: Arc::new(Semaphore::new(max_concurrency as usize)),
+                consuming: watch::Sender::new(false),
+            }),
+            running: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The target served.
+    pub fn target(&self) -> &Target {
+        &self.shared.target
+    }
+
+    /// Declares the queues and starts taking requests. Starting a running server does nothing.
+    pub async fn start(&self) -> Result<(), RpcError> {
+        let mut running = self.running.lock().await;
+        if running.as_ref().is_some_and(|r| !r.consumer.is_finished()) {
+            return Ok(());
+        }
+        let prefetch = u16::try_from(self.shared.max_concurrency).unwrap_or(u16::MAX);
+        let subscription = self
+            .shared
+            .transport
+            .driver()
+            .listen_rpc(&self.shared.target, prefetch)
+            .await?;
+        let (stop, stopped) = oneshot::channel();
+        self.shared.consuming.send_replace(true);
+        let consumer = tokio::spawn(consume(Arc::clone(&self.shared), subscription, stopped));
+        *running = Some(Running { stop, consumer });
+        tracing::info!(target = %self.shared.target, "RPC server started");
+        Ok(())
+    }
+
+    /// Stops taking requests: when it returns, the queues are no longer consumed and requests
+    /// not yet started are back in their queues. Requests in flight go on; see
+    /// [`RpcServer::wait`].
+    pub async fn stop(&self) {
+        let running = self.running.lock().await.take();
+        if let Some(Running { stop, consumer }) = running {
+            // The loop may have ended on its own; then there is nobody to tell.
+            let _ = stop.send(());
+            if let Err(e) = consumer.await {
+                tracing::error!(error = %e, "RPC server consumer task failed");
+            }
+            tracing::info!(target = %self.shared.target, "RPC server stopped");
+        }
+    }
+
+    /// Waits until the server is stopped (by [`RpcServer::stop`], possibly from another task)
+    /// and every request in flight has finished and been answered. The server can then be
+    /// started again.
+    pub async fn wait(&self) {
+        let mut consuming = self.shared.consuming.subscribe();
+        // Err only if the sender is gone, which cannot happen while `self` lives.
+        drop(consuming.wait_for(|running| !running).await);
+        match self
+            .shared
+            .permits
+            .acquire_many(self.shared.max_concurrency)
+            .await
+        {
+            Ok(all) => drop(all),
+            Err(e) => tracing::error!(error = %e, "RPC server semaphore closed"),
+        }
+    }
+}
+
+impl std::fmt::Debug for RpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcServer")
+            .field("target", &self.shared.target)
+            .field("max_concurrency", &self.shared.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes requests while there is room for a handler, until told to stop.
+async fn consume(
+    shared: Arc<Shared>,
+    mut subscription: Box<dyn Subscription>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut recent_ids = VecDeque::with_capacity(DUPLICATE_WINDOW);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            permit = Arc::clone(&shared.permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let delivery = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            delivery = subscription.next() => delivery,
+        };
+        let delivery = match delivery {
+            Ok(delivery) => delivery,
+            Err(e) => {
+                tracing::error!(target = %shared.target, error = %e, "RPC server stopped consuming");
+                break;
+            }
+        };
+        let message = match wire::open(&delivery.body) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(error = %e, "rejecting undecodable RPC message");
+                if let Err(e) = delivery.acker.reject(false).await {
+                    tracing::warn!(error = %e, "failed to reject a message");
+                }
+                continue;
+            }
+        };
+        // At-most-once: a request whose ack fails is not run (another server may get it).
+        if let Err(e) = delivery.acker.ack().await {
+            tracing::warn!(error = %e, "failed to acknowledge a request; not running it");
+            continue;
+        }
+        let request = IncomingRequest::from_message(message);
+        if let Some(id) = &request.unique_id {
+            if recent_ids.contains(id) {
+                tracing::info!(unique_id = %id, "dropping duplicate message");
+                continue;
+            }
+            if recent_ids.len() == DUPLICATE_WINDOW {
+                recent_ids.pop_front();
+            }
+            recent_ids.push_back(id.clone());
+        }
+        tokio::spawn(handle(Arc::clone(&shared), request, permit));
+    }
+    // Dropping the subscription cancels the consumers: unacknowledged requests requeue.
+    drop(subscription);
+    shared.consuming.send_replace(false);
+}
+
+/// Runs one request and answers it if it is a call.
+async fn handle(shared: Arc<Shared>, request: IncomingRequest, _permit: OwnedSemaphorePermit) {
+    let IncomingRequest {
+        method,
+        args,
+        namespace,
+        version,
+        reply,
+        call_monitor_timeout,
+        context,
+        ..
+    } = request;
+    let span = tracing::info_span!(
+        "rpc.request",
+        method = method.as_deref(),
+        namespace = namespace.as_deref(),
+        msg_id = reply.as_ref().map(|r| r.msg_id.as_str()),
+    );
+    async {
+        let work = shared
+            .dispatcher
+            .dispatch(context, method.as_deref(), namespace.as_deref(), &version, args);
+        let work = AssertUnwindSafe(work).catch_unwind();
+        let heartbeat = reply.as_ref().zip(heartbeat_interval(call_monitor_timeout));
+        let outcome = match heartbeat {
+            None => work.await,
+            Some((to, interval)) => {
+                let mut work = std::pin::pin!(work);
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                let mut beating = true;
+                loop {
+                    tokio::select! {
+                        outcome = &mut work => break outcome,
+                        _ = ticks.tick(), if beating => {
+                            beating = send_reply(&shared, &to.reply_q, &to.msg_id, Ok(Value::Null), false).await;
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
+        match &reply {
+            Some(to) => {
+                send_reply(&shared, &to.reply_q, &to.msg_id, outcome, true).await;
+            }
+            None => {
+                if let Err(failure) = outcome {
+                    tracing::warn!(%failure, "cast failed; no caller to tell");
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// oslo's watchdog period: `int(_timeout) / 2` seconds, none when under one second.
+fn heartbeat_interval(call_monitor_timeout: Option<f64>) -> Option<Duration> {
+    let seconds = call_monitor_timeout?.trunc() / 2.0;
+    match seconds >= 1.0 && seconds.is_finite() {
+        true => Some(Duration::from_secs_f64(seconds)),
+        false => {
+            tracing::debug!("call monitor timeout under 2 s: no heartbeats");
+            None
+        }
+    }
+}
+
+fn panic_failure(panic: &(dyn std::any::Any + Send)) -> RemoteError {
+    let text = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = text, "RPC handler panicked");
+    RemoteError::builtin("RuntimeError", format!("RPC handler panicked: {text}"))
+}
+
+/// Sends a reply (final when `ending`, else a heartbeat); returns whether it was delivered.
+async fn send_reply(
+    shared: &Shared,
+    reply_q: &str,
+    msg_id: &str,
+    outcome: Result<Value, RemoteError>,
+    ending: bool,
+) -> bool {
+    let (result, failure) = match outcome {
+        Ok(value) => (value, None),
+        Err(failure) => {
+            tracing::debug!(%failure, "replying with a failure");
+            (Value::Null, Some(failure.to_failure_string()))
+        }
+    };
+    let unique_id = wire::new_id();
+    let reply = OutgoingReply {
+        result: &result,
+        failure,
+        ending,
+        msg_id,
+        unique_id: &unique_id,
+    };
+    let body = Bytes::from(wire::seal(&reply.to_json()));
+    let options = PublishOptions {
+        expiration: None,
+        mandatory: true,
+    };
+    let sent = shared
+        .transport
+        .driver()
+        .publish(Destination::Reply { queue: reply_q }, body, options)
+        .await;
+    match sent {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(reply_q, error = %e, "could not deliver reply");
+            false
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! The `memory://` driver: an in-process broker with RabbitMQ's semantics for what oslo uses.
+//!
+//! Queues are FIFO with round-robin among their consumers, each consumer limited by its
+//! prefetch; unacknowledged deliveries return to the front of their queue when the consumer
+//! goes away; expired messages are dropped when they reach the head of their queue;
+//! publishing to the default exchange with `mandatory` fails when the queue does not exist.
+//! The broker lock is a std mutex that is never held across an `.await`, and no delivery is
+//! ever dropped while it is held (a dropped delivery re-locks to requeue itself).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Acker, Delivery, Destination, Driver, PublishOptions, ReplyQueue, Subscription, lock};
+use crate::error::TransportError;
+use crate::target::Target;
+
+/// The control exchange used when a destination names none (oslo's default).
+const CONTROL_EXCHANGE: &str = "openstack";
+
+/// The `memory://` driver: a handle on one in-process broker.
+#[derive(Debug, Clone)]
+pub struct MemoryDriver {
+    broker: Arc<Broker>,
+}
+
+impl MemoryDriver {
+    /// The process-wide broker of `vhost`: every `memory://` transport naming the same vhost
+    /// reaches the same queues, for as long as the process runs.
+    pub fn shared(vhost: &str) -> MemoryDriver {
+        static BROKERS: OnceLock<Mutex<HashMap<String, Arc<Broker>>>> = OnceLock::new();
+        let mut brokers = lock(BROKERS.get_or_init(Default::default));
+        let broker = brokers.entry(vhost.to_owned()).or_default();
+        MemoryDriver {
+            broker: Arc::clone(broker),
+        }
+    }
+
+    /// A broker of its own, unreachable by URL.
+    pub fn private() -> MemoryDriver {
+        MemoryDriver {
+            broker: Arc::default(),
+        }
+    }
+
+    /// The names of the queues that exist now, sorted (for tests and diagnostics).
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.broker.state).queues.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The number of messages waiting in `queue` (not counting unacknowledged deliveries).
+    pub fn queue_depth(&self, queue: &str) -> Option<usize> {
+        lock(&self.broker.state)
+            .queues
+            .get(queue)
+            .map(|q| q.messages.len())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Broker {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queues: HashMap<String, Queue>,
+    /// Topic exchanges: (exchange, routing key) -> bound queues. oslo binds exact keys only.
+    bindings: HashMap<(String, String), Vec<String>>,
+    /// Fanout exchanges: exchange -> bound queues.
+    fanouts: HashMap<String, Vec<String>>,
+    next_consumer: u64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Message>,
+    consumers: Vec<Consumer>,
+    /// Index of the consumer to try first, for round-robin.
+    next: usize,
+}
+
+#[derive(Debug)]
+struct Message {
+    body: Bytes,
+    expires_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    id: u64,
+    tx: mpsc::UnboundedSender<Delivery>,
+    prefetch: usize,
+    unacked: usize,
+}
+
+impl Consumer {
+    fn has_room(&self) -> bool {
+        self.prefetch == 0 || self.unacked < self.prefetch
+    }
+}
+
+/// Deliveries that could not be handed over; they must be dropped after the lock is released.
+type Orphans = Vec<Delivery>;
+
+impl State {
+    fn declare_queue(&mut self, name: &str) {
+        self.queues.entry(name.to_owned()).or_default();
+    }
+
+    fn bind(&mut self, exchange: &str, key: &str, queue: &str) {
+        let bound = self
+            .bindings
+            .entry((exchange.to_owned(), key.to_owned()))
+            .or_default();
+        if !bound.iter().any(|q| q == queue) {
+            bound.push(queue.to_owned());
+        }
+    }
+
+    fn delete_queue(&mut self, name: &str) {
+        self.queues.remove(name);
+        for bound in self.bindings.values_mut().chain(self.fanouts.values_mut()) {
+            bound.retain(|q| q != name);
+        }
+        self.bindings.retain(|_, bound| !bound.is_empty());
+        // Fanout exchanges are auto-delete: gone with their last queue.
+        self.fanouts.retain(|_, bound| !bound.is_empty());
+    }
+
+    /// The queues a message to `to` reaches.
+    fn route(&self, to: Destination<'_>) -> Vec<String> {
+        match to {
+            Destination::Rpc {
+                exchange,
+                topic,
+                server,
+            } => {
+                let exchange = exchange.unwrap_or(CONTROL_EXCHANGE).to_owned();
+                let key = match server {
+                    Some(server) => format!("{topic}.{server}"),
+                    None => topic.to_owned(),
+                };
+                self.bindings
+                    .get(&(exchange, key))
+                    .cloned()
+                    .unwrap_or_default()
+            }
+            Destination::Fanout { topic } => self
+                .fanouts
+                .get(&format!("{topic}_fanout"))
+                .cloned()
+                .unwrap_or_default(),
+            Destination::Reply { queue } => match self.queues.contains_key(queue) {
+                true => vec![queue.to_owned()],
+                false => Vec::new(),
+            },
+        }
+    }
+
+    /// Hands waiting messages to consumers with room, round-robin, dropping expired ones.
+    fn pump(&mut self, broker: &Weak<Broker>, name: &str, orphans: &mut Orphans) {
+        let Some(queue) = self.queues.get_mut(name) else {
+            return;
+        };
+        let now = Instant::now();
+        loop {
+            while queue
+                .messages
+                .front()
+                .is_some_and(|m| m.expires_at.is_some_and(|at| at <= now))
+            {
+                queue.messages.pop_front();
+            }
+            let count = queue.consumers.len();
+            if queue.messages.is_empty() || count == 0 {
+                return;
+            }
+            let Some(index) = (0..count)
+                .map(|i| (queue.next + i) % count)
+                .find(|&i| queue.consumers[i].has_room())
+            else {
+                return;
+            };
+            queue.next = (index + 1) % count;
+            let Some(message) = queue.messages.pop_front() else {
+                return;
+            };
+            let consumer = &mut queue.consumers[index];
+            consumer.unacked += 1;
+            let delivery = Delivery {
+                body: message.body.clone(),
+                acker: Box::new(MemoryAcker {
+                    broker: broker.clone(),
+                    queue: name.to_owned(),
+                    consumer: consumer.id,
+                    message: Some(message),
+                }),
+            };
+            if let Err(mpsc::error::SendError(delivery)) = consumer.tx.send(delivery) {
+                // Cannot happen while the consumer is registered (its subscription removes it
+                // before closing the channel); if it does, the delivery requeues itself once
+                // the lock is released.
+                orphans.push(delivery);
+                return;
+            }
+        }
+    }
+
+    /// Settles one delivery of `consumer` on `queue`: requeues `message` if given, then pumps.
+    fn settle(
+        &mut self,
+        broker: &Weak<Broker>,
+        queue: &str,
+        consumer: u64,
+        requeue: Option<Message>,
+        orphans: &mut Orphans,
+    ) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if let Some(c) = q.consumers.iter_mut().find(|c| c.id == consumer) {
+            c.unacked = c.unacked.saturating_sub(1);
+        }
+        if let Some(message) = requeue {
+            q.messages.push_front(message);
+        }
+        self.pump(broker, queue, orphans);
+    }
+
+    fn add_consumer(
+        &mut self,
+        broker: &Weak<Broker>,
+        queue: &str,
+        tx: &mpsc::UnboundedSender<Delivery>,
+        prefetch: u16,
+        orphans: &mut Orphans,
+    ) -> u64 {
+        self.next_consumer += 1;
+        let id = self.next_consumer;
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.consumers.push(Consumer {
+                id,
+                tx: tx.clone(),
+                prefetch: usize::from(prefetch),
+                unacked: 0,
+            });
+        }
+        self.pump(broker, queue, orphans);
+        id
+    }
+
+    fn remove_consumer(&mut self, queue: &str, consumer: u64) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.consumers.retain(|c| c.id != consumer);
+            q.next = 0;
+        }
+    }
+}
+
+impl Broker {
+    /// Runs `f` on the state under the lock, then drops any orphaned deliveries unlocked.
+    fn with_state<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut State, &Weak<Broker>, &mut Orphans) -> R,
+    ) -> R {
+        let mut orphans = Orphans::new();
+        let result = f(&mut lock(&self.state), &Arc::downgrade(self), &mut orphans);
+        drop(orphans);
+        result
+    }
+}
+
+#[async_trait]
+impl Driver for MemoryDriver {
+    async fn publish(
+        &self,
+        to: Destination<'_>,
+        body: Bytes,
+        options: PublishOptions,
+    ) -> Result<(), TransportError> {
+        let expires_at = options.expiration.map(|ttl| Instant::now() + ttl);
+        self.broker.with_state(|state, weak, orphans| {
+            let queues = state.route(to);
+            if queues.is_empty() && options.mandatory {
+                let (exchange, routing_key) = match to {
+                    Destination::Reply { queue } => (String::new(), queue.to_owned()),
+                    Destination::Fanout { topic } => (format!("{topic}_fanout"), String::new()),
+                    Destination::Rpc {
+                        exchange,
+                        topic,
+                        server,
+                    } => (
+                        exchange.unwrap_or(CONTROL_EXCHANGE).to_owned(),
+                        server.map_or_else(|| topic.to_owned(), |s| format!("{topic}.{s}")),
+                    ),
+                };
+                return Err(TransportError::NoRoute {
+                    exchange,
+                    routing_key,
+                });
+            }
+            for name in &queues {
+                if let Some(queue) = state.queues.get_mut(name) {
+                    queue.messages.push_back(Message {
+                        body: body.clone(),
+                        expires_at,
+                    });
+                }
+                state.pump(weak, name, orphans);
+            }
+            Ok(())
+        })
+    }
+
+    async fn listen_rpc(
+        &self,
+        target: &Target,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let (Some(topic), Some(server)) = (target.topic(), target.server_name()) else {
+            return Err(TransportError::Closed {
+                reason: format!(
+                    "cannot listen on {target}: a server target needs topic and server"
+                ),
+            });
+        };
+        let exchange = target.exchange().unwrap_or(CONTROL_EXCHANGE);
+        let server_queue = format!("{topic}.{server}");
+        let fanout_queue = format!("{topic}_fanout_{}", crate::wire::new_id());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let consumers = self.broker.with_state(|state, weak, orphans| {
+            state.declare_queue(topic);
+            state.bind(exchange, topic, topic);
+            state.declare_queue(&server_queue);
+            state.bind(exchange, &server_queue, &server_queue);
+            state.declare_queue(&fanout_queue);
+            state
+                .fanouts
+                .entry(format!("{topic}_fanout"))
+                .or_default()
+                .push(fanout_queue.clone());
+            [topic, server_queue.as_str(), fanout_queue.as_str()]
+                .into_iter()
+                .map(|q| {
+                    (
+                        q.to_owned(),
+                        state.add_consumer(weak, q, &tx, prefetch, orphans),
+                    )
+                })
+                .collect()
+        });
+        Ok(Box::new(MemorySubscription {
+            broker: Arc::clone(&self.broker),
+            rx,
+            consumers,
+            owned_queues: vec![fanout_queue],
+        }))
+    }
+
+    async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
+        let name = format!("reply_{}", crate::wire::new_id());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let consumer = self.broker.with_state(|state, weak, orphans| {
+            state.declare_queue(&name);
+            state.add_consumer(weak, &name, &tx, 0, orphans)
+        });
+        Ok(ReplyQueue {
+            subscription: Box::new(MemorySubscription {
+                broker: Arc::clone(&self.broker),
+                rx,
+                consumers: vec![(name.clone(), consumer)],
+                owned_queues: vec![name.clone()],
+            }),
+            name,
+        })
+    }
+}
+
+/// The consumers of one listener, feeding one channel.
+#[derive(Debug)]
+struct MemorySubscription {
+    broker: Arc<Broker>,
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    consumers: Vec<(String, u64)>,
+    /// Queues that live only as long as this listener (fanout and reply queues; RabbitMQ
+    /// deletes or expires them).
+    owned_queues: Vec<String>,
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn next(&mut self) -> Result<Delivery, TransportError> {
+        self.rx.recv().await.ok_or_else(|| TransportError::Closed {
+            reason: "memory subscription closed".to_owned(),
+        })
+    }
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        // Consumers go first, so the deliveries still buffered in `rx` requeue to the
+        // remaining consumers, not to us.
+        self.broker.with_state(|state, _, _| {
+            for (queue, id) in &self.consumers {
+                state.remove_consumer(queue, *id);
+            }
+            for queue in &self.owned_queues {
+                state.delete_queue(queue);
+            }
+        });
+        // Each dropped delivery goes back to the front of its queue: drop the newest first so
+        // the queue keeps its original order.
+        self.rx.close();
+        let mut buffered = Vec::new();
+        while let Ok(delivery) = self.rx.try_recv() {
+            buffered.push(delivery);
+        }
+        while let Some(delivery) = buffered.pop() {
+            drop(delivery);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MemoryAcker {
+    broker: Weak<Broker>,
+    queue: String,
+    consumer: u64,
+    /// `Some` until settled; an unsettled drop requeues it.
+    message: Option<Message>,
+}
+
+impl MemoryAcker {
+    fn settle(&mut self, requeue: bool) {
+        let Some(message) = self.message.take() else {
+            return;
+        };
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let requeue = requeue.then_some(message);
+        broker.with_state(|state, weak, orphans| {
+            state.settle(weak, &self.queue, self.consumer, requeue, orphans);
+        });
+    }
+}
+
+#[async_trait]
+impl Acker for MemoryAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), TransportError> {
+        self.settle(false);
+        Ok(())
+    }
+
+    async fn reject(mut self: Box<Self>, requeue: bool) -> Result<(), TransportError> {
+        self.settle(requeue);
+        Ok(())
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        self.settle(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rpc<'a>(topic: &'a str, server: Option<&'a str>) -> Destination<'a> {
+        Destination::Rpc {
+            exchange: None,
+            topic,
+            server,
+        }
+    }
+
+    async fn body(sub: &mut Box<dyn Subscription>) -> (String, Box<dyn Acker>) {
+        let d = sub.next().await.unwrap_or_else(|e| panic!("{e}"));
+        (String::from_utf8_lossy(&d.body).into_owned(), d.acker)
+    }
+
+    #[tokio::test]
+    async fn prefetch_limits_unacked_and_ack_releases_the_next() {
+        let driver = MemoryDriver::private();
+        let mut sub = driver
+            .listen_rpc(&Target::server("t", "s"), 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for text in ["a", "b"] {
+            let r = driver.publish(rpc("t", None), Bytes::from(text), PublishOptions::default());
+            r.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (first, acker) = body(&mut sub).await;
+        assert_eq!(first, "a");
+        assert_eq!(driver.queue_depth("t"), Some(1), "prefetch 1 holds b back");
+        acker.ack().await.unwrap_or_else(|e| panic!("{e}"));
+        let (second, _acker) = body(&mut sub).await;
+        assert_eq!(second, "b");
+    }
+
+    #[tokio::test]
+    async fn dropped_subscription_returns_unacked_messages_to_the_queue() {
+        let driver = MemoryDriver::private();
+        let target = Target::server("t", "s");
+        let mut sub = driver
+            .listen_rpc(&target, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for text in ["a", "b", "c"] {
+            let r = driver.publish(rpc("t", None), Bytes::from(text), PublishOptions::default());
+            r.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (first, acker) = body(&mut sub).await;
+        assert_eq!(first, "a");
+        acker.ack().await.unwrap_or_else(|e| panic!("{e}"));
+        drop(sub);
+        assert_eq!(driver.queue_depth("t"), Some(2));
+        let mut again = driver
+            .listen_rpc(&target, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body(&mut again).await.0, "b");
+        assert_eq!(body(&mut again).await.0, "c");
+    }
+
+    #[tokio::test]
+    async fn mandatory_reply_to_missing_queue_is_no_route() {
+        let driver = MemoryDriver::private();
+        let opts = PublishOptions {
+            mandatory: true,
+            ..PublishOptions::default()
+        };
+        let err = driver
+            .publish(Destination::Reply { queue: "reply_x" }, Bytes::new(), opts)
+            .await;
+        assert!(
+            matches!(err, Err(TransportError::NoRoute { routing_key, .. }) if routing_key == "reply_x")
+        );
+        // Not mandatory: silently unroutable, as in AMQP.
+        let ok = driver
+            .publish(rpc("nobody", None), Bytes::new(), PublishOptions::default())
+            .await;
+        assert!(ok.is_ok());
+    }
+
+    #[tokio::test]
+    async fn fanout_queue_and_reply_queue_are_deleted_with_their_listener() {
+        let driver = MemoryDriver::private();
+        let sub = driver
+            .listen_rpc(&Target::server("t", "s"), 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let replies = driver
+            .listen_replies()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(driver.queue_names().len(), 4);
+        drop(sub);
+        drop(replies);
+        assert_eq!(driver.queue_names(), vec!["t".to_owned(), "t.s".to_owned()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_messages_are_dropped_before_delivery() {
+        let driver = MemoryDriver::private();
+        let target = Target::server("t", "s");
+        drop(driver.listen_rpc(&target, 0).await); // declares the queues
+        let short = PublishOptions {
+            expiration: Some(std::time::Duration::from_millis(100)),
+            ..PublishOptions::default()
+        };
+        let r = driver.publish(rpc("t", None), Bytes::from("old"), short);
+        r.await.unwrap_or_else(|e| panic!("{e}"));
+        let r = driver.publish(
+            rpc("t", None),
+            Bytes::from("new"),
+            PublishOptions::default(),
+        );
+        r.await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::advance(std::time::Duration::from_millis(200)).await;
+        let mut sub = driver
+            .listen_rpc(&target, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body(&mut sub).await.0, "new");
+    }
+}

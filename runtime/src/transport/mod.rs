@@ -1,0 +1,218 @@
+//! Transports: the [`Transport`] handle users create from a URL, and the [`Driver`] interface
+//! that moves encoded messages for it (`memory://` here, `rabbit://` on lapin).
+//!
+//! A driver knows the oslo topology (topic and server queues, fanout, reply queues) but nothing
+//! of requests or replies: it moves bytes the [`crate::wire`] module produced, and hands them
+//! back as acknowledgeable [`Delivery`]s.
+
+pub mod memory;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::client::waiter::ReplyWaiter;
+use crate::error::{RpcError, TransportError};
+use crate::target::Target;
+use crate::url::{Scheme, TransportUrl};
+
+/// Where a published message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Destination<'a> {
+    /// The topic queue `<topic>`, or with a server the queue `<topic>.<server>`, through
+    /// `exchange` (`None`: the control exchange).
+    Rpc {
+        /// The exchange; `None` means the transport's control exchange.
+        exchange: Option<&'a str>,
+        /// The topic.
+        topic: &'a str,
+        /// The server, for a directed message.
+        server: Option<&'a str>,
+    },
+    /// Every server listening on `topic`, through the `<topic>_fanout` exchange.
+    Fanout {
+        /// The topic.
+        topic: &'a str,
+    },
+    /// A caller's reply queue, through the default exchange.
+    Reply {
+        /// The reply queue name (`_reply_q` of the request).
+        queue: &'a str,
+    },
+}
+
+/// How a message is published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Drop the message if it is not consumed within this time (AMQP `expiration`); set on
+    /// call requests only.
+    pub expiration: Option<Duration>,
+    /// Fail with [`TransportError::NoRoute`] when no queue receives the message.
+    pub mandatory: bool,
+}
+
+/// The acknowledgement of one delivery.
+///
+/// Dropping it without calling a method leaves the message unacknowledged: the driver returns
+/// it to its queue when the subscription ends, as a broker does when a channel closes.
+#[async_trait]
+pub trait Acker: Send + fmt::Debug {
+    /// The message was taken; the broker forgets it.
+    async fn ack(self: Box<Self>) -> Result<(), TransportError>;
+    /// The message is refused; with `requeue` it goes back to its queue.
+    async fn reject(self: Box<Self>, requeue: bool) -> Result<(), TransportError>;
+}
+
+/// A message received from a queue, not yet acknowledged.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The AMQP body.
+    pub body: Bytes,
+    /// Its acknowledgement.
+    pub acker: Box<dyn Acker>,
+}
+
+/// A stream of deliveries from one or more queues of one listener.
+///
+/// Dropping it cancels its consumers; deliveries not yet acknowledged go back to their queues.
+#[async_trait]
+pub trait Subscription: Send + fmt::Debug {
+    /// The next delivery; an error means the subscription has ended (connection lost or
+    /// transport closed) and will deliver nothing more.
+    async fn next(&mut self) -> Result<Delivery, TransportError>;
+}
+
+/// A caller's reply queue and its consumer.
+#[derive(Debug)]
+pub struct ReplyQueue {
+    /// The queue name, sent as `_reply_q`.
+    pub name: String,
+    /// Deliveries of the queue.
+    pub subscription: Box<dyn Subscription>,
+}
+
+/// What a transport driver provides. Implemented by `memory://` and `rabbit://`; one driver
+/// value is shared (behind an `Arc`) by every client and server of a [`Transport`].
+#[async_trait]
+pub trait Driver: Send + Sync + fmt::Debug + 'static {
+    /// Publishes an encoded message.
+    async fn publish(
+        &self,
+        to: Destination<'_>,
+        body: Bytes,
+        options: PublishOptions,
+    ) -> Result<(), TransportError>;
+
+    /// Declares and consumes the queues of an RPC server: `<topic>` (shared), `<topic>.<server>`
+    /// and a fanout queue of its own. Each consumer has `prefetch` unacknowledged deliveries at
+    /// most (`0` = unlimited).
+    async fn listen_rpc(
+        &self,
+        target: &Target,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, TransportError>;
+
+    /// Declares and consumes a new reply queue.
+    async fn listen_replies(&self) -> Result<ReplyQueue, TransportError>;
+}
+
+/// A connection to a messaging system, shared by every client and server made from it.
+///
+/// Cloning is cheap: clones share the driver and the reply queue.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), amqp_rpc::RpcError> {
+/// let transport = amqp_rpc::Transport::from_url("memory://").await?;
+/// assert_eq!(transport.url().map(|u| u.scheme()), Some(amqp_rpc::Scheme::Memory));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    driver: Arc<dyn Driver>,
+    url: Option<TransportUrl>,
+    /// Lazily created on the first call, replaced if its subscription ends.
+    replies: tokio::sync::Mutex<Option<Arc<ReplyWaiter>>>,
+}
+
+impl Transport {
+    /// Opens the transport a URL names: `memory://[/vhost]` (in-process; one broker per vhost
+    /// in the process) or `rabbit://...`.
+    pub async fn from_url(url: &str) -> Result<Transport, RpcError> {
+        let url = TransportUrl::parse(url)?;
+        let driver: Arc<dyn Driver> = match url.scheme() {
+            Scheme::Memory => Arc::new(memory::MemoryDriver::shared(url.virtual_host())),
+            scheme => {
+                return Err(TransportError::Unsupported {
+                    scheme: scheme.as_str().to_owned(),
+                    reason: "the rabbit:// driver is not available in this version",
+                }
+                .into());
+            }
+        };
+        Ok(Transport::with_driver(driver, Some(url)))
+    }
+
+    /// A transport on a new, private in-process broker that nothing else can reach.
+    pub fn memory() -> Transport {
+        Transport::with_driver(Arc::new(memory::MemoryDriver::private()), None)
+    }
+
+    /// A transport on a driver of your own.
+    pub fn from_driver(driver: Arc<dyn Driver>) -> Transport {
+        Transport::with_driver(driver, None)
+    }
+
+    fn with_driver(driver: Arc<dyn Driver>, url: Option<TransportUrl>) -> Transport {
+        Transport {
+            inner: Arc::new(Inner {
+                driver,
+                url,
+                replies: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The URL the transport was opened with, if any.
+    pub fn url(&self) -> Option<&TransportUrl> {
+        self.inner.url.as_ref()
+    }
+
+    /// The driver, for publishing or consuming raw messages.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.inner.driver
+    }
+
+    /// The reply waiter shared by all clients of this transport, started on first use.
+    pub(crate) async fn reply_waiter(&self) -> Result<Arc<ReplyWaiter>, RpcError> {
+        let mut slot = self.inner.replies.lock().await;
+        if let Some(waiter) = slot.as_ref().filter(|w| !w.is_closed()) {
+            return Ok(Arc::clone(waiter));
+        }
+        let waiter = ReplyWaiter::start(self.inner.driver.as_ref()).await?;
+        *slot = Some(Arc::clone(&waiter));
+        Ok(waiter)
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("url", &self.inner.url)
+            .field("driver", &self.inner.driver)
+            .finish()
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning: every critical section in this crate leaves its
+/// state consistent at each step, so a panic elsewhere does not invalidate it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

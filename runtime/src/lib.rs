@@ -64,3 +64,8 @@ pub use target::Target;
 pub use transport::Transport;
 pub use url::{Scheme, TransportHost, TransportUrl, UrlError};
 pub use version::{ParseVersionError, Version};
+
+/// The README's code, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,222 @@
+//! Server lifecycle: start, stop, wait and restart; the concurrency limit; panicking handlers.
+//! Every test runs on a private in-memory broker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use amqp_rpc::{
+    Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, ServerConfig, Target,
+    Transport, async_trait,
+};
+use serde_json::{Map, Value, json};
+
+/// `work(n)` sleeps `delay` and returns `n`; counts started, finished and the peak in flight.
+#[derive(Default)]
+struct Worker {
+    delay: Duration,
+    started: AtomicUsize,
+    finished: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Worker {
+    fn new(delay: Duration) -> Arc<Worker> {
+        Arc::new(Worker {
+            delay,
+            ..Worker::default()
+        })
+    }
+}
+
+#[async_trait]
+impl Endpoint for Worker {
+    fn has_method(&self, method: &str) -> bool {
+        matches!(method, "work" | "boom")
+    }
+
+    async fn dispatch(
+        &self,
+        _: Context,
+        method: &str,
+        args: Map<String, Value>,
+    ) -> Result<Value, RemoteError> {
+        if method == "boom" {
+            panic!("kaboom in handler");
+        }
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(args.get("n").cloned().unwrap_or(Value::Null))
+    }
+}
+
+fn server(
+    transport: &Transport,
+    name: &str,
+    worker: &Arc<Worker>,
+    max_concurrency: usize,
+) -> RpcServer {
+    let endpoints: Vec<Arc<dyn Endpoint>> = vec![worker.clone()];
+    let config = ServerConfig::default().with_max_concurrency(max_concurrency);
+    RpcServer::with_config(transport, Target::server("jobs", name), endpoints, config).unwrap()
+}
+
+fn client(transport: &Transport) -> RpcClient {
+    RpcClient::new(transport, Target::new("jobs")).with_timeout(Duration::from_secs(20))
+}
+
+/// Starts `count` concurrent `work(n)` calls.
+fn spawn_calls(client: &RpcClient, count: u64) -> Vec<tokio::task::JoinHandle<Result<u64, RpcError>>> {
+    (0..count)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(&Context::new(), "work", json!({"n": n})).await })
+        })
+        .collect()
+}
+
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_wait_drain_in_flight_calls_and_requeue_the_rest() {
+    let transport = Transport::memory();
+    let first = Worker::new(Duration::from_millis(300));
+    let s1 = server(&transport, "s1", &first, 4);
+    s1.start().await.unwrap();
+    let calls = spawn_calls(&client(&transport), 20);
+    until("four calls run", || first.started.load(Ordering::SeqCst) == 4).await;
+
+    s1.stop().await;
+    assert_eq!(first.finished.load(Ordering::SeqCst), 0, "stop does not wait for handlers");
+    s1.wait().await;
+    assert_eq!(first.finished.load(Ordering::SeqCst), 4, "wait returns after in-flight calls end");
+    assert_eq!(first.started.load(Ordering::SeqCst), 4, "a stopped server takes nothing new");
+
+    // The 16 requests the first server never started are still queued for another server.
+    let second = Worker::new(Duration::from_millis(1));
+    let s2 = server(&transport, "s2", &second, 4);
+    s2.start().await.unwrap();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap().unwrap());
+    }
+    assert_eq!(results, (0..20).collect::<Vec<u64>>(), "no call lost, each got its own result");
+    assert_eq!(second.started.load(Ordering::SeqCst), 16);
+    s2.stop().await;
+    s2.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_bounds_handlers_in_flight() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::from_millis(30));
+    let s = server(&transport, "s", &worker, 3);
+    s.start().await.unwrap();
+    for call in spawn_calls(&client(&transport), 30) {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(worker.peak.load(Ordering::SeqCst), 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_concurrency_limit_is_64() {
+    assert_eq!(ServerConfig::default().max_concurrency, 64);
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::from_millis(100));
+    let endpoints: Vec<Arc<dyn Endpoint>> = vec![worker.clone()];
+    let s = RpcServer::new(&transport, Target::server("jobs", "s"), endpoints).unwrap();
+    s.start().await.unwrap();
+    for call in spawn_calls(&client(&transport), 100) {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(worker.peak.load(Ordering::SeqCst), 64);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn zero_concurrency_is_a_configuration_error() {
+    let transport = Transport::memory();
+    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Worker::new(Duration::ZERO)];
+    let config = ServerConfig::default().with_max_concurrency(0);
+    let err = RpcServer::with_config(&transport, Target::server("jobs", "s"), endpoints, config)
+        .unwrap_err();
+    assert!(matches!(err, RpcError::InvalidConfig { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_handler_gives_a_remote_failure_and_the_server_lives_on() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::ZERO);
+    let s = server(&transport, "s", &worker, 2);
+    s.start().await.unwrap();
+    let client = client(&transport);
+    let err = client
+        .call::<Value>(&Context::new(), "boom", json!({}))
+        .await
+        .unwrap_err();
+    let remote = err.remote().expect("a remote failure");
+    assert_eq!((remote.class(), remote.module()), ("RuntimeError", "builtins"));
+    assert!(remote.message().contains("kaboom in handler"), "{}", remote.message());
+    // The panic released its concurrency slot: both slots still serve calls.
+    for call in spawn_calls(&client, 4) {
+        call.await.unwrap().unwrap();
+    }
+    s.stop().await;
+    s.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_server_starts_again_and_serves_what_queued_meanwhile() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::ZERO);
+    let s = server(&transport, "s", &worker, 4);
+    let client = client(&transport);
+    s.start().await.unwrap();
+    s.start().await.unwrap(); // a second start is ignored
+    assert_eq!(client.call::<u64>(&Context::new(), "work", json!({"n": 1})).await.unwrap(), 1);
+    s.stop().await;
+    s.wait().await;
+
+    let queued = spawn_calls(&client, 3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(worker.started.load(Ordering::SeqCst), 1, "nothing served while stopped");
+    s.start().await.unwrap();
+    for (n, call) in queued.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), n as u64);
+    }
+    s.stop().await;
+    s.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_without_stop_returns_once_another_task_stops_the_server() {
+    let transport = Transport::memory();
+    let s = Arc::new(server(&transport, "s", &Worker::new(Duration::ZERO), 1));
+    s.start().await.unwrap();
+    let waiting = tokio::spawn({
+        let s = Arc::clone(&s);
+        async move { s.wait().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "wait must not return while the server runs");
+    s.stop().await;
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("wait returns after stop")
+        .unwrap();
+}

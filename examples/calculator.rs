@@ -120,7 +120,10 @@ impl Endpoint for Control {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("TRANSPORT_URL").unwrap_or_else(|_| "memory://".to_owned());
     let transport = Transport::from_url(&url).await?;
-    println!("transport: {url}", url = transport.url().map_or(url.clone(), |u| u.to_string()));
+    println!(
+        "transport: {url}",
+        url = transport.url().map_or(url.clone(), |u| u.to_string())
+    );
 
     let stop = Arc::new(Notify::new());
     let endpoints: Vec<Arc<dyn Endpoint>> = vec![
@@ -129,7 +132,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             stop: Arc::clone(&stop),
         }),
     ];
-    let server = RpcServer::new(&transport, Target::server("calculator", "calc-1"), endpoints)?;
+    let server = RpcServer::new(
+        &transport,
+        Target::server("calculator", "calc-1"),
+        endpoints,
+    )?;
     server.start().await?;
     let serving = tokio::spawn(async move {
         stop.notified().await;

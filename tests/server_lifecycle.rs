@@ -72,7 +72,10 @@ fn client(transport: &Transport) -> RpcClient {
 }
 
 /// Starts `count` concurrent `work(n)` calls.
-fn spawn_calls(client: &RpcClient, count: u64) -> Vec<tokio::task::JoinHandle<Result<u64, RpcError>>> {
+fn spawn_calls(
+    client: &RpcClient,
+    count: u64,
+) -> Vec<tokio::task::JoinHandle<Result<u64, RpcError>>> {
     (0..count)
         .map(|n| {
             let client = client.clone();
@@ -98,13 +101,28 @@ async fn stop_and_wait_drain_in_flight_calls_and_requeue_the_rest() {
     let s1 = server(&transport, "s1", &first, 4);
     s1.start().await.unwrap();
     let calls = spawn_calls(&client(&transport), 20);
-    until("four calls run", || first.started.load(Ordering::SeqCst) == 4).await;
+    until("four calls run", || {
+        first.started.load(Ordering::SeqCst) == 4
+    })
+    .await;
 
     s1.stop().await;
-    assert_eq!(first.finished.load(Ordering::SeqCst), 0, "stop does not wait for handlers");
+    assert_eq!(
+        first.finished.load(Ordering::SeqCst),
+        0,
+        "stop does not wait for handlers"
+    );
     s1.wait().await;
-    assert_eq!(first.finished.load(Ordering::SeqCst), 4, "wait returns after in-flight calls end");
-    assert_eq!(first.started.load(Ordering::SeqCst), 4, "a stopped server takes nothing new");
+    assert_eq!(
+        first.finished.load(Ordering::SeqCst),
+        4,
+        "wait returns after in-flight calls end"
+    );
+    assert_eq!(
+        first.started.load(Ordering::SeqCst),
+        4,
+        "a stopped server takes nothing new"
+    );
 
     // The 16 requests the first server never started are still queued for another server.
     let second = Worker::new(Duration::from_millis(1));
@@ -114,7 +132,11 @@ async fn stop_and_wait_drain_in_flight_calls_and_requeue_the_rest() {
     for call in calls {
         results.push(call.await.unwrap().unwrap());
     }
-    assert_eq!(results, (0..20).collect::<Vec<u64>>(), "no call lost, each got its own result");
+    assert_eq!(
+        results,
+        (0..20).collect::<Vec<u64>>(),
+        "no call lost, each got its own result"
+    );
     assert_eq!(second.started.load(Ordering::SeqCst), 16);
     s2.stop().await;
     s2.wait().await;
@@ -170,8 +192,15 @@ async fn panicking_handler_gives_a_remote_failure_and_the_server_lives_on() {
         .await
         .unwrap_err();
     let remote = err.remote().expect("a remote failure");
-    assert_eq!((remote.class(), remote.module()), ("RuntimeError", "builtins"));
-    assert!(remote.message().contains("kaboom in handler"), "{}", remote.message());
+    assert_eq!(
+        (remote.class(), remote.module()),
+        ("RuntimeError", "builtins")
+    );
+    assert!(
+        remote.message().contains("kaboom in handler"),
+        "{}",
+        remote.message()
+    );
     // The panic released its concurrency slot: both slots still serve calls.
     for call in spawn_calls(&client, 4) {
         call.await.unwrap().unwrap();
@@ -188,13 +217,23 @@ async fn stopped_server_starts_again_and_serves_what_queued_meanwhile() {
     let client = client(&transport);
     s.start().await.unwrap();
     s.start().await.unwrap(); // a second start is ignored
-    assert_eq!(client.call::<u64>(&Context::new(), "work", json!({"n": 1})).await.unwrap(), 1);
+    assert_eq!(
+        client
+            .call::<u64>(&Context::new(), "work", json!({"n": 1}))
+            .await
+            .unwrap(),
+        1
+    );
     s.stop().await;
     s.wait().await;
 
     let queued = spawn_calls(&client, 3);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(worker.started.load(Ordering::SeqCst), 1, "nothing served while stopped");
+    assert_eq!(
+        worker.started.load(Ordering::SeqCst),
+        1,
+        "nothing served while stopped"
+    );
     s.start().await.unwrap();
     for (n, call) in queued.into_iter().enumerate() {
         assert_eq!(call.await.unwrap().unwrap(), n as u64);
@@ -213,7 +252,10 @@ async fn wait_without_stop_returns_once_another_task_stops_the_server() {
         async move { s.wait().await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!waiting.is_finished(), "wait must not return while the server runs");
+    assert!(
+        !waiting.is_finished(),
+        "wait must not return while the server runs"
+    );
     s.stop().await;
     tokio::time::timeout(Duration::from_secs(5), waiting)
         .await

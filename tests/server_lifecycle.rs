@@ -262,3 +262,26 @@ async fn wait_without_stop_returns_once_another_task_stops_the_server() {
         .expect("wait returns after stop")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_running_server_stops_it_consuming() {
+    let transport = Transport::memory();
+    let dropped = Worker::new(Duration::ZERO);
+    let s1 = server(&transport, "s1", &dropped, 4);
+    s1.start().await.unwrap();
+    drop(s1);
+    let kept = Worker::new(Duration::ZERO);
+    let s2 = server(&transport, "s2", &kept, 4);
+    s2.start().await.unwrap();
+    let client = client(&transport);
+    for n in 0..6 {
+        let got: u64 = client
+            .call(&Context::new(), "work", json!({"n": n}))
+            .await
+            .unwrap();
+        assert_eq!(got, n);
+    }
+    assert_eq!(dropped.started.load(Ordering::SeqCst), 0);
+    assert_eq!(kept.started.load(Ordering::SeqCst), 6);
+    s2.stop().await;
+}

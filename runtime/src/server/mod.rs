@@ -205,6 +205,16 @@ impl RpcServer {
     }
 }
 
+/// Dropping a running server stops it taking requests, as [`RpcServer::stop`] does; requests
+/// in flight still finish and are answered in the background.
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        if let Some(Running { stop, .. }) = self.running.get_mut().take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 impl std::fmt::Debug for RpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcServer")

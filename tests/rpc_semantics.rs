@@ -180,6 +180,23 @@ async fn serve(
     serve_with(transport, topic, server, endpoints, ServerConfig::default()).await
 }
 
+/// Servers `s1`, `s2`, `s3` on topic `T`, each answering with its name and, if `events` is
+/// given, reporting what it ran there.
+async fn three_servers(
+    transport: &Transport,
+    events: Option<&mpsc::UnboundedSender<String>>,
+) -> Vec<RpcServer> {
+    let mut servers = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        let probe = match events {
+            Some(tx) => Probe::new(name).reporting_to(tx),
+            None => Probe::new(name),
+        };
+        servers.push(serve(transport, "T", name, vec![probe.arc()]).await);
+    }
+    servers
+}
+
 /// A client of `topic` that gives up after [`ANSWER`].
 fn client(transport: &Transport, topic: &str) -> RpcClient {
     RpcClient::new(transport, Target::new(topic)).with_timeout(ANSWER)
@@ -295,10 +312,7 @@ fn failure_of(reply: &Map<String, Value>) -> Map<String, Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_a_topic_are_spread_round_robin_across_three_servers() {
     let transport = Transport::memory();
-    let mut servers = Vec::new();
-    for name in ["s1", "s2", "s3"] {
-        servers.push(serve(&transport, "T", name, vec![Probe::new(name).arc()]).await);
-    }
+    let _servers = three_servers(&transport, None).await;
     let client = client(&transport, "T");
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..30 {
@@ -316,10 +330,7 @@ async fn calls_to_a_topic_are_spread_round_robin_across_three_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_to_a_named_server_reaches_only_that_server() {
     let transport = Transport::memory();
-    let mut servers = Vec::new();
-    for name in ["s1", "s2", "s3"] {
-        servers.push(serve(&transport, "T", name, vec![Probe::new(name).arc()]).await);
-    }
+    let _servers = three_servers(&transport, None).await;
     let directed = client(&transport, "T").with_server("s2");
     for _ in 0..10 {
         assert_eq!(call_method(&directed, "whoami").await.unwrap(), "s2");
@@ -334,11 +345,7 @@ async fn call_to_a_named_server_reaches_only_that_server() {
 async fn fanout_cast_reaches_every_server() {
     let transport = Transport::memory();
     let (tx, mut events) = mpsc::unbounded_channel();
-    let mut servers = Vec::new();
-    for name in ["s1", "s2", "s3"] {
-        let probe = Probe::new(name).reporting_to(&tx);
-        servers.push(serve(&transport, "T", name, vec![probe.arc()]).await);
-    }
+    let _servers = three_servers(&transport, Some(&tx)).await;
     client(&transport, "T")
         .with_fanout(true)
         .cast(&Context::new(), "record", ())
@@ -353,11 +360,7 @@ async fn fanout_cast_reaches_every_server() {
 async fn cast_to_topic_reaches_exactly_one_server() {
     let transport = Transport::memory();
     let (tx, mut events) = mpsc::unbounded_channel();
-    let mut servers = Vec::new();
-    for name in ["s1", "s2", "s3"] {
-        let probe = Probe::new(name).reporting_to(&tx);
-        servers.push(serve(&transport, "T", name, vec![probe.arc()]).await);
-    }
+    let _servers = three_servers(&transport, Some(&tx)).await;
     let client = client(&transport, "T");
     client.cast(&Context::new(), "record", ()).await.unwrap();
     assert_eq!(expect_events(&mut events, 1).await.len(), 1);

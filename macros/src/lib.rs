@@ -1,4 +1,95 @@
-//! Procedural macros of amqp-rpc.
+//! Procedural macros of amqp-rpc: `#[rpc_endpoint]` and `#[rpc_client]`.
 //!
-//! Use them through the `amqp-rpc` crate, which re-exports them; this crate is filled by the
-//! macros work (`#[rpc_endpoint]`, `#[rpc_client]`).
+//! Use them through the `amqp-rpc` crate, which re-exports them and documents them with
+//! runnable examples. Both take the same trait; put both on it to write its namespace and
+//! version once.
+//!
+//! # What they generate
+//!
+//! For this trait:
+//!
+//! ```text
+//! #[amqp_rpc::rpc_endpoint(namespace = "calc", version = "1.3")]
+//! #[amqp_rpc::rpc_client]
+//! pub trait Calculator {
+//!     /// Adds two integers.
+//!     async fn add(&self, ctx: &Context, x: i64, y: i64) -> i64;
+//!     /// Divides, refusing zero.
+//!     #[rpc(since = "1.3")]
+//!     async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError>;
+//! }
+//! ```
+//!
+//! the expansion is, in outline (bodies elided, paths shortened):
+//!
+//! ```text
+//! pub trait Calculator {
+//!     /// Adds two integers.
+//!     fn add(&self, ctx: &Context, x: i64, y: i64) -> impl Future<Output = i64> + Send;
+//!     /// Divides, refusing zero.
+//!     fn divide(&self, x: f64, y: f64) -> impl Future<Output = Result<f64, CalcError>> + Send;
+//! }
+//!
+//! pub struct CalculatorEndpoint<T> { inner: T }
+//! impl<T> CalculatorEndpoint<T> {
+//!     pub const NAMESPACE: Option<&'static str> = Some("calc");
+//!     pub const VERSION: Version = Version::new(1, 3);
+//!     pub fn new(inner: T) -> Self;
+//!     pub fn get_ref(&self) -> &T;
+//!     pub fn into_inner(self) -> T;
+//! }
+//! impl<T: Calculator + Send + Sync + 'static> Endpoint for CalculatorEndpoint<T> {
+//!     // namespace() and version() return the constants above;
+//!     // has_method(m) is `matches!(m, "add" | "divide")`;
+//!     // dispatch() matches the wire name, takes each argument by its name from the
+//!     // keyword arguments (a TypeError for a missing or unexpected one, as in Python),
+//!     // awaits the method and encodes its result, or its `Err(CalcError)` as a typed
+//!     // remote error whose class is the error's type or variant name.
+//! }
+//!
+//! #[derive(Clone, Debug)]
+//! pub struct CalculatorClient { client: RpcClient, context: Context }
+//! impl CalculatorClient {
+//!     pub const NAMESPACE: Option<&'static str> = Some("calc");
+//!     pub const VERSION: Version = Version::new(1, 3);
+//!     pub fn new(transport: &Transport, topic: impl Into<String>) -> Self;
+//!     pub fn from_rpc_client(client: RpcClient) -> Self;
+//!     pub fn rpc_client(&self) -> &RpcClient;
+//!     pub fn with_context(&self, context: Context) -> Self;
+//!     pub fn with_server(&self, server: impl Into<String>) -> Self;
+//!     pub fn with_timeout(&self, timeout: Duration) -> Self;
+//!     pub fn with_call_monitor_timeout(&self, timeout: Duration) -> Self;
+//!     pub fn with_version_cap(&self, cap: Version) -> Self;
+//!     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self;
+//!     pub fn can_send_version(&self, version: &Version) -> bool;
+//!     /// Adds two integers.
+//!     pub async fn add(&self, ctx: &Context, x: i64, y: i64) -> Result<i64, RpcError>;
+//!     /// Divides, refusing zero.
+//!     pub async fn divide(&self, x: f64, y: f64) -> Result<f64, CallError<CalcError>>;
+//! }
+//! ```
+//!
+//! A trait with `#[rpc(cast)]` methods also gets `CalculatorClient::fanout()`, returning a
+//! `CalculatorFanout` that has only the cast methods. `add` sends version `1.0` (the default
+//! `since` is the trait's major with minor 0), `divide` sends `1.3`.
+
+mod ast;
+mod attr;
+mod errors;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Generates `<Trait>Endpoint`, which serves any implementation of the trait. See the
+/// `amqp-rpc` crate for the documentation.
+#[proc_macro_attribute]
+pub fn rpc_endpoint(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::run(ast::Role::Endpoint, args.into(), item.into()).into()
+}
+
+/// Generates `<Trait>Client`, a typed client of the trait's methods. See the `amqp-rpc` crate
+/// for the documentation.
+#[proc_macro_attribute]
+pub fn rpc_client(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::run(ast::Role::Client, args.into(), item.into()).into()
+}

@@ -54,11 +54,115 @@ mod url;
 mod version;
 pub mod wire;
 
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __private_v1;
+
 pub use async_trait::async_trait;
+
+/// Makes any implementation of an RPC trait servable: generates `<Trait>Endpoint`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use amqp_rpc::{rpc_client, rpc_endpoint, Context, Endpoint, RpcServer, Target, Transport};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// pub enum CalcError {
+///     DivisionByZero,
+/// }
+///
+/// impl std::fmt::Display for CalcError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("division by zero")
+///     }
+/// }
+///
+/// #[rpc_endpoint(namespace = "calc", version = "1.3")]
+/// #[rpc_client]
+/// pub trait Calculator {
+///     /// Adds two integers.
+///     async fn add(&self, ctx: &Context, x: i64, y: i64) -> i64;
+///     /// Divides, refusing zero.
+///     async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError>;
+///     /// Fire and forget.
+///     #[rpc(cast)]
+///     async fn record(&self, line: String);
+///     /// Added in 1.3, sent on the wire as "pow".
+///     #[rpc(since = "1.3", name = "pow")]
+///     async fn power(&self, base: f64, exp: f64) -> f64;
+/// }
+///
+/// struct Calc;
+///
+/// impl Calculator for Calc {
+///     async fn add(&self, _ctx: &Context, x: i64, y: i64) -> i64 {
+///         x + y
+///     }
+///     async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError> {
+///         if y == 0.0 { Err(CalcError::DivisionByZero) } else { Ok(x / y) }
+///     }
+///     async fn record(&self, line: String) {
+///         println!("{line}");
+///     }
+///     async fn power(&self, base: f64, exp: f64) -> f64 {
+///         base.powf(exp)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let transport = Transport::memory();
+/// let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(CalculatorEndpoint::new(Calc))];
+/// let server = RpcServer::new(&transport, Target::server("calc", "calc-1"), endpoints)?;
+/// server.start().await?;
+///
+/// let client = CalculatorClient::new(&transport, "calc");
+/// assert_eq!(client.add(&Context::new(), 2, 3).await?, 5);
+/// assert_eq!(client.power(2.0, 10.0).await?, 1024.0);
+/// let err = client.divide(1.0, 0.0).await.unwrap_err();
+/// assert!(matches!(err.application(), Some(CalcError::DivisionByZero)));
+/// client.fanout().record("to every server".to_owned()).await?;
+/// server.stop().await;
+/// server.wait().await;
+/// # Ok(()) }
+/// ```
+///
+/// Arguments: `namespace = "..."` (default: none), `version = "X.Y[.Z]"` (default `1.0`),
+/// `crate = "path"` (where `amqp_rpc` is, for a renamed dependency). On a method,
+/// `#[rpc(cast)]`, `#[rpc(since = "X.Y")]` and `#[rpc(name = "wire_name")]`. The expansion is
+/// shown in the documentation of the `amqp-rpc-macros` crate.
+pub use amqp_rpc_macros::rpc_endpoint;
+
+/// Generates `<Trait>Client`, a typed client: one `async` method per trait method, returning
+/// `Result<T, RpcError>`, or `Result<T, CallError<E>>` for a method returning `Result<T, E>`.
+///
+/// Alone, it describes a remote service, e.g. one written in Python:
+///
+/// ```
+/// use amqp_rpc::{rpc_client, Context, Transport};
+///
+/// #[rpc_client(namespace = "compute", version = "5.1")]
+/// pub trait ComputeApi {
+///     /// Reboots an instance.
+///     #[rpc(cast)]
+///     async fn reboot_instance(&self, ctx: &Context, instance_id: String, reboot_type: String);
+///     /// The console log of an instance.
+///     #[rpc(since = "5.1")]
+///     async fn get_console_output(&self, ctx: &Context, instance_id: String) -> String;
+/// }
+///
+/// # async fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
+/// let compute = ComputeApiClient::new(&transport, "compute").with_server("host-1");
+/// let log = compute.get_console_output(&Context::new(), "i-1".to_owned()).await?;
+/// # let _ = log; Ok(()) }
+/// ```
+///
+/// Arguments as for [`rpc_endpoint`]; on a trait carrying both, give them once.
+pub use amqp_rpc_macros::rpc_client;
 pub use client::{DEFAULT_TIMEOUT, RpcClient};
 pub use context::Context;
 pub use endpoint::Endpoint;
-pub use error::{APPLICATION_ERROR_MODULE, RemoteError, RpcError, TransportError};
+pub use error::{APPLICATION_ERROR_MODULE, CallError, RemoteError, RpcError, TransportError};
 pub use server::{PING_METHOD, RpcServer, ServerConfig};
 pub use target::Target;
 pub use transport::Transport;

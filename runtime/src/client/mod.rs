@@ -126,6 +126,14 @@ impl RpcClient {
         self
     }
 
+    pub(crate) fn set_namespace(mut self, namespace: Option<&str>) -> Self {
+        self.target = match namespace {
+            Some(namespace) => self.target.with_namespace(namespace),
+            None => self.target.without_namespace(),
+        };
+        self
+    }
+
     /// Requests API `version`.
     #[must_use]
     pub fn with_version(mut self, version: Version) -> Self {
@@ -178,8 +186,20 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<R, RpcError> {
+        self.call_as(self.target.version(), ctx, method, args).await
+    }
+
+    /// [`RpcClient::call`] sending `version` instead of the target's (generated clients send
+    /// each method's `since` version).
+    pub(crate) async fn call_as<R: DeserializeOwned>(
+        &self,
+        version: Option<Version>,
+        ctx: &Context,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, RpcError> {
         self.target.validate_call()?;
-        self.check_version_cap()?;
+        self.check_version_cap(version)?;
         let args = encode_args(&args)?;
         let waiter = self.transport.reply_waiter().await?;
         let msg_id = wire::new_id();
@@ -192,6 +212,7 @@ impl RpcClient {
         async {
             let mut pending = waiter.register(&msg_id)?;
             let body = self.encode(
+                version,
                 ctx,
                 method,
                 &args,
@@ -224,10 +245,21 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), RpcError> {
+        self.cast_as(self.target.version(), ctx, method, args).await
+    }
+
+    /// [`RpcClient::cast`] sending `version` instead of the target's.
+    pub(crate) async fn cast_as(
+        &self,
+        version: Option<Version>,
+        ctx: &Context,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<(), RpcError> {
         self.target.validate_cast()?;
-        self.check_version_cap()?;
+        self.check_version_cap(version)?;
         let args = encode_args(&args)?;
-        let body = self.encode(ctx, method, &args, None)?;
+        let body = self.encode(version, ctx, method, &args, None)?;
         self.transport
             .driver()
             .publish(self.destination(), body, PublishOptions::default())
@@ -235,8 +267,7 @@ impl RpcClient {
         Ok(())
     }
 
-    fn check_version_cap(&self) -> Result<(), RpcError> {
-        let version = self.target.version();
+    fn check_version_cap(&self, version: Option<Version>) -> Result<(), RpcError> {
         match Version::compatible(self.version_cap.as_ref(), version.as_ref()) {
             true => Ok(()),
             false => Err(RpcError::VersionCap {
@@ -261,6 +292,7 @@ impl RpcClient {
 
     fn encode(
         &self,
+        version: Option<Version>,
         ctx: &Context,
         method: &str,
         args: &RawValue,
@@ -271,7 +303,7 @@ impl RpcClient {
             method,
             args,
             namespace: self.target.namespace(),
-            version: self.target.version(),
+            version,
             call,
             unique_id: &unique_id,
             context: ctx,

@@ -4,6 +4,8 @@
 //! [`RpcError`]; whatever the remote method itself failed with arrives as a [`RemoteError`],
 //! which may carry the method's own typed error (see [`RemoteError::application`]).
 
+mod type_name;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -316,6 +318,12 @@ impl RemoteError {
         Ok(remote)
     }
 
+    /// A typed application error named after itself: the enum variant's name, or the struct's
+    /// name (see [`RemoteError::from_application`]).
+    pub fn from_typed<E: Serialize + fmt::Display>(error: &E) -> Result<Self, RpcError> {
+        RemoteError::from_application(type_name::class_name(error), error)
+    }
+
     /// The typed application error carried by this failure, decoded as `E`: `None` when the
     /// failure carries none (a framework failure, a Python exception, a panic).
     pub fn application<E: DeserializeOwned>(&self) -> Option<Result<E, RpcError>> {
@@ -389,3 +397,48 @@ impl fmt::Display for RemoteError {
 }
 
 impl std::error::Error for RemoteError {}
+
+/// The error of a generated client method whose trait method returns `Result<T, E>`: the
+/// method's own error `E`, or a failure of the RPC itself.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    /// The remote method returned `Err(E)`.
+    #[error("{0}")]
+    Application(E),
+    /// The call failed: timeout, routing, transport, or a remote failure other than `E`.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+}
+
+impl<E> CallError<E> {
+    /// The method's own error, if that is what this is.
+    pub fn application(self) -> Option<E> {
+        match self {
+            CallError::Application(e) => Some(e),
+            CallError::Rpc(_) => None,
+        }
+    }
+
+    /// The RPC failure, if that is what this is.
+    pub fn rpc(&self) -> Option<&RpcError> {
+        match self {
+            CallError::Application(_) => None,
+            CallError::Rpc(e) => Some(e),
+        }
+    }
+}
+
+impl<E: DeserializeOwned> CallError<E> {
+    /// Splits an RPC error: a remote failure carrying a typed application error that decodes
+    /// as `E` becomes [`CallError::Application`]; anything else stays [`CallError::Rpc`].
+    pub fn from_rpc(error: RpcError) -> Self {
+        if let RpcError::Remote(remote) = &error {
+            // An error that does not decode as `E` (a peer with another version of it) stays
+            // the remote failure it is, with its class and message.
+            if let Some(Ok(e)) = remote.application::<E>() {
+                return CallError::Application(e);
+            }
+        }
+        CallError::Rpc(error)
+    }
+}

@@ -1,0 +1,486 @@
+//! The RPC trait as a model: its arguments, its methods with their wire names, parameters and
+//! outputs. Building it performs every semantic check, recording errors and carrying on, so that
+//! one expansion reports all problems and still generates code for what is valid.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream};
+use quote::format_ident;
+use syn::{
+    Attribute, FnArg, GenericArgument, Ident, ItemTrait, LitStr, Pat, PathArguments, ReturnType,
+    TraitItem, TraitItemFn, Type,
+};
+
+use crate::attr::{self, TraitArgs, VersionLit};
+use crate::errors::Errors;
+
+/// Which macro is being expanded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Endpoint,
+    Client,
+}
+
+impl Role {
+    pub(crate) fn attr_name(self) -> &'static str {
+        match self {
+            Role::Endpoint => "rpc_endpoint",
+            Role::Client => "rpc_client",
+        }
+    }
+
+    fn other(self) -> Role {
+        match self {
+            Role::Endpoint => Role::Client,
+            Role::Client => Role::Endpoint,
+        }
+    }
+}
+
+pub(crate) struct Service {
+    /// The trait with the macros' attributes removed.
+    pub(crate) item: ItemTrait,
+    pub(crate) krate: syn::Path,
+    pub(crate) namespace: Option<LitStr>,
+    pub(crate) version: VersionLit,
+    pub(crate) endpoint: bool,
+    pub(crate) client: bool,
+    pub(crate) methods: Vec<Method>,
+}
+
+pub(crate) struct Method {
+    pub(crate) ident: Ident,
+    pub(crate) wire_name: String,
+    pub(crate) wire_span: Span,
+    pub(crate) docs: Vec<Attribute>,
+    pub(crate) has_ctx: bool,
+    pub(crate) params: Vec<Param>,
+    pub(crate) output: Output,
+    pub(crate) cast: bool,
+    pub(crate) since: VersionLit,
+    /// Valid methods are served and get client methods; invalid ones only stay in the trait.
+    pub(crate) valid: bool,
+}
+
+pub(crate) struct Param {
+    pub(crate) ident: Ident,
+    pub(crate) ty: Type,
+}
+
+pub(crate) enum Output {
+    Unit,
+    Value(Box<Type>),
+    /// `Result<T, E>`: `E` is the method's own error.
+    Fallible {
+        ok: Box<Type>,
+        err: Box<Type>,
+    },
+}
+
+/// Inherent methods of the generated clients; an RPC method of the same name would clash.
+pub(crate) const CLIENT_METHODS: &[&str] = &[
+    "new",
+    "from_rpc_client",
+    "rpc_client",
+    "with_context",
+    "with_server",
+    "with_timeout",
+    "with_call_monitor_timeout",
+    "with_version_cap",
+    "with_namespace",
+    "can_send_version",
+    "fanout",
+];
+
+impl Service {
+    pub(crate) fn parse(
+        role: Role,
+        args: TokenStream,
+        mut item: ItemTrait,
+        errors: &mut Errors,
+    ) -> Service {
+        let own = attr::parse_trait_args(args, errors);
+        let sibling = take_sibling(role, &mut item, errors);
+        let args = merge(role, own, sibling.as_ref(), errors);
+        let sibling_role = sibling.map(|(other, _)| other);
+        check_trait_shape(&item, errors);
+
+        let version = args
+            .version
+            .unwrap_or_else(|| VersionLit::new(1, 0, Span::call_site()));
+        let mut methods = Vec::new();
+        for trait_item in &mut item.items {
+            match trait_item {
+                TraitItem::Fn(f) => methods.push(Method::parse(f, &version, errors)),
+                TraitItem::Type(t) => errors.at(
+                    t,
+                    "associated types are not supported in an RPC trait: use concrete types",
+                ),
+                TraitItem::Const(c) => {
+                    errors.at(c, "associated constants are not supported in an RPC trait")
+                }
+                other => errors.at(
+                    other,
+                    "only `async fn` methods are supported in an RPC trait",
+                ),
+            }
+        }
+        let mut service = Service {
+            item,
+            krate: args.krate.unwrap_or_else(|| syn::parse_quote!(::amqp_rpc)),
+            namespace: args.namespace,
+            version,
+            endpoint: role == Role::Endpoint || sibling_role == Some(Role::Endpoint),
+            client: role == Role::Client || sibling_role == Some(Role::Client),
+            methods,
+        };
+        service.check_names(errors);
+        service
+    }
+
+    /// Two methods may not share a wire name, and client methods may not clash with the
+    /// generated ones.
+    fn check_names(&mut self, errors: &mut Errors) {
+        let mut seen: HashMap<String, Ident> = HashMap::new();
+        for method in &mut self.methods {
+            if let Some(first) = seen.get(&method.wire_name) {
+                errors.push(syn::Error::new(
+                    method.wire_span,
+                    format!(
+                        "two methods have the wire name \"{}\": `{}` and `{}`",
+                        method.wire_name, first, method.ident
+                    ),
+                ));
+                method.valid = false;
+            } else {
+                seen.insert(method.wire_name.clone(), method.ident.clone());
+            }
+            let name = method.ident.to_string();
+            if self.client && CLIENT_METHODS.contains(&name.as_str()) {
+                errors.at(
+                    &method.ident,
+                    format!(
+                        "method `{name}` clashes with the generated `{}Client::{name}`; rename it \
+                         and keep its wire name with `#[rpc(name = \"{name}\")]`",
+                        self.item.ident
+                    ),
+                );
+                method.valid = false;
+            }
+        }
+    }
+
+    pub(crate) fn ident(&self, suffix: &str) -> Ident {
+        format_ident!("{}{}", self.item.ident, suffix)
+    }
+}
+
+/// The arguments of the other macro's attribute, if it is on the trait too; the attribute is
+/// removed so that one expansion generates both halves and reports each error once.
+fn take_sibling(
+    role: Role,
+    item: &mut ItemTrait,
+    errors: &mut Errors,
+) -> Option<(Role, TraitArgs)> {
+    let other = role.other();
+    let index = item.attrs.iter().position(|a| {
+        a.path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == other.attr_name())
+    })?;
+    let attr = item.attrs.remove(index);
+    let tokens = match &attr.meta {
+        syn::Meta::Path(_) => TokenStream::new(),
+        syn::Meta::List(list) => list.tokens.clone(),
+        syn::Meta::NameValue(nv) => {
+            errors.at(nv, format!("expected `#[{}(...)]`", other.attr_name()));
+            TokenStream::new()
+        }
+    };
+    Some((other, attr::parse_trait_args(tokens, errors)))
+}
+
+/// Namespace, version and crate are written once, on either attribute.
+fn merge(
+    role: Role,
+    own: TraitArgs,
+    sibling: Option<&(Role, TraitArgs)>,
+    errors: &mut Errors,
+) -> TraitArgs {
+    let Some((other, theirs)) = sibling else {
+        return own;
+    };
+    let twice = |key: &str| {
+        format!(
+            "`{key}` is given on both #[{}] and #[{}]; give it once",
+            role.attr_name(),
+            other.attr_name()
+        )
+    };
+    fn pick<T: Clone>(a: Option<T>, b: &Option<T>) -> Option<T> {
+        a.or_else(|| b.clone())
+    }
+    if let (Some(_), Some(b)) = (&own.namespace, &theirs.namespace) {
+        errors.at(b, twice("namespace"));
+    }
+    if let (Some(_), Some(b)) = (&own.version, &theirs.version) {
+        errors.push(syn::Error::new(b.span, twice("version")));
+    }
+    if let (Some(_), Some(b)) = (&own.krate, &theirs.krate) {
+        errors.at(b, twice("crate"));
+    }
+    TraitArgs {
+        namespace: pick(own.namespace, &theirs.namespace),
+        version: pick(own.version, &theirs.version),
+        krate: pick(own.krate, &theirs.krate),
+    }
+}
+
+fn check_trait_shape(item: &ItemTrait, errors: &mut Errors) {
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.at(
+            &item.generics,
+            "an RPC trait cannot be generic: its methods' types are its wire contract",
+        );
+    }
+    if let Some(unsafety) = &item.unsafety {
+        errors.at(unsafety, "an RPC trait cannot be `unsafe`");
+    }
+    if let Some(auto) = &item.auto_token {
+        errors.at(auto, "an RPC trait cannot be an auto trait");
+    }
+}
+
+impl Method {
+    fn parse(f: &mut TraitItemFn, trait_version: &VersionLit, errors: &mut Errors) -> Method {
+        let mut local = Errors::default();
+        let args = take_rpc_args(&mut f.attrs, &mut local);
+        let sig = &f.sig;
+        if sig.asyncness.is_none() {
+            local.at(sig.fn_token, "RPC methods must be `async fn`");
+        }
+        if let Some(constness) = &sig.constness {
+            local.at(constness, "RPC methods cannot be `const`");
+        }
+        if let Some(unsafety) = &sig.unsafety {
+            local.at(unsafety, "RPC methods cannot be `unsafe`");
+        }
+        if let Some(abi) = &sig.abi {
+            local.at(abi, "RPC methods cannot have an ABI");
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            local.at(
+                &sig.generics,
+                "RPC methods cannot be generic: their types are the wire contract",
+            );
+        }
+        if let Some(variadic) = &sig.variadic {
+            local.at(variadic, "RPC methods cannot be variadic");
+        }
+        check_receiver(sig, &mut local);
+        let (has_ctx, params) = parse_params(sig, &mut local);
+        let output = parse_output(&sig.output, &mut local);
+
+        let cast = args.cast.is_some();
+        if cast && !matches!(output, Output::Unit) {
+            local.at(
+                &sig.output,
+                "a cast gets no reply, so a `#[rpc(cast)]` method cannot return a value: remove the return type",
+            );
+        }
+        let since = args
+            .since
+            .unwrap_or_else(|| VersionLit::new(trait_version.major, 0, Span::call_site()));
+        if !trait_version.serves(&since) {
+            local.push(syn::Error::new(
+                since.span,
+                format!(
+                    "`since = \"{since}\"` is not served by the trait's version {trait_version}: \
+                     it must have major {} and be no newer than {trait_version}",
+                    trait_version.major
+                ),
+            ));
+        }
+        let (wire_name, wire_span) = match &args.name {
+            Some(lit) => (lit.value(), lit.span()),
+            None => (sig.ident.to_string(), sig.ident.span()),
+        };
+        if wire_name.is_empty() {
+            local.push(syn::Error::new(wire_span, "the wire name cannot be empty"));
+        } else if wire_name.starts_with('_') {
+            local.push(syn::Error::new(
+                wire_span,
+                format!("servers never dispatch names starting with `_`, so \"{wire_name}\" could not be called"),
+            ));
+        }
+        let valid = local.is_empty();
+        if let Some(e) = local.into_error() {
+            errors.push(e);
+        }
+        Method {
+            ident: sig.ident.clone(),
+            wire_name,
+            wire_span,
+            docs: f
+                .attrs
+                .iter()
+                .filter(|a| a.path().is_ident("doc"))
+                .cloned()
+                .collect(),
+            has_ctx,
+            params,
+            output,
+            cast,
+            since,
+            valid,
+        }
+    }
+}
+
+/// Removes the method's `#[rpc(...)]` attributes and parses them.
+fn take_rpc_args(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> attr::MethodArgs {
+    let mut tokens = TokenStream::new();
+    let mut found = false;
+    attrs.retain(|a| {
+        if !a.path().is_ident("rpc") {
+            return true;
+        }
+        match &a.meta {
+            syn::Meta::List(list) => {
+                if found {
+                    tokens.extend(quote::quote!(,));
+                }
+                tokens.extend(list.tokens.clone());
+                found = true;
+            }
+            other => errors.at(
+                other,
+                "expected `#[rpc(...)]` with one of: `cast`, `since`, `name`",
+            ),
+        }
+        false
+    });
+    attr::parse_method_args(tokens, errors)
+}
+
+fn check_receiver(sig: &syn::Signature, errors: &mut Errors) {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(r))
+            if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        Some(FnArg::Receiver(r)) if r.mutability.is_some() && r.reference.is_some() => {
+            errors.at(
+                r,
+                "RPC methods take `&self`, not `&mut self`: a server runs calls concurrently",
+            );
+        }
+        Some(FnArg::Receiver(r)) => errors.at(r, "RPC methods take `&self`"),
+        _ => errors.at(
+            &sig.ident,
+            "RPC methods take `&self` as their first parameter",
+        ),
+    }
+}
+
+/// `&Context` (any path ending in `Context`).
+fn is_context(ty: &Type) -> bool {
+    let Type::Reference(reference) = ty else {
+        return false;
+    };
+    let Type::Path(path) = reference.elem.as_ref() else {
+        return false;
+    };
+    reference.mutability.is_none()
+        && path.qself.is_none()
+        && path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Context" && s.arguments.is_none())
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::visit_type(&mut finder, ty);
+    finder.0
+}
+
+fn parse_params(sig: &syn::Signature, errors: &mut Errors) -> (bool, Vec<Param>) {
+    let mut has_ctx = false;
+    let mut params = Vec::new();
+    let typed = sig.inputs.iter().filter_map(|arg| match arg {
+        FnArg::Typed(t) => Some(t),
+        FnArg::Receiver(_) => None,
+    });
+    for (position, arg) in typed.enumerate() {
+        if is_context(&arg.ty) {
+            match position {
+                0 => has_ctx = true,
+                _ => errors.at(
+                    arg,
+                    "the context parameter must come first, right after `&self`",
+                ),
+            }
+            continue;
+        }
+        if contains_impl_trait(&arg.ty) {
+            errors.at(&arg.ty, "`impl Trait` arguments are not supported: give a concrete type that implements Serialize and Deserialize");
+            continue;
+        }
+        match arg.pat.as_ref() {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => params.push(Param {
+                ident: p.ident.clone(),
+                ty: (*arg.ty).clone(),
+            }),
+            other => errors.at(
+                other,
+                "RPC arguments must be plain names: the name is the keyword argument's key on the wire",
+            ),
+        }
+    }
+    (has_ctx, params)
+}
+
+fn parse_output(output: &ReturnType, errors: &mut Errors) -> Output {
+    let ty = match output {
+        ReturnType::Default => return Output::Unit,
+        ReturnType::Type(_, ty) => ty.as_ref(),
+    };
+    if matches!(ty, Type::Tuple(t) if t.elems.is_empty()) {
+        return Output::Unit;
+    }
+    if contains_impl_trait(ty) {
+        errors.at(
+            ty,
+            "`impl Trait` return types are not supported: give a concrete type",
+        );
+        return Output::Unit;
+    }
+    if let Type::Path(path) = ty {
+        if let Some(last) = path.path.segments.last().filter(|s| s.ident == "Result") {
+            if let PathArguments::AngleBracketed(generic) = &last.arguments {
+                let types: Vec<&Type> = generic
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        GenericArgument::Type(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect();
+                if let [ok, err] = types.as_slice() {
+                    return Output::Fallible {
+                        ok: Box::new((*ok).clone()),
+                        err: Box::new((*err).clone()),
+                    };
+                }
+            }
+        }
+    }
+    Output::Value(Box::new(ty.clone()))
+}

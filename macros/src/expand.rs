@@ -1,0 +1,466 @@
+//! Code generation: the rewritten trait, the endpoint, the clients, and type assertions that
+//! point errors at the user's types. Every path is absolute and goes through the runtime's
+//! private module, so the output compiles under `#![no_implicit_prelude]` and a renamed crate.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{ItemTrait, TraitItem};
+
+use crate::ast::{Method, Output, Role, Service};
+use crate::errors::Errors;
+
+pub(crate) fn run(role: Role, args: TokenStream, item: TokenStream) -> TokenStream {
+    let item: ItemTrait = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let message = format!("#[{}] applies to a trait", role.attr_name());
+            let error = syn::Error::new_spanned(&item, message).to_compile_error();
+            return quote!(#item #error);
+        }
+    };
+    let mut errors = Errors::default();
+    let service = Service::parse(role, args, item, &mut errors);
+    let generated = Generator::new(&service);
+    let mut out = generated.render_trait();
+    out.extend(generated.render_assertions());
+    if service.endpoint {
+        out.extend(generated.render_endpoint());
+    }
+    if service.client {
+        out.extend(generated.render_client());
+    }
+    out.extend(errors.to_compile_errors());
+    out
+}
+
+struct Generator<'a> {
+    service: &'a Service,
+    /// `<crate>::__private_v1`
+    private: TokenStream,
+    methods: Vec<&'a Method>,
+}
+
+impl<'a> Generator<'a> {
+    fn new(service: &'a Service) -> Self {
+        let krate = &service.krate;
+        Generator {
+            service,
+            private: quote!(#krate::__private_v1),
+            methods: service.methods.iter().filter(|m| m.valid).collect(),
+        }
+    }
+
+    /// The trait, each `async fn` made `fn ... -> impl Future<Output = _> + Send` so that the
+    /// generated code can rely on `Send` futures while implementors still write `async fn`.
+    fn render_trait(&self) -> TokenStream {
+        let mut item = self.service.item.clone();
+        for trait_item in &mut item.items {
+            let TraitItem::Fn(f) = trait_item else {
+                continue;
+            };
+            if f.sig.asyncness.take().is_none() {
+                continue;
+            }
+            let output = match &f.sig.output {
+                syn::ReturnType::Default => quote!(()),
+                syn::ReturnType::Type(_, ty) => quote!(#ty),
+            };
+            f.sig.output = syn::parse_quote! {
+                -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            };
+            if let Some(body) = f.default.take() {
+                f.default = Some(syn::parse_quote!({ async move #body }));
+            }
+        }
+        quote!(#item)
+    }
+
+    /// Calls that fail to compile, at the user's type, when a parameter, result or error type
+    /// cannot cross the wire.
+    fn render_assertions(&self) -> TokenStream {
+        let private = &self.private;
+        let mut checks = TokenStream::new();
+        for method in &self.methods {
+            for param in &method.params {
+                let ty = &param.ty;
+                checks.extend(quote_spanned!(ty.span()=> #private::assert_arg::<#ty>();));
+            }
+            match &method.output {
+                Output::Unit => {}
+                Output::Value(ty) => {
+                    checks.extend(quote_spanned!(ty.span()=> #private::assert_return::<#ty>();));
+                }
+                Output::Fallible { ok, err, .. } => {
+                    checks.extend(quote_spanned!(ok.span()=> #private::assert_return::<#ok>();));
+                    checks.extend(quote_spanned!(err.span()=> #private::assert_error::<#err>();));
+                }
+            }
+        }
+        quote! {
+            #[allow(dead_code, non_snake_case)]
+            const _: () = {
+                fn __amqp_rpc_type_assertions() {
+                    #checks
+                }
+            };
+        }
+    }
+
+    fn namespace_const(&self) -> TokenStream {
+        match &self.service.namespace {
+            Some(ns) => quote!(::core::option::Option::Some(#ns)),
+            None => quote!(::core::option::Option::None),
+        }
+    }
+
+    fn render_endpoint(&self) -> TokenStream {
+        let private = &self.private;
+        let trait_ident = &self.service.item.ident;
+        let vis = &self.service.item.vis;
+        let endpoint = self.service.ident("Endpoint");
+        let namespace = self.namespace_const();
+        let version = self.service.version.to_tokens(private);
+        let version_text = self.service.version.to_string();
+        let namespace_text = self.service.namespace.as_ref().map_or_else(
+            || "the default namespace".to_owned(),
+            |ns| format!("namespace `{}`", ns.value()),
+        );
+        let doc = format!(
+            "Serves any implementation of [`{trait_ident}`] as an RPC endpoint ({namespace_text}, \
+             version {version_text}): give it to `RpcServer` as an `Arc<dyn Endpoint>`."
+        );
+        let wire_names: Vec<&String> = self.methods.iter().map(|m| &m.wire_name).collect();
+        let has_method = match wire_names.is_empty() {
+            true => quote!(false),
+            false => quote!(::core::matches!(__method, #(#wire_names)|*)),
+        };
+        let arms = self.methods.iter().map(|m| self.dispatch_arm(m));
+        quote! {
+            #[doc = #doc]
+            #vis struct #endpoint<T> {
+                inner: T,
+            }
+
+            impl<T> #endpoint<T> {
+                /// The namespace served.
+                pub const NAMESPACE: ::core::option::Option<&'static str> = #namespace;
+                /// The version implemented: requests of the same major and an older or equal
+                /// minor are served.
+                pub const VERSION: #private::Version = #version;
+
+                /// Wraps an implementation of the trait.
+                pub fn new(inner: T) -> Self {
+                    Self { inner }
+                }
+
+                /// The implementation.
+                pub fn get_ref(&self) -> &T {
+                    &self.inner
+                }
+
+                /// Unwraps the implementation.
+                pub fn into_inner(self) -> T {
+                    self.inner
+                }
+            }
+
+            impl<T> #private::Endpoint for #endpoint<T>
+            where
+                T: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
+            {
+                fn namespace(&self) -> ::core::option::Option<&str> {
+                    Self::NAMESPACE
+                }
+
+                fn version(&self) -> #private::Version {
+                    Self::VERSION
+                }
+
+                fn has_method(&self, __method: &str) -> bool {
+                    #has_method
+                }
+
+                #[allow(unused_mut, unused_variables)]
+                fn dispatch<'life0, 'life1, 'async_trait>(
+                    &'life0 self,
+                    __ctx: #private::Context,
+                    __method: &'life1 str,
+                    __args: #private::Args,
+                ) -> #private::DispatchFuture<'async_trait>
+                where
+                    'life0: 'async_trait,
+                    'life1: 'async_trait,
+                    Self: 'async_trait,
+                {
+                    ::std::boxed::Box::pin(async move {
+                        let mut __args = __args;
+                        match __method {
+                            #(#arms)*
+                            _ => ::core::result::Result::Err(#private::no_such_method(__method)),
+                        }
+                    })
+                }
+            }
+        }
+    }
+
+    fn dispatch_arm(&self, method: &Method) -> TokenStream {
+        let private = &self.private;
+        let trait_ident = &self.service.item.ident;
+        let ident = &method.ident;
+        let wire = &method.wire_name;
+        let takes = method.params.iter().map(|p| {
+            let (name, ty) = (&p.ident, &p.ty);
+            let key = name.unraw().to_string();
+            quote!(let #name: #ty = #private::take_arg(&mut __args, #wire, #key)?;)
+        });
+        let ctx = method.has_ctx.then(|| quote!(&__ctx,));
+        let names = method.params.iter().map(|p| &p.ident);
+        let call = quote!(<T as #trait_ident>::#ident(&self.inner, #ctx #(#names),*).await);
+        let finish = match &method.output {
+            Output::Unit => quote! {
+                #call;
+                ::core::result::Result::Ok(#private::serde_json::Value::Null)
+            },
+            Output::Value(_) => quote!(#private::encode_result(#wire, &#call)),
+            Output::Fallible { .. } => quote! {
+                match #call {
+                    ::core::result::Result::Ok(__ok) => #private::encode_result(#wire, &__ok),
+                    ::core::result::Result::Err(__err) => {
+                        ::core::result::Result::Err(#private::application_error(#wire, &__err))
+                    }
+                }
+            },
+        };
+        quote! {
+            #wire => {
+                #(#takes)*
+                #private::no_other_args(&__args, #wire)?;
+                #finish
+            }
+        }
+    }
+
+    fn render_client(&self) -> TokenStream {
+        let private = &self.private;
+        let trait_ident = &self.service.item.ident;
+        let vis = &self.service.item.vis;
+        let client = self.service.ident("Client");
+        let fanout = self.service.ident("Fanout");
+        let namespace = self.namespace_const();
+        let version = self.service.version.to_tokens(private);
+        let string = quote!(impl ::core::convert::Into<::std::string::String>);
+        let casts: Vec<&&Method> = self.methods.iter().filter(|m| m.cast).collect();
+        let methods = self.methods.iter().map(|m| self.client_method(m));
+        let client_doc = format!(
+            "Typed client of [`{trait_ident}`]: one method per RPC method, sending each with \
+             its `since` version. Cheap to clone; the `with_*` methods return a modified copy."
+        );
+        let (fanout_method, fanout_struct) = match casts.is_empty() {
+            true => (TokenStream::new(), TokenStream::new()),
+            false => {
+                let fanout_doc = format!(
+                    "The cast methods of [`{trait_ident}`] sent to every server of the topic \
+                     (made by `{client}::fanout`)."
+                );
+                let cast_methods = casts.iter().map(|m| self.client_method(m));
+                (
+                    quote! {
+                        /// The cast methods, sent to every server of the topic (fanout).
+                        pub fn fanout(&self) -> #fanout {
+                            #fanout {
+                                client: self.client.prepare().with_fanout(true),
+                                context: ::core::clone::Clone::clone(&self.context),
+                            }
+                        }
+                    },
+                    quote! {
+                        #[doc = #fanout_doc]
+                        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+                        #vis struct #fanout {
+                            client: #private::RpcClient,
+                            context: #private::Context,
+                        }
+
+                        impl #fanout {
+                            #(#cast_methods)*
+                        }
+                    },
+                )
+            }
+        };
+        quote! {
+            #[doc = #client_doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #client {
+                client: #private::RpcClient,
+                context: #private::Context,
+            }
+
+            impl #client {
+                /// The namespace addressed.
+                pub const NAMESPACE: ::core::option::Option<&'static str> = #namespace;
+                /// The trait's version; each method sends its own `since` version.
+                pub const VERSION: #private::Version = #version;
+
+                /// A client of the servers of `topic` on `transport`.
+                pub fn new(transport: &#private::Transport, topic: #string) -> Self {
+                    Self::from_rpc_client(#private::RpcClient::new(transport, #private::Target::new(topic)))
+                }
+
+                /// Wraps an [`RpcClient`](#private::RpcClient) (its target, timeout and cap are
+                /// kept), addressing the trait's namespace.
+                pub fn from_rpc_client(client: #private::RpcClient) -> Self {
+                    Self {
+                        client: #private::with_namespace(client, Self::NAMESPACE),
+                        context: #private::Context::new(),
+                    }
+                }
+
+                /// The underlying untyped client.
+                pub fn rpc_client(&self) -> &#private::RpcClient {
+                    &self.client
+                }
+
+                /// Sends `context` with the methods that take no context parameter (default:
+                /// an empty context).
+                pub fn with_context(&self, context: #private::Context) -> Self {
+                    Self { client: self.client.prepare(), context }
+                }
+
+                /// Sends to one server of the topic.
+                pub fn with_server(&self, server: #string) -> Self {
+                    self.map(|c| c.with_server(server))
+                }
+
+                /// Waits `timeout` for replies (default 60 s).
+                pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                    self.map(|c| c.with_timeout(timeout))
+                }
+
+                /// Asks servers for heartbeats and fails a call when none arrives for
+                /// `timeout`.
+                pub fn with_call_monitor_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                    self.map(|c| c.with_call_monitor_timeout(timeout))
+                }
+
+                /// Refuses, before sending, methods whose `since` version `cap` does not cover.
+                pub fn with_version_cap(&self, cap: #private::Version) -> Self {
+                    self.map(|c| c.with_version_cap(cap))
+                }
+
+                /// Addresses `namespace` instead of the trait's.
+                pub fn with_namespace(&self, namespace: #string) -> Self {
+                    self.map(|c| c.with_namespace(namespace))
+                }
+
+                /// Whether the version cap lets a message of `version` be sent.
+                pub fn can_send_version(&self, version: &#private::Version) -> bool {
+                    self.client.can_send_version(version)
+                }
+
+                #fanout_method
+
+                fn map(&self, f: impl ::core::ops::FnOnce(#private::RpcClient) -> #private::RpcClient) -> Self {
+                    Self {
+                        client: f(self.client.prepare()),
+                        context: ::core::clone::Clone::clone(&self.context),
+                    }
+                }
+
+                #(#methods)*
+            }
+
+            #fanout_struct
+        }
+    }
+
+    fn client_method(&self, method: &Method) -> TokenStream {
+        let private = &self.private;
+        let ident = &method.ident;
+        let wire = &method.wire_name;
+        let docs = &method.docs;
+        let since = method.since.to_tokens(private);
+        let params: Vec<TokenStream> = method
+            .params
+            .iter()
+            .map(|p| {
+                let (name, ty) = (&p.ident, &p.ty);
+                quote!(#name: #ty)
+            })
+            .collect();
+        let (ctx_param, ctx) = match method.has_ctx {
+            true => (quote!(ctx: &#private::Context,), quote!(ctx)),
+            false => (TokenStream::new(), quote!(&self.context)),
+        };
+        let kwargs = self.kwargs(method);
+        let (ret, send) = match (&method.output, method.cast) {
+            (_, true) => (
+                quote!(::core::result::Result<(), #private::RpcError>),
+                quote!(#private::cast(&self.client, #since, #ctx, #wire, __kwargs).await),
+            ),
+            (Output::Unit, false) => (
+                quote!(::core::result::Result<(), #private::RpcError>),
+                quote!(#private::call::<()>(&self.client, #since, #ctx, #wire, __kwargs).await),
+            ),
+            (Output::Value(ty), false) => (
+                quote!(::core::result::Result<#ty, #private::RpcError>),
+                quote!(#private::call::<#ty>(&self.client, #since, #ctx, #wire, __kwargs).await),
+            ),
+            (Output::Fallible { ok, err, .. }, false) => (
+                quote!(::core::result::Result<#ok, #private::CallError<#err>>),
+                quote!(#private::call_fallible::<#ok, #err>(&self.client, #since, #ctx, #wire, __kwargs).await),
+            ),
+        };
+        quote! {
+            #(#docs)*
+            pub async fn #ident(&self, #ctx_param #(#params),*) -> #ret {
+                #kwargs
+                #send
+            }
+        }
+    }
+
+    /// A struct borrowing the arguments, serialized as the keyword-argument object.
+    fn kwargs(&self, method: &Method) -> TokenStream {
+        let private = &self.private;
+        let serde = quote!(#private::serde);
+        let names: Vec<&syn::Ident> = method.params.iter().map(|p| &p.ident).collect();
+        let keys = names.iter().map(|n| n.unraw().to_string());
+        let types = method.params.iter().map(|p| &p.ty);
+        let count = names.len();
+        let (definition, generics, value) = match names.is_empty() {
+            true => (
+                quote!(
+                    struct __Kwargs;
+                ),
+                quote!(),
+                quote!(__Kwargs),
+            ),
+            false => (
+                quote!(struct __Kwargs<'__a> { #(#names: &'__a #types),* }),
+                quote!(<'_>),
+                quote!(__Kwargs { #(#names: &#names),* }),
+            ),
+        };
+        quote! {
+            #definition
+            impl #serde::Serialize for __Kwargs #generics {
+                fn serialize<__S: #serde::Serializer>(
+                    &self,
+                    __serializer: __S,
+                ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                    let mut __map = #serde::Serializer::serialize_map(
+                        __serializer,
+                        ::core::option::Option::Some(#count),
+                    )?;
+                    #(#serde::ser::SerializeMap::serialize_entry(&mut __map, #keys, self.#names)?;)*
+                    #serde::ser::SerializeMap::end(__map)
+                }
+            }
+            let __kwargs = #value;
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What the code of `#[rpc_endpoint]` and `#[rpc_client]` calls. Not a public API: it changes
+//! with the macros, and the version in its name makes a mismatched pair of `amqp-rpc` and
+//! `amqp-rpc-macros` fail to compile rather than misbehave.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde::de::{Deserialize, DeserializeOwned};
+use serde_json::{Map, Value};
+
+pub use crate::{
+    CallError, Context, Endpoint, RemoteError, RpcClient, RpcError, Target, Transport, Version,
+};
+pub use ::core;
+pub use ::serde;
+pub use ::serde_json;
+pub use ::std;
+
+/// The future `Endpoint::dispatch` returns.
+pub type DispatchFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, RemoteError>> + Send + 'a>>;
+
+/// A request's keyword arguments.
+pub type Args = Map<String, Value>;
+
+fn type_error(message: String) -> RemoteError {
+    RemoteError::builtin("TypeError", message)
+}
+
+/// Takes keyword argument `name` of `method`. A missing argument is decoded from `null`, so an
+/// `Option` parameter may be left out; for any other type it is a `TypeError`, as in Python.
+pub fn take_arg<T: DeserializeOwned>(
+    args: &mut Args,
+    method: &str,
+    name: &str,
+) -> Result<T, RemoteError> {
+    match args.remove(name) {
+        Some(value) => T::deserialize(value)
+            .map_err(|e| type_error(format!("{method}() argument '{name}': {e}"))),
+        None => T::deserialize(Value::Null)
+            .map_err(|_| type_error(format!("{method}() missing required argument: '{name}'"))),
+    }
+}
+
+/// Refuses keyword arguments the method does not take, as Python does.
+pub fn no_other_args(args: &Args, method: &str) -> Result<(), RemoteError> {
+    match args.keys().next() {
+        None => Ok(()),
+        Some(name) => Err(type_error(format!(
+            "{method}() got an unexpected keyword argument '{name}'"
+        ))),
+    }
+}
+
+/// Encodes a method's return value.
+pub fn encode_result<T: Serialize + ?Sized>(method: &str, value: &T) -> Result<Value, RemoteError> {
+    serde_json::to_value(value)
+        .map_err(|e| type_error(format!("{method}() returned a value that is not JSON: {e}")))
+}
+
+/// Encodes a method's own error as a typed remote failure named after it.
+pub fn application_error<E: Serialize + Display>(method: &str, error: &E) -> RemoteError {
+    RemoteError::from_typed(error).unwrap_or_else(|e| {
+        type_error(format!(
+            "{method}() returned an error that is not JSON: {e}"
+        ))
+    })
+}
+
+/// The failure for a method name the endpoint does not have (the server checks
+/// `has_method` first, so this is only reached by direct `dispatch` calls).
+pub fn no_such_method(method: &str) -> RemoteError {
+    RemoteError::new(
+        "NoSuchMethod",
+        crate::client::DISPATCHER_MODULE,
+        format!("Endpoint does not support RPC method {method}"),
+    )
+}
+
+/// `client` addressing `namespace` (`None`: the default namespace).
+pub fn with_namespace(client: RpcClient, namespace: Option<&str>) -> RpcClient {
+    client.set_namespace(namespace)
+}
+
+/// A call sending `version`.
+pub async fn call<R: DeserializeOwned>(
+    client: &RpcClient,
+    version: Version,
+    ctx: &Context,
+    method: &str,
+    args: impl Serialize,
+) -> Result<R, RpcError> {
+    client.call_as(Some(version), ctx, method, args).await
+}
+
+/// A call of a method returning `Result<R, E>`.
+pub async fn call_fallible<R: DeserializeOwned, E: DeserializeOwned>(
+    client: &RpcClient,
+    version: Version,
+    ctx: &Context,
+    method: &str,
+    args: impl Serialize,
+) -> Result<R, CallError<E>> {
+    call(client, version, ctx, method, args)
+        .await
+        .map_err(CallError::from_rpc)
+}
+
+/// A cast sending `version`.
+pub async fn cast(
+    client: &RpcClient,
+    version: Version,
+    ctx: &Context,
+    method: &str,
+    args: impl Serialize,
+) -> Result<(), RpcError> {
+    client.cast_as(Some(version), ctx, method, args).await
+}
+
+/// Compile-time check that a parameter type can be sent and received.
+pub fn assert_arg<T: Serialize + for<'de> Deserialize<'de>>() {}
+
+/// Compile-time check that a return type can be sent and received.
+pub fn assert_return<T: Serialize + for<'de> Deserialize<'de>>() {}
+
+/// Compile-time check that a method's error type can be sent, received and displayed.
+pub fn assert_error<E: Serialize + for<'de> Deserialize<'de> + Display>() {}

@@ -11,18 +11,19 @@
 use std::sync::Arc;
 
 use amqp_rpc::{
-    Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, Target, Transport, Version,
-    async_trait,
+    CallError, Context, Endpoint, RpcServer, Target, Transport, rpc_client, rpc_endpoint,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 /// The calculator's own error, sent to callers as a typed remote error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum CalcError {
-    DivisionByZero { dividend: f64 },
+pub enum CalcError {
+    /// Division by zero.
+    DivisionByZero {
+        /// What was divided.
+        dividend: f64,
+    },
 }
 
 impl std::fmt::Display for CalcError {
@@ -33,86 +34,62 @@ impl std::fmt::Display for CalcError {
     }
 }
 
-/// `add`, `subtract`, `multiply` and `divide` in the default namespace.
-struct Calculator;
-
-/// Takes keyword argument `name`, as Python would bind it, or fails with a `TypeError`.
-fn arg<T: DeserializeOwned>(
-    args: &mut Map<String, Value>,
-    method: &str,
-    name: &str,
-) -> Result<T, RemoteError> {
-    let value = args.remove(name).ok_or_else(|| {
-        RemoteError::builtin(
-            "TypeError",
-            format!("{method}() missing required argument: '{name}'"),
-        )
-    })?;
-    serde_json::from_value(value).map_err(|e| {
-        RemoteError::builtin("TypeError", format!("{method}() argument '{name}': {e}"))
-    })
+/// The calculator's API: the contract between its server and its clients.
+#[rpc_endpoint(version = "1.1")]
+#[rpc_client]
+pub trait Calculator {
+    /// `x + y`.
+    async fn add(&self, x: f64, y: f64) -> f64;
+    /// `x - y`.
+    async fn subtract(&self, x: f64, y: f64) -> f64;
+    /// `x * y`.
+    async fn multiply(&self, x: f64, y: f64) -> f64;
+    /// `x / y`, refusing zero.
+    #[rpc(since = "1.1")]
+    async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError>;
 }
 
-#[async_trait]
-impl Endpoint for Calculator {
-    fn version(&self) -> Version {
-        Version::new(1, 1)
+/// Server control, in its own namespace.
+#[rpc_endpoint(namespace = "control")]
+#[rpc_client]
+pub trait Control {
+    /// Stops the server (after answering).
+    async fn stop(&self, ctx: &Context);
+}
+
+struct Calc;
+
+impl Calculator for Calc {
+    async fn add(&self, x: f64, y: f64) -> f64 {
+        x + y
     }
 
-    fn has_method(&self, method: &str) -> bool {
-        matches!(method, "add" | "subtract" | "multiply" | "divide")
+    async fn subtract(&self, x: f64, y: f64) -> f64 {
+        x - y
     }
 
-    async fn dispatch(
-        &self,
-        _ctx: Context,
-        method: &str,
-        mut args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
-        let x: f64 = arg(&mut args, method, "x")?;
-        let y: f64 = arg(&mut args, method, "y")?;
-        let result = match method {
-            "add" => x + y,
-            "subtract" => x - y,
-            "multiply" => x * y,
-            _ if y == 0.0 => {
-                let error = CalcError::DivisionByZero { dividend: x };
-                return Err(RemoteError::from_application("DivisionByZero", &error)
-                    .unwrap_or_else(|e| RemoteError::builtin("ZeroDivisionError", e.to_string())));
-            }
-            _ => x / y,
-        };
-        Ok(json!(result))
+    async fn multiply(&self, x: f64, y: f64) -> f64 {
+        x * y
+    }
+
+    async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError> {
+        match y {
+            0.0 => Err(CalcError::DivisionByZero { dividend: x }),
+            _ => Ok(x / y),
+        }
     }
 }
 
-/// `stop` in namespace `control`: asks `main` to stop the server.
-struct Control {
-    stop: Arc<Notify>,
-}
+/// Asks `main` to stop the server.
+struct Stopper(Arc<Notify>);
 
-#[async_trait]
-impl Endpoint for Control {
-    fn namespace(&self) -> Option<&str> {
-        Some("control")
-    }
-
-    fn has_method(&self, method: &str) -> bool {
-        method == "stop"
-    }
-
-    async fn dispatch(
-        &self,
-        ctx: Context,
-        _method: &str,
-        _args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+impl Control for Stopper {
+    async fn stop(&self, ctx: &Context) {
         println!(
             "server: stop requested (request_id {})",
             ctx.request_id().unwrap_or("-")
         );
-        self.stop.notify_one();
-        Ok(Value::Null)
+        self.0.notify_one();
     }
 }
 
@@ -120,23 +97,16 @@ impl Endpoint for Control {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("TRANSPORT_URL").unwrap_or_else(|_| "memory://".to_owned());
     let transport = Transport::from_url(&url).await?;
-    println!(
-        "transport: {url}",
-        url = transport.url().map_or(url.clone(), |u| u.to_string())
-    );
+    if let Some(url) = transport.url() {
+        println!("transport: {url}");
+    }
 
     let stop = Arc::new(Notify::new());
     let endpoints: Vec<Arc<dyn Endpoint>> = vec![
-        Arc::new(Calculator),
-        Arc::new(Control {
-            stop: Arc::clone(&stop),
-        }),
+        Arc::new(CalculatorEndpoint::new(Calc)),
+        Arc::new(ControlEndpoint::new(Stopper(Arc::clone(&stop)))),
     ];
-    let server = RpcServer::new(
-        &transport,
-        Target::server("calculator", "calc-1"),
-        endpoints,
-    )?;
+    let server = RpcServer::new(&transport, Target::server("calculator", "calc-1"), endpoints)?;
     server.start().await?;
     let serving = tokio::spawn(async move {
         stop.notified().await;
@@ -144,36 +114,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.wait().await;
     });
 
-    let ctx = Context::new().with_request_id("req-calculator-demo");
-    let client = RpcClient::new(&transport, Target::new("calculator"));
-    for (method, x, y) in [
-        ("add", 6.0, 7.0),
-        ("subtract", 6.0, 7.0),
-        ("multiply", 6.0, 7.0),
-        ("divide", 6.0, 4.0),
-    ] {
-        let result: f64 = client.call(&ctx, method, json!({"x": x, "y": y})).await?;
-        println!("{method}({x}, {y}) = {result}");
-    }
+    let calculator = CalculatorClient::new(&transport, "calculator");
+    let (x, y) = (6.0, 4.0);
+    println!("add({x}, {y}) = {}", calculator.add(x, y).await?);
+    println!("subtract({x}, {y}) = {}", calculator.subtract(x, y).await?);
+    println!("multiply({x}, {y}) = {}", calculator.multiply(x, y).await?);
+    println!("divide({x}, {y}) = {}", calculator.divide(x, y).await?);
 
-    match client
-        .call::<f64>(&ctx, "divide", json!({"x": 1.0, "y": 0.0}))
-        .await
-    {
-        Err(RpcError::Remote(remote)) => match remote.application::<CalcError>() {
-            Some(Ok(CalcError::DivisionByZero { dividend })) => {
-                println!("divide({dividend}, 0) failed as expected: {remote}");
-            }
-            other => return Err(format!("unexpected remote error {remote}: {other:?}").into()),
-        },
+    match calculator.divide(1.0, 0.0).await {
+        Err(CallError::Application(CalcError::DivisionByZero { dividend })) => {
+            println!("divide({dividend}, 0) failed as it should: DivisionByZero");
+        }
         other => return Err(format!("divide by zero should fail, got {other:?}").into()),
     }
 
-    client
-        .prepare()
-        .with_namespace("control")
-        .call::<()>(&ctx, "stop", ())
-        .await?;
+    let ctx = Context::new().with_request_id("req-calculator-demo");
+    ControlClient::new(&transport, "calculator").stop(&ctx).await?;
     serving.await?;
     println!("server stopped");
     Ok(())

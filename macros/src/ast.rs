@@ -175,8 +175,11 @@ impl Service {
     }
 }
 
-/// The arguments of the other macro's attribute, if it is on the trait too; the attribute is
-/// removed so that one expansion generates both halves and reports each error once.
+/// The argument with which one macro marks the other's attribute once it has expanded both.
+pub(crate) const EXPANDED_MARKER: &str = "__amqp_rpc_expanded";
+
+/// The arguments of the other macro's attribute, if it is on the trait too: one expansion
+/// generates both halves, so that each error is reported once.
 fn take_sibling(
     role: Role,
     item: &mut ItemTrait,
@@ -189,7 +192,7 @@ fn take_sibling(
             .last()
             .is_some_and(|s| s.ident == other.attr_name())
     })?;
-    let attr = item.attrs.remove(index);
+    let attr = &mut item.attrs[index];
     let tokens = match &attr.meta {
         syn::Meta::Path(_) => TokenStream::new(),
         syn::Meta::List(list) => list.tokens.clone(),
@@ -198,6 +201,11 @@ fn take_sibling(
             TokenStream::new()
         }
     };
+    // The attribute stays, marked as done, so that the other macro still runs (and the
+    // user's import of it counts as used) but passes the trait through unchanged.
+    let path = attr.path().clone();
+    let marker = quote::format_ident!("{EXPANDED_MARKER}");
+    attr.meta = syn::parse_quote!(#path(#marker));
     Some((other, attr::parse_trait_args(tokens, errors)))
 }
 

@@ -12,6 +12,9 @@ use crate::ast::{Method, Output, Role, Service};
 use crate::errors::Errors;
 
 pub(crate) fn run(role: Role, args: TokenStream, item: TokenStream) -> TokenStream {
+    if args.to_string() == crate::ast::EXPANDED_MARKER {
+        return item;
+    }
     let item: ItemTrait = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(_) => {

@@ -44,6 +44,7 @@ pub fn take_arg<T: DeserializeOwned>(
 }
 
 /// Refuses keyword arguments the method does not take, as Python does.
+#[inline]
 pub fn no_other_args(args: &Args, method: &str) -> Result<(), RemoteError> {
     match args.keys().next() {
         None => Ok(()),
@@ -70,6 +71,7 @@ pub fn application_error<E: Serialize + Display>(method: &str, error: &E) -> Rem
 
 /// The failure for a method name the endpoint does not have (the server checks
 /// `has_method` first, so this is only reached by direct `dispatch` calls).
+#[inline]
 pub fn no_such_method(method: &str) -> RemoteError {
     RemoteError::new(
         "NoSuchMethod",
@@ -79,6 +81,7 @@ pub fn no_such_method(method: &str) -> RemoteError {
 }
 
 /// `client` addressing `namespace` (`None`: the default namespace).
+#[inline]
 pub fn with_namespace(client: RpcClient, namespace: Option<&str>) -> RpcClient {
     client.set_namespace(namespace)
 }

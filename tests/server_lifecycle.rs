@@ -7,12 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use amqp_rpc::{
-    Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, ServerConfig, Target,
-    Transport, async_trait,
+    Endpoint, RpcError, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint,
 };
-use serde_json::{Map, Value, json};
 
-/// `work(n)` sleeps `delay` and returns `n`; counts started, finished and the peak in flight.
+#[rpc_endpoint]
+#[rpc_client]
+trait Jobs {
+    /// Sleeps the worker's delay and returns `n`.
+    async fn work(&self, n: u64) -> u64;
+    /// Panics.
+    async fn boom(&self);
+}
+
+/// Counts started, finished and the peak in flight of its `work` calls.
 #[derive(Default)]
 struct Worker {
     delay: Duration,
@@ -31,29 +38,25 @@ impl Worker {
     }
 }
 
-#[async_trait]
-impl Endpoint for Worker {
-    fn has_method(&self, method: &str) -> bool {
-        matches!(method, "work" | "boom")
-    }
-
-    async fn dispatch(
-        &self,
-        _: Context,
-        method: &str,
-        args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
-        if method == "boom" {
-            panic!("kaboom in handler");
-        }
+/// Implemented on the `Arc`, so that the test keeps a handle on the counters.
+impl Jobs for Arc<Worker> {
+    async fn work(&self, n: u64) -> u64 {
         self.started.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.finished.fetch_add(1, Ordering::SeqCst);
-        Ok(args.get("n").cloned().unwrap_or(Value::Null))
+        n
     }
+
+    async fn boom(&self) {
+        panic!("kaboom in handler");
+    }
+}
+
+fn endpoints(worker: &Arc<Worker>) -> Vec<Arc<dyn Endpoint>> {
+    vec![Arc::new(JobsEndpoint::new(Arc::clone(worker)))]
 }
 
 fn server(
@@ -62,24 +65,29 @@ fn server(
     worker: &Arc<Worker>,
     max_concurrency: usize,
 ) -> RpcServer {
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![worker.clone()];
     let config = ServerConfig::default().with_max_concurrency(max_concurrency);
-    RpcServer::with_config(transport, Target::server("jobs", name), endpoints, config).unwrap()
+    RpcServer::with_config(
+        transport,
+        Target::server("jobs", name),
+        endpoints(worker),
+        config,
+    )
+    .unwrap()
 }
 
-fn client(transport: &Transport) -> RpcClient {
-    RpcClient::new(transport, Target::new("jobs")).with_timeout(Duration::from_secs(20))
+fn client(transport: &Transport) -> JobsClient {
+    JobsClient::new(transport, "jobs").with_timeout(Duration::from_secs(20))
 }
 
 /// Starts `count` concurrent `work(n)` calls.
 fn spawn_calls(
-    client: &RpcClient,
+    client: &JobsClient,
     count: u64,
 ) -> Vec<tokio::task::JoinHandle<Result<u64, RpcError>>> {
     (0..count)
         .map(|n| {
             let client = client.clone();
-            tokio::spawn(async move { client.call(&Context::new(), "work", json!({"n": n})).await })
+            tokio::spawn(async move { client.work(n).await })
         })
         .collect()
 }
@@ -160,8 +168,7 @@ async fn default_concurrency_limit_is_64() {
     assert_eq!(ServerConfig::default().max_concurrency, 64);
     let transport = Transport::memory();
     let worker = Worker::new(Duration::from_millis(100));
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![worker.clone()];
-    let s = RpcServer::new(&transport, Target::server("jobs", "s"), endpoints).unwrap();
+    let s = RpcServer::new(&transport, Target::server("jobs", "s"), endpoints(&worker)).unwrap();
     s.start().await.unwrap();
     for call in spawn_calls(&client(&transport), 100) {
         call.await.unwrap().unwrap();
@@ -173,7 +180,7 @@ async fn default_concurrency_limit_is_64() {
 #[tokio::test]
 async fn zero_concurrency_is_a_configuration_error() {
     let transport = Transport::memory();
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Worker::new(Duration::ZERO)];
+    let endpoints = endpoints(&Worker::new(Duration::ZERO));
     let config = ServerConfig::default().with_max_concurrency(0);
     let err = RpcServer::with_config(&transport, Target::server("jobs", "s"), endpoints, config)
         .unwrap_err();
@@ -187,10 +194,7 @@ async fn panicking_handler_gives_a_remote_failure_and_the_server_lives_on() {
     let s = server(&transport, "s", &worker, 2);
     s.start().await.unwrap();
     let client = client(&transport);
-    let err = client
-        .call::<Value>(&Context::new(), "boom", json!({}))
-        .await
-        .unwrap_err();
+    let err = client.boom().await.unwrap_err();
     let remote = err.remote().expect("a remote failure");
     assert_eq!(
         (remote.class(), remote.module()),
@@ -217,13 +221,7 @@ async fn stopped_server_starts_again_and_serves_what_queued_meanwhile() {
     let client = client(&transport);
     s.start().await.unwrap();
     s.start().await.unwrap(); // a second start is ignored
-    assert_eq!(
-        client
-            .call::<u64>(&Context::new(), "work", json!({"n": 1}))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(client.work(1).await.unwrap(), 1);
     s.stop().await;
     s.wait().await;
 
@@ -275,11 +273,7 @@ async fn dropping_a_running_server_stops_it_consuming() {
     s2.start().await.unwrap();
     let client = client(&transport);
     for n in 0..6 {
-        let got: u64 = client
-            .call(&Context::new(), "work", json!({"n": n}))
-            .await
-            .unwrap();
-        assert_eq!(got, n);
+        assert_eq!(client.work(n).await.unwrap(), n);
     }
     assert_eq!(dropped.started.load(Ordering::SeqCst), 0);
     assert_eq!(kept.started.load(Ordering::SeqCst), 6);

@@ -318,8 +318,10 @@ impl RemoteError {
         Ok(remote)
     }
 
-    /// A typed application error named after itself: the enum variant's name, or the struct's
-    /// name (see [`RemoteError::from_application`]).
+    /// A typed application error named after itself (see [`RemoteError::from_application`]):
+    /// the variant's name for an enum in serde's default representation, otherwise the type's
+    /// name (a struct, or an enum with `#[serde(tag = "...")]`, whose variants serde
+    /// serializes as a struct named after the enum).
     pub fn from_typed<E: Serialize + fmt::Display>(error: &E) -> Result<Self, RpcError> {
         RemoteError::from_application(type_name::class_name(error), error)
     }

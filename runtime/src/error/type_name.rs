@@ -1,5 +1,7 @@
-//! The Python-visible class name of a typed application error: the enum variant's name, the
-//! struct's name, or else the last segment of the Rust type name.
+//! The Python-visible class name of a typed application error: the variant's name for an enum
+//! with serde's default (externally tagged) or untagged-unit representation, the type's name
+//! for a struct or an internally or adjacently tagged enum (serde serializes those variants as
+//! a struct named after the enum), or else the last segment of the Rust type name.
 //!
 //! serde hands the names to the serializer, so a serializer that records the first name it is
 //! given and stops finds them without any trait for users to implement.
@@ -178,6 +180,12 @@ mod tests {
     }
 
     #[derive(Serialize)]
+    #[serde(tag = "kind")]
+    enum Tagged {
+        Busy { retry_after: u32 },
+    }
+
+    #[derive(Serialize)]
     struct QuotaExceeded {
         limit: u32,
     }
@@ -194,6 +202,11 @@ mod tests {
             "Domain"
         );
         assert_eq!(class_name(&CalcError::Pair(1, 2)), "Pair");
+    }
+
+    #[test]
+    fn internally_tagged_enums_give_the_enum_name() {
+        assert_eq!(class_name(&Tagged::Busy { retry_after: 1 }), "Tagged");
     }
 
     #[test]

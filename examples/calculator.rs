@@ -106,7 +106,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(CalculatorEndpoint::new(Calc)),
         Arc::new(ControlEndpoint::new(Stopper(Arc::clone(&stop)))),
     ];
-    let server = RpcServer::new(&transport, Target::server("calculator", "calc-1"), endpoints)?;
+    let server = RpcServer::new(
+        &transport,
+        Target::server("calculator", "calc-1"),
+        endpoints,
+    )?;
     server.start().await?;
     let serving = tokio::spawn(async move {
         stop.notified().await;
@@ -129,7 +133,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let ctx = Context::new().with_request_id("req-calculator-demo");
-    ControlClient::new(&transport, "calculator").stop(&ctx).await?;
+    ControlClient::new(&transport, "calculator")
+        .stop(&ctx)
+        .await?;
     serving.await?;
     println!("server stopped");
     Ok(())

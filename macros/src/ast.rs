@@ -45,6 +45,8 @@ pub(crate) struct Service {
     pub(crate) version: VersionLit,
     pub(crate) endpoint: bool,
     pub(crate) client: bool,
+    /// A generic trait cannot be served or called: only stubs are generated for it.
+    pub(crate) generic: bool,
     pub(crate) methods: Vec<Method>,
 }
 
@@ -53,7 +55,9 @@ pub(crate) struct Method {
     pub(crate) wire_name: String,
     pub(crate) wire_span: Span,
     pub(crate) docs: Vec<Attribute>,
-    pub(crate) has_ctx: bool,
+    /// The name of the `&Context` parameter, if the method takes one (`__ctx` if it has a
+    /// pattern instead), at the trait's parameter.
+    pub(crate) ctx: Option<Ident>,
     pub(crate) params: Vec<Param>,
     pub(crate) output: Output,
     pub(crate) cast: bool,
@@ -103,7 +107,7 @@ impl Service {
         let sibling = take_sibling(role, &mut item, errors);
         let args = merge(role, own, sibling.as_ref(), errors);
         let sibling_role = sibling.map(|(other, _)| other);
-        check_trait_shape(&item, errors);
+        let generic = check_trait_shape(&item, errors);
 
         let version = args
             .version
@@ -111,7 +115,10 @@ impl Service {
         let mut methods = Vec::new();
         for trait_item in &mut item.items {
             match trait_item {
-                TraitItem::Fn(f) => methods.push(Method::parse(f, &version, errors)),
+                // `since` is not checked against a version that is itself reported.
+                TraitItem::Fn(f) => {
+                    methods.push(Method::parse(f, &version, !args.version_invalid, errors))
+                }
                 TraitItem::Type(t) => errors.at(
                     t,
                     "associated types are not supported in an RPC trait: use concrete types",
@@ -132,8 +139,13 @@ impl Service {
             version,
             endpoint: role == Role::Endpoint || sibling_role == Some(Role::Endpoint),
             client: role == Role::Client || sibling_role == Some(Role::Client),
+            generic,
             methods,
         };
+        if generic {
+            // Its methods' types may name its parameters, which the generated items lack.
+            service.methods.iter_mut().for_each(|m| m.valid = false);
+        }
         service.check_names(errors);
         service
     }
@@ -241,12 +253,15 @@ fn merge(
     TraitArgs {
         namespace: pick(own.namespace, &theirs.namespace),
         version: pick(own.version, &theirs.version),
+        version_invalid: own.version_invalid || theirs.version_invalid,
         krate: pick(own.krate, &theirs.krate),
     }
 }
 
-fn check_trait_shape(item: &ItemTrait, errors: &mut Errors) {
-    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+/// Reports what no RPC trait may be; returns whether the trait is generic.
+fn check_trait_shape(item: &ItemTrait, errors: &mut Errors) -> bool {
+    let generic = !item.generics.params.is_empty() || item.generics.where_clause.is_some();
+    if generic {
         errors.at(
             &item.generics,
             "an RPC trait cannot be generic: its methods' types are its wire contract",
@@ -258,10 +273,16 @@ fn check_trait_shape(item: &ItemTrait, errors: &mut Errors) {
     if let Some(auto) = &item.auto_token {
         errors.at(auto, "an RPC trait cannot be an auto trait");
     }
+    generic
 }
 
 impl Method {
-    fn parse(f: &mut TraitItemFn, trait_version: &VersionLit, errors: &mut Errors) -> Method {
+    fn parse(
+        f: &mut TraitItemFn,
+        trait_version: &VersionLit,
+        check_since: bool,
+        errors: &mut Errors,
+    ) -> Method {
         let mut local = Errors::default();
         let args = take_rpc_args(&mut f.attrs, &mut local);
         let sig = &f.sig;
@@ -287,7 +308,7 @@ impl Method {
             local.at(variadic, "RPC methods cannot be variadic");
         }
         check_receiver(sig, &mut local);
-        let (has_ctx, params) = parse_params(sig, &mut local);
+        let (ctx, params) = parse_params(sig, &mut local);
         let output = parse_output(&sig.output, &mut local);
 
         let cast = args.cast.is_some();
@@ -300,7 +321,7 @@ impl Method {
         let since = args
             .since
             .unwrap_or_else(|| VersionLit::new(trait_version.major, 0, Span::call_site()));
-        if !trait_version.serves(&since) {
+        if check_since && !trait_version.serves(&since) {
             local.push(syn::Error::new(
                 since.span,
                 format!(
@@ -336,7 +357,7 @@ impl Method {
                 .filter(|a| a.path().is_ident("doc"))
                 .cloned()
                 .collect(),
-            has_ctx,
+            ctx,
             params,
             output,
             cast,
@@ -382,29 +403,50 @@ fn check_receiver(sig: &syn::Signature, errors: &mut Errors) {
                 "RPC methods take `&self`, not `&mut self`: a server runs calls concurrently",
             );
         }
-        Some(FnArg::Receiver(r)) => errors.at(r, "RPC methods take `&self`"),
+        Some(FnArg::Receiver(r)) if r.reference.is_none() && r.colon_token.is_none() => errors.at(
+            r,
+            "RPC methods take `&self`, not `self`: one implementation serves every call",
+        ),
+        Some(FnArg::Receiver(r)) => errors.at(
+            r,
+            "RPC methods take `&self`, not a typed receiver: one implementation serves every call",
+        ),
         _ => errors.at(
             &sig.ident,
-            "RPC methods take `&self` as their first parameter",
+            "RPC methods take `&self` as their first parameter: this one has no receiver",
         ),
     }
 }
 
-/// `&Context` (any path ending in `Context`).
-fn is_context(ty: &Type) -> bool {
-    let Type::Reference(reference) = ty else {
-        return false;
+/// How a type names the request context (a path ending in `Context`).
+#[derive(PartialEq)]
+enum ContextUse {
+    /// `&Context`: the context parameter.
+    Shared,
+    /// `Context` or `&mut Context`: a mistake, which would otherwise become an argument
+    /// named after the parameter.
+    Other,
+}
+
+fn context_use(ty: &Type) -> Option<ContextUse> {
+    let (shared, inner) = match ty {
+        Type::Reference(reference) => (reference.mutability.is_none(), reference.elem.as_ref()),
+        other => (false, other),
     };
-    let Type::Path(path) = reference.elem.as_ref() else {
-        return false;
+    let Type::Path(path) = inner else {
+        return None;
     };
-    reference.mutability.is_none()
-        && path.qself.is_none()
+    let is_context = path.qself.is_none()
         && path
             .path
             .segments
             .last()
-            .is_some_and(|s| s.ident == "Context" && s.arguments.is_none())
+            .is_some_and(|s| s.ident == "Context" && s.arguments.is_none());
+    match (is_context, shared) {
+        (false, _) => None,
+        (true, true) => Some(ContextUse::Shared),
+        (true, false) => Some(ContextUse::Other),
+    }
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -419,17 +461,26 @@ fn contains_impl_trait(ty: &Type) -> bool {
     finder.0
 }
 
-fn parse_params(sig: &syn::Signature, errors: &mut Errors) -> (bool, Vec<Param>) {
-    let mut has_ctx = false;
+fn parse_params(sig: &syn::Signature, errors: &mut Errors) -> (Option<Ident>, Vec<Param>) {
+    let mut ctx = None;
     let mut params = Vec::new();
     let typed = sig.inputs.iter().filter_map(|arg| match arg {
         FnArg::Typed(t) => Some(t),
         FnArg::Receiver(_) => None,
     });
     for (position, arg) in typed.enumerate() {
-        if is_context(&arg.ty) {
+        if context_use(&arg.ty) == Some(ContextUse::Other) {
+            errors.at(&arg.ty, "take the request context as `&Context`");
+            continue;
+        }
+        if context_use(&arg.ty).is_some() {
             match position {
-                0 => has_ctx = true,
+                0 => {
+                    ctx = Some(match arg.pat.as_ref() {
+                        Pat::Ident(p) => p.ident.clone(),
+                        other => Ident::new("__ctx", syn::spanned::Spanned::span(other)),
+                    })
+                }
                 _ => errors.at(
                     arg,
                     "the context parameter must come first, right after `&self`",
@@ -452,7 +503,7 @@ fn parse_params(sig: &syn::Signature, errors: &mut Errors) -> (bool, Vec<Param>)
             ),
         }
     }
-    (has_ctx, params)
+    (ctx, params)
 }
 
 fn parse_output(output: &ReturnType, errors: &mut Errors) -> Output {

@@ -91,6 +91,8 @@ impl std::fmt::Display for VersionLit {
 pub(crate) struct TraitArgs {
     pub(crate) namespace: Option<LitStr>,
     pub(crate) version: Option<VersionLit>,
+    /// A `version` was given but is not valid (and has been reported).
+    pub(crate) version_invalid: bool,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -175,11 +177,11 @@ pub(crate) fn parse_trait_args(tokens: TokenStream, errors: &mut Errors) -> Trai
             }
             "version" => {
                 let value = version(&meta, errors);
+                args.version_invalid |= value.is_none();
                 once(&mut args.version, value, &meta, errors);
             }
             "crate" => {
-                let value = string_value(&meta, errors)
-                    .and_then(|lit| lit.parse::<syn::Path>().map_err(|e| errors.push(e)).ok());
+                let value = string_value(&meta, errors).and_then(|lit| crate_path(&lit, errors));
                 once(&mut args.krate, value, &meta, errors);
             }
             key => errors.at(
@@ -189,6 +191,23 @@ pub(crate) fn parse_trait_args(tokens: TokenStream, errors: &mut Errors) -> Trai
         }
     }
     args
+}
+
+fn crate_path(lit: &LitStr, errors: &mut Errors) -> Option<syn::Path> {
+    match lit.parse::<syn::Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            errors.at(
+                lit,
+                format!(
+                    "`crate` takes the path by which this crate names amqp-rpc, such as \
+                     \"amqp_rpc\" or \"::renamed_rpc\"; \"{}\" is not a path",
+                    lit.value()
+                ),
+            );
+            None
+        }
+    }
 }
 
 pub(crate) fn parse_method_args(tokens: TokenStream, errors: &mut Errors) -> MethodArgs {

@@ -19,7 +19,7 @@ pub(crate) fn run(role: Role, args: TokenStream, item: TokenStream) -> TokenStre
         Ok(item) => item,
         Err(_) => {
             let message = format!("#[{}] applies to a trait", role.attr_name());
-            let error = syn::Error::new_spanned(&item, message).to_compile_error();
+            let error = syn::Error::new_spanned(item_head(&item), message).to_compile_error();
             return quote!(#item #error);
         }
     };
@@ -36,6 +36,27 @@ pub(crate) fn run(role: Role, args: TokenStream, item: TokenStream) -> TokenStre
     }
     out.extend(errors.to_compile_errors());
     out
+}
+
+/// The item's head, `pub struct Name` or `fn name(args) -> T`: its tokens after any attributes
+/// and before its body, `;` or `=`, so that an error about its kind does not span its body.
+fn item_head(item: &TokenStream) -> TokenStream {
+    use proc_macro2::{Delimiter, TokenTree};
+    let mut tokens = item.clone().into_iter().peekable();
+    while let Some(TokenTree::Punct(p)) = tokens.peek() {
+        if p.as_char() != '#' {
+            break;
+        }
+        tokens.next();
+        tokens.next(); // the attribute's `[...]`
+    }
+    tokens
+        .take_while(|token| match token {
+            TokenTree::Group(g) => g.delimiter() != Delimiter::Brace,
+            TokenTree::Punct(p) => !matches!(p.as_char(), ';' | '='),
+            _ => true,
+        })
+        .collect()
 }
 
 struct Generator<'a> {
@@ -63,52 +84,102 @@ impl<'a> Generator<'a> {
             let TraitItem::Fn(f) = trait_item else {
                 continue;
             };
-            if f.sig.asyncness.take().is_none() {
-                continue;
+            if f.default.is_none() {
+                // The macro has reported any pattern that is not a plain name; rustc would
+                // report it again, as not allowed in a function without a body.
+                for input in &mut f.sig.inputs {
+                    if let syn::FnArg::Typed(arg) = input {
+                        if !matches!(arg.pat.as_ref(), syn::Pat::Ident(_) | syn::Pat::Wild(_)) {
+                            *arg.pat = syn::parse_quote!(_);
+                        }
+                    }
+                }
             }
+            let Some(asyncness) = f.sig.asyncness.take() else {
+                continue;
+            };
             let output = match &f.sig.output {
                 syn::ReturnType::Default => quote!(()),
                 syn::ReturnType::Type(_, ty) => quote!(#ty),
             };
-            f.sig.output = syn::parse_quote! {
+            // At `async`, so that an implementation whose future is not `Send` is told that the
+            // bound comes from the trait's `async fn`, not from the macro.
+            f.sig.output = syn::parse_quote_spanned! {asyncness.span=>
                 -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
             };
             if let Some(body) = f.default.take() {
                 f.default = Some(syn::parse_quote!({ async move #body }));
+                // The body's future holds `&Self`; it is `Send` only if `Self` is `Sync`.
+                f.sig
+                    .generics
+                    .make_where_clause()
+                    .predicates
+                    .push(syn::parse_quote!(Self: ::core::marker::Sync));
             }
+        }
+        if !self.service.endpoint {
+            // A trait that only describes a remote service is never implemented here.
+            item.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
         }
         quote!(#item)
     }
 
-    /// Calls that fail to compile, at the user's type, when a parameter, result or error type
-    /// cannot cross the wire.
+    /// Checks that each parameter, result and error type can cross the wire both ways, with
+    /// errors at the user's type. The endpoint and the client use each type with exactly the
+    /// bounds their half needs, at the type's span, so only the bounds of a half that is not
+    /// generated are asserted here: asserting the others as well would report every missing
+    /// impl twice. The functions named are those the missing half would call.
     fn render_assertions(&self) -> TokenStream {
         let private = &self.private;
         let mut checks = TokenStream::new();
+        let mut check = |ty: &syn::Type, function: &str| {
+            let function = syn::Ident::new(function, proc_macro2::Span::call_site());
+            checks.extend(quote_spanned!(ty.span()=> let _ = #private::#function::<#ty>;));
+        };
         for method in &self.methods {
-            for param in &method.params {
-                let ty = &param.ty;
-                checks.extend(quote_spanned!(ty.span()=> #private::assert_arg::<#ty>();));
+            let (ok, err) = match &method.output {
+                Output::Unit => (None, None),
+                Output::Value(ty) => (Some(ty), None),
+                Output::Fallible { ok, err } => (Some(ok), Some(err)),
+            };
+            let params = method.params.iter().map(|p| &p.ty);
+            if !self.service.endpoint {
+                // An endpoint decodes the arguments and encodes the result and error.
+                params.clone().for_each(|ty| check(ty, "take_arg"));
+                ok.iter().for_each(|ty| check(ty, "encode_result"));
+                err.iter().for_each(|ty| check(ty, "application_error"));
             }
-            match &method.output {
-                Output::Unit => {}
-                Output::Value(ty) => {
-                    checks.extend(quote_spanned!(ty.span()=> #private::assert_return::<#ty>();));
-                }
-                Output::Fallible { ok, err, .. } => {
-                    checks.extend(quote_spanned!(ok.span()=> #private::assert_return::<#ok>();));
-                    checks.extend(quote_spanned!(err.span()=> #private::assert_error::<#err>();));
-                }
+            if !self.service.client {
+                // A client encodes the arguments (`encode_result` bounds its type by
+                // `Serialize` alone) and decodes the result and error.
+                params.for_each(|ty| check(ty, "encode_result"));
+                ok.iter().chain(&err).for_each(|ty| check(ty, "take_arg"));
             }
         }
+        if checks.is_empty() {
+            return TokenStream::new();
+        }
         quote! {
-            #[allow(dead_code, non_snake_case)]
             const _: () = {
+                #[allow(dead_code)]
                 fn __amqp_rpc_type_assertions() {
                     #checks
                 }
             };
         }
+    }
+
+    /// The private module's path with every token at `span`, so that an expression starting
+    /// with it is reported at `span` (the user's type) rather than at the macro's attribute.
+    fn private_at(&self, span: proc_macro2::Span) -> TokenStream {
+        self.private
+            .clone()
+            .into_iter()
+            .map(|mut token| {
+                token.set_span(span);
+                token
+            })
+            .collect()
     }
 
     fn namespace_const(&self) -> TokenStream {
@@ -140,6 +211,9 @@ impl<'a> Generator<'a> {
             false => quote!(::core::matches!(__method, #(#wire_names)|*)),
         };
         let arms = self.methods.iter().map(|m| self.dispatch_arm(m));
+        // A generic trait has been reported; without its arguments `T: Trait` would only add
+        // a confusing error, so the stub serves nothing for any `T`.
+        let implements = (!self.service.generic).then(|| quote!(#trait_ident +));
         quote! {
             #[doc = #doc]
             #vis struct #endpoint<T> {
@@ -171,7 +245,7 @@ impl<'a> Generator<'a> {
 
             impl<T> #private::Endpoint for #endpoint<T>
             where
-                T: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
+                T: #implements ::core::marker::Send + ::core::marker::Sync + 'static,
             {
                 fn namespace(&self) -> ::core::option::Option<&str> {
                     Self::NAMESPACE
@@ -217,9 +291,9 @@ impl<'a> Generator<'a> {
         let takes = method.params.iter().map(|p| {
             let (name, ty) = (&p.ident, &p.ty);
             let key = name.unraw().to_string();
-            quote!(let #name: #ty = #private::take_arg(&mut __args, #wire, #key)?;)
+            quote!(let #name = #private::take_arg::<#ty>(&mut __args, #wire, #key)?;)
         });
-        let ctx = method.has_ctx.then(|| quote!(&__ctx,));
+        let ctx = method.ctx.as_ref().map(|_| quote!(&__ctx,));
         let names = method.params.iter().map(|p| &p.ident);
         let call = quote!(<T as #trait_ident>::#ident(&self.inner, #ctx #(#names),*).await);
         let finish = match &method.output {
@@ -227,13 +301,13 @@ impl<'a> Generator<'a> {
                 #call;
                 ::core::result::Result::Ok(#private::serde_json::Value::Null)
             },
-            Output::Value(_) => quote!(#private::encode_result(#wire, &#call)),
-            Output::Fallible { .. } => quote! {
+            Output::Value(ty) => quote!(#private::encode_result::<#ty>(#wire, &#call)),
+            Output::Fallible { ok, err } => quote! {
                 match #call {
-                    ::core::result::Result::Ok(__ok) => #private::encode_result(#wire, &__ok),
-                    ::core::result::Result::Err(__err) => {
-                        ::core::result::Result::Err(#private::application_error(#wire, &__err))
-                    }
+                    ::core::result::Result::Ok(__ok) => #private::encode_result::<#ok>(#wire, &__ok),
+                    ::core::result::Result::Err(__err) => ::core::result::Result::Err(
+                        #private::application_error::<#err>(#wire, &__err),
+                    ),
                 }
             },
         };
@@ -394,28 +468,59 @@ impl<'a> Generator<'a> {
                 quote!(#name: #ty)
             })
             .collect();
-        let (ctx_param, ctx) = match method.has_ctx {
-            true => (quote!(ctx: &#private::Context,), quote!(ctx)),
-            false => (TokenStream::new(), quote!(&self.context)),
+        let (ctx_param, ctx) = match &method.ctx {
+            // As the trait declares it, so that a call leaving it out is shown the declaration.
+            Some(name) => {
+                let at_ctx = self.private_at(name.span());
+                (
+                    quote_spanned!(name.span()=> #name: &#at_ctx::Context,),
+                    quote!(#name),
+                )
+            }
+            None => (TokenStream::new(), quote!(&self.context)),
         };
         let kwargs = self.kwargs(method);
+        // Macro-spanned, as they name the method's locals; only the calls taking a user's type
+        // are spanned at that type (their arguments keep the macro's span).
+        let args = quote!(&self.client, #since, #ctx, #wire, __kwargs);
         let (ret, send) = match (&method.output, method.cast) {
             (_, true) => (
                 quote!(::core::result::Result<(), #private::RpcError>),
-                quote!(#private::cast(&self.client, #since, #ctx, #wire, __kwargs).await),
+                quote!(#private::cast(#args).await),
             ),
             (Output::Unit, false) => (
                 quote!(::core::result::Result<(), #private::RpcError>),
-                quote!(#private::call::<()>(&self.client, #since, #ctx, #wire, __kwargs).await),
+                quote!(#private::call::<()>(#args).await),
             ),
-            (Output::Value(ty), false) => (
-                quote!(::core::result::Result<#ty, #private::RpcError>),
-                quote!(#private::call::<#ty>(&self.client, #since, #ctx, #wire, __kwargs).await),
-            ),
-            (Output::Fallible { ok, err, .. }, false) => (
-                quote!(::core::result::Result<#ok, #private::CallError<#err>>),
-                quote!(#private::call_fallible::<#ok, #err>(&self.client, #since, #ctx, #wire, __kwargs).await),
-            ),
+            // `call` is an `async fn`: a result type that cannot be decoded fails its bound at
+            // the turbofish, again at the call and again at the `.await`. With all three at the
+            // type's span, rustc reports one error, at the type.
+            (Output::Value(ty), false) => {
+                let at_ty = self.private_at(ty.span());
+                (
+                    quote!(::core::result::Result<#ty, #private::RpcError>),
+                    quote_spanned!(ty.span()=> #at_ty::call::<#ty>(#args).await),
+                )
+            }
+            // `call_fallible` spelled out, so that the error type's bound is on a plain call,
+            // at the error type, and the result type's is at the result type.
+            (Output::Fallible { ok, err }, false) => {
+                let (at_ok, at_err) = (self.private_at(ok.span()), self.private_at(err.span()));
+                let call = quote_spanned!(ok.span()=> #at_ok::call::<#ok>(#args).await);
+                let error = quote!(__error);
+                let from_rpc = quote_spanned!(err.span()=> #at_err::CallError::from_rpc(#error));
+                (
+                    quote!(::core::result::Result<#ok, #private::CallError<#err>>),
+                    quote! {
+                        match #call {
+                            ::core::result::Result::Ok(__ok) => ::core::result::Result::Ok(__ok),
+                            ::core::result::Result::Err(#error) => {
+                                ::core::result::Result::Err(#from_rpc)
+                            }
+                        }
+                    },
+                )
+            }
         };
         quote! {
             #(#docs)*
@@ -432,7 +537,7 @@ impl<'a> Generator<'a> {
         let serde = quote!(#private::serde);
         let names: Vec<&syn::Ident> = method.params.iter().map(|p| &p.ident).collect();
         let keys = names.iter().map(|n| n.unraw().to_string());
-        let types = method.params.iter().map(|p| &p.ty);
+        let types: Vec<&syn::Type> = method.params.iter().map(|p| &p.ty).collect();
         let count = names.len();
         let (definition, generics, value) = match names.is_empty() {
             true => (
@@ -459,7 +564,9 @@ impl<'a> Generator<'a> {
                         __serializer,
                         ::core::option::Option::Some(#count),
                     )?;
-                    #(#serde::ser::SerializeMap::serialize_entry(&mut __map, #keys, self.#names)?;)*
+                    #(#serde::ser::SerializeMap::serialize_entry::<str, #types>(
+                        &mut __map, #keys, self.#names,
+                    )?;)*
                     #serde::ser::SerializeMap::end(__map)
                 }
             }

@@ -72,8 +72,9 @@ fn arg<T: serde::de::DeserializeOwned>(
     name: &str,
 ) -> Result<T, RemoteError> {
     let value = args.remove(name).unwrap_or(Value::Null);
-    serde_json::from_value(value)
-        .map_err(|e| RemoteError::builtin("TypeError", format!("{method}() argument '{name}': {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        RemoteError::builtin("TypeError", format!("{method}() argument '{name}': {e}"))
+    })
 }
 
 fn no_more(args: &Map<String, Value>, method: &str) -> Result<(), RemoteError> {
@@ -108,12 +109,14 @@ impl Endpoint for HandWritten {
     ) -> Result<Value, RemoteError> {
         match method {
             "add" => {
-                let (x, y): (i64, i64) = (arg(&mut args, method, "x")?, arg(&mut args, method, "y")?);
+                let (x, y): (i64, i64) =
+                    (arg(&mut args, method, "x")?, arg(&mut args, method, "y")?);
                 no_more(&args, method)?;
                 to_json(&self.0.add(&ctx, x, y).await)
             }
             "divide" => {
-                let (x, y): (f64, f64) = (arg(&mut args, method, "x")?, arg(&mut args, method, "y")?);
+                let (x, y): (f64, f64) =
+                    (arg(&mut args, method, "x")?, arg(&mut args, method, "y")?);
                 no_more(&args, method)?;
                 match self.0.divide(x, y).await {
                     Ok(v) => to_json(&v),
@@ -128,7 +131,10 @@ impl Endpoint for HandWritten {
                 Ok(Value::Null)
             }
             "pow" => {
-                let (b, e): (f64, f64) = (arg(&mut args, method, "base")?, arg(&mut args, method, "exp")?);
+                let (b, e): (f64, f64) = (
+                    arg(&mut args, method, "base")?,
+                    arg(&mut args, method, "exp")?,
+                );
                 no_more(&args, method)?;
                 to_json(&self.0.power(b, e).await)
             }
@@ -148,7 +154,10 @@ fn requests(count: usize) -> Vec<(&'static str, Map<String, Value>)> {
         .map(|i| {
             let (method, args) = match i % 4 {
                 0 => ("add", json!({"x": i, "y": 7})),
-                1 => ("divide", json!({"x": i as f64, "y": if i % 8 == 1 { 0.0 } else { 3.0 }})),
+                1 => (
+                    "divide",
+                    json!({"x": i as f64, "y": if i % 8 == 1 { 0.0 } else { 3.0 }}),
+                ),
                 2 => ("record", json!({"line": "a line of text"})),
                 _ => ("pow", json!({"base": 1.0001, "exp": 2.5})),
             };

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use crate::{
@@ -97,19 +97,6 @@ pub async fn call<R: DeserializeOwned>(
     client.call_as(Some(version), ctx, method, args).await
 }
 
-/// A call of a method returning `Result<R, E>`.
-pub async fn call_fallible<R: DeserializeOwned, E: DeserializeOwned>(
-    client: &RpcClient,
-    version: Version,
-    ctx: &Context,
-    method: &str,
-    args: impl Serialize,
-) -> Result<R, CallError<E>> {
-    call(client, version, ctx, method, args)
-        .await
-        .map_err(CallError::from_rpc)
-}
-
 /// A cast sending `version`.
 pub async fn cast(
     client: &RpcClient,
@@ -120,12 +107,3 @@ pub async fn cast(
 ) -> Result<(), RpcError> {
     client.cast_as(Some(version), ctx, method, args).await
 }
-
-/// Compile-time check that a parameter type can be sent and received.
-pub fn assert_arg<T: Serialize + for<'de> Deserialize<'de>>() {}
-
-/// Compile-time check that a return type can be sent and received.
-pub fn assert_return<T: Serialize + for<'de> Deserialize<'de>>() {}
-
-/// Compile-time check that a method's error type can be sent, received and displayed.
-pub fn assert_error<E: Serialize + for<'de> Deserialize<'de> + Display>() {}

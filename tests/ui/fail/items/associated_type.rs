@@ -1,0 +1,9 @@
+use amqp_rpc::rpc_endpoint;
+
+#[rpc_endpoint]
+pub trait Store {
+    type Value;
+    async fn get(&self, key: String) -> Option<String>;
+}
+
+fn main() {}

@@ -188,10 +188,27 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let (rounds, batch) = if quick { (3, 20_000) } else { (11, 400_000) };
     let generated = CalculatorEndpoint::new(Calc);
     let hand_written = HandWritten(Calc);
+    // `--only generated|hand-written`: one side alone, for an instruction-count profiler.
+    if let Some(side) = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+    {
+        let endpoint: &dyn Endpoint = match side.as_str() {
+            "generated" => &generated,
+            _ => &hand_written,
+        };
+        println!(
+            "{side}: {:.1} ns per dispatch",
+            run(endpoint, requests(batch))
+        );
+        return;
+    }
     // Warm up both, then alternate so that drift affects both alike.
     run(&generated, requests(batch / 4));
     run(&hand_written, requests(batch / 4));

@@ -17,10 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-/// Long enough for anything that should answer; short enough that a hang fails fast.
-const ANSWER: Duration = Duration::from_secs(5);
-/// How long we listen before concluding that nothing (more) arrives.
-const QUIET: Duration = Duration::from_millis(250);
+mod common;
+use common::{ANSWER, expect_events, serve};
+
 /// The timeout of calls that nothing answers.
 const SHORT: Duration = Duration::from_millis(100);
 
@@ -384,17 +383,6 @@ impl Endpoint for ContextMirror {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-async fn serve(
-    transport: &Transport,
-    topic: &str,
-    server: &str,
-    endpoints: Vec<Arc<dyn Endpoint>>,
-) -> RpcServer {
-    let server = RpcServer::new(transport, Target::server(topic, server), endpoints).unwrap();
-    server.start().await.unwrap();
-    server
-}
-
 /// A transport with one calculator server `s1` on topic "calc", and its typed client.
 async fn calculator(transport: &Transport) -> (RpcServer, CalculatorClient) {
     let server = serve(transport, "calc", "s1", vec![Calc::new("s1").endpoint()]).await;
@@ -418,21 +406,6 @@ async fn three_servers(
         servers.push(serve(transport, "calc", name, vec![calc.endpoint()]).await);
     }
     servers
-}
-
-/// Waits for exactly `count` events, then checks that nothing more arrives for [`QUIET`].
-async fn expect_events(events: &mut mpsc::UnboundedReceiver<String>, count: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    while got.len() < count {
-        match tokio::time::timeout(ANSWER, events.recv()).await {
-            Ok(Some(event)) => got.push(event),
-            other => panic!("expected {count} events, got {got:?} then {other:?}"),
-        }
-    }
-    if let Ok(Some(extra)) = tokio::time::timeout(QUIET, events.recv()).await {
-        panic!("expected exactly {count} events {got:?}, then got {extra:?}");
-    }
-    got
 }
 
 /// The remote failure of a dynamic call, which must have failed remotely.

@@ -19,10 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-/// Long enough for anything that should answer; short enough that a hang fails fast.
-const ANSWER: Duration = Duration::from_secs(5);
-/// How long we listen before concluding that nothing (more) arrives.
-const QUIET: Duration = Duration::from_millis(250);
+mod common;
+use common::{ANSWER, QUIET, expect_events, serve, serve_with};
 
 fn v(text: &str) -> Version {
     text.parse().unwrap()
@@ -346,28 +344,6 @@ trait LegacyApi {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-async fn serve_with(
-    transport: &Transport,
-    topic: &str,
-    server: &str,
-    endpoints: Vec<Arc<dyn Endpoint>>,
-    config: ServerConfig,
-) -> RpcServer {
-    let target = Target::server(topic, server);
-    let server = RpcServer::with_config(transport, target, endpoints, config).unwrap();
-    server.start().await.unwrap();
-    server
-}
-
-async fn serve(
-    transport: &Transport,
-    topic: &str,
-    server: &str,
-    endpoints: Vec<Arc<dyn Endpoint>>,
-) -> RpcServer {
-    serve_with(transport, topic, server, endpoints, ServerConfig::default()).await
-}
-
 /// Servers `s1`, `s2`, `s3` on topic `T`, each answering with its name and, if `events` is
 /// given, reporting what it ran there.
 async fn three_servers(
@@ -402,21 +378,6 @@ fn client(transport: &Transport, topic: &str) -> RpcClient {
 
 async fn call_method(client: &RpcClient, method: &str) -> Result<String, RpcError> {
     client.call(&Context::new(), method, ()).await
-}
-
-/// Waits for exactly `count` events, then checks that nothing more arrives for [`QUIET`].
-async fn expect_events(events: &mut mpsc::UnboundedReceiver<String>, count: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    while got.len() < count {
-        match tokio::time::timeout(ANSWER, events.recv()).await {
-            Ok(Some(event)) => got.push(event),
-            other => panic!("expected {count} events, got {got:?} then {other:?}"),
-        }
-    }
-    if let Ok(Some(extra)) = tokio::time::timeout(QUIET, events.recv()).await {
-        panic!("expected exactly {count} events {got:?}, then got {extra:?}");
-    }
-    got
 }
 
 /// A peer speaking the wire format by hand: publishes raw bodies and reads its own reply queue.

@@ -166,6 +166,7 @@ pub use error::{APPLICATION_ERROR_MODULE, CallError, RemoteError, RpcError, Tran
 pub use server::{PING_METHOD, RpcServer, ServerConfig};
 pub use target::Target;
 pub use transport::Transport;
+pub use transport::config::TransportConfig;
 pub use url::{Scheme, TransportHost, TransportUrl, UrlError};
 pub use version::{ParseVersionError, Version};
 

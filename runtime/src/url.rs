@@ -139,6 +139,22 @@ pub enum UrlError {
         /// (empty entries, which are skipped, count too).
         position: usize,
     },
+    /// A query option that is not a transport option (oslo refuses those too).
+    #[error("unknown transport option `{name}`")]
+    UnknownOption {
+        /// The option's name.
+        name: String,
+    },
+    /// A query option's value does not parse.
+    #[error("transport option `{name}` = {value:?} is invalid: expected {expected}")]
+    InvalidOption {
+        /// The option's name.
+        name: String,
+        /// The value given.
+        value: String,
+        /// What the option takes.
+        expected: &'static str,
+    },
 }
 
 /// One broker of a parsed transport URL.

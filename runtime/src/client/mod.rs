@@ -54,13 +54,13 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
-    /// A client sending to `target` with the default timeout, no version cap and no call
-    /// monitoring.
+    /// A client sending to `target` with the transport's `rpc_response_timeout` (default
+    /// [`DEFAULT_TIMEOUT`]), no version cap and no call monitoring.
     pub fn new(transport: &Transport, target: Target) -> RpcClient {
         RpcClient {
             transport: transport.clone(),
             target,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: transport.config().rpc_response_timeout,
             call_monitor_timeout: None,
             version_cap: None,
         }

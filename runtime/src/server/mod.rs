@@ -16,12 +16,13 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::endpoint::Endpoint;
-use crate::error::{RemoteError, RpcError};
+use crate::error::{RemoteError, RpcError, TransportError};
 use crate::target::Target;
-use crate::transport::{Destination, PublishOptions, Subscription, Transport};
+use crate::transport::{Destination, PublishOptions, Subscription, Transport, lock};
 use crate::wire::{self, IncomingRequest, OutgoingReply};
 use dispatcher::Dispatcher;
 
@@ -97,6 +98,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     /// `true` while the consumer loop runs.
     consuming: watch::Sender<bool>,
+    /// Reply queues found missing for the whole retry time, and when that was.
+    obsolete_reply_queues: std::sync::Mutex<VecDeque<(String, Instant)>>,
 }
 
 struct Running {
@@ -107,15 +110,24 @@ struct Running {
 /// How many `_unique_id`s a listener remembers to drop duplicates (oslo's `_MsgIdCache`).
 const DUPLICATE_WINDOW: usize = 16;
 
+/// How often a reply to a missing reply queue is tried again (oslo: 0.25 s).
+const REPLY_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How many obsolete reply queues a server remembers (oslo: 200).
+const OBSOLETE_REPLY_QUEUES: usize = 200;
+
 impl RpcServer {
     /// A server of `endpoints` (scanned in order) on `target`, with the default
-    /// [`ServerConfig`]. The target needs a topic and a server name.
+    /// [`ServerConfig`] but for the concurrency limit, which is the transport's
+    /// `executor_thread_pool_size` (default 64). The target needs a topic and a server name.
     pub fn new(
         transport: &Transport,
         target: Target,
         endpoints: Vec<Arc<dyn Endpoint>>,
     ) -> Result<RpcServer, RpcError> {
-        RpcServer::with_config(transport, target, endpoints, ServerConfig::default())
+        let config = ServerConfig::default()
+            .with_max_concurrency(transport.config().executor_thread_pool_size);
+        RpcServer::with_config(transport, target, endpoints, config)
     }
 
     /// A server with explicit settings.
@@ -140,6 +152,7 @@ impl RpcServer {
                 max_concurrency,
                 permits: Arc::new(Semaphore::new(max_concurrency as usize)),
                 consuming: watch::Sender::new(false),
+                obsolete_reply_queues: std::sync::Mutex::new(VecDeque::new()),
             }),
             running: tokio::sync::Mutex::new(None),
         })
@@ -280,8 +293,8 @@ async fn consume(
         }
         tokio::spawn(handle(Arc::clone(&shared), request, permit));
     }
-    // Dropping the subscription cancels the consumers: unacknowledged requests requeue.
-    drop(subscription);
+    // Closing cancels the consumers: requests not acknowledged (not started) requeue.
+    subscription.close().await;
     shared.consuming.send_replace(false);
 }
 
@@ -364,6 +377,11 @@ fn panic_failure(panic: &(dyn std::any::Any + Send)) -> RemoteError {
 }
 
 /// Sends a reply (final when `ending`, else a heartbeat); returns whether it was delivered.
+///
+/// oslo's rule for a missing reply queue (the caller may be reconnecting): a final reply is
+/// tried again every 0.25 s for `kombu_missing_consumer_retry_timeout`, after which the queue
+/// is remembered as obsolete for as long and later replies to it are dropped at once. A
+/// heartbeat is not retried: its failure ends the heartbeats.
 async fn send_reply(
     shared: &Shared,
     reply_q: &str,
@@ -371,6 +389,17 @@ async fn send_reply(
     outcome: Result<Value, RemoteError>,
     ending: bool,
 ) -> bool {
+    let retry_for = shared
+        .transport
+        .config()
+        .kombu_missing_consumer_retry_timeout;
+    if shared.is_obsolete(reply_q, retry_for) {
+        tracing::warn!(
+            reply_q,
+            "dropping a reply to a reply queue found missing earlier"
+        );
+        return false;
+    }
     let (result, failure) = match outcome {
         Ok(value) => (value, None),
         Err(failure) => {
@@ -391,16 +420,46 @@ async fn send_reply(
         expiration: None,
         mandatory: true,
     };
-    let sent = shared
-        .transport
-        .driver()
-        .publish(Destination::Reply { queue: reply_q }, body, options)
-        .await;
-    match sent {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(reply_q, error = %e, "could not deliver reply");
-            false
+    let started = Instant::now();
+    loop {
+        let sent = shared
+            .transport
+            .driver()
+            .publish(Destination::Reply { queue: reply_q }, body.clone(), options)
+            .await;
+        match sent {
+            Ok(()) => return true,
+            Err(TransportError::NoRoute { .. }) if ending && started.elapsed() < retry_for => {
+                tokio::time::sleep(REPLY_RETRY_INTERVAL).await;
+            }
+            Err(TransportError::NoRoute { .. }) if ending => {
+                tracing::warn!(
+                    reply_q,
+                    "reply queue missing for {retry_for:?}; reply dropped"
+                );
+                shared.mark_obsolete(reply_q);
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(reply_q, error = %e, "could not deliver reply");
+                return false;
+            }
         }
+    }
+}
+
+impl Shared {
+    fn is_obsolete(&self, reply_q: &str, for_how_long: Duration) -> bool {
+        let mut obsolete = lock(&self.obsolete_reply_queues);
+        obsolete.retain(|(_, since)| since.elapsed() < for_how_long);
+        obsolete.iter().any(|(queue, _)| queue == reply_q)
+    }
+
+    fn mark_obsolete(&self, reply_q: &str) {
+        let mut obsolete = lock(&self.obsolete_reply_queues);
+        if obsolete.len() == OBSOLETE_REPLY_QUEUES {
+            obsolete.pop_front();
+        }
+        obsolete.push_back((reply_q.to_owned(), Instant::now()));
     }
 }

@@ -19,13 +19,12 @@ use super::{Acker, Delivery, Destination, Driver, PublishOptions, ReplyQueue, Su
 use crate::error::TransportError;
 use crate::target::Target;
 
-/// The control exchange used when a destination names none (oslo's default).
-const CONTROL_EXCHANGE: &str = "openstack";
-
 /// The `memory://` driver: a handle on one in-process broker.
 #[derive(Debug, Clone)]
 pub struct MemoryDriver {
     broker: Arc<Broker>,
+    /// The exchange of destinations that name none.
+    control_exchange: Arc<str>,
 }
 
 impl MemoryDriver {
@@ -37,13 +36,22 @@ impl MemoryDriver {
         let broker = brokers.entry(vhost.to_owned()).or_default();
         MemoryDriver {
             broker: Arc::clone(broker),
+            control_exchange: "openstack".into(),
         }
+    }
+
+    /// Uses `exchange` for destinations that name none (default `openstack`).
+    #[must_use]
+    pub fn with_control_exchange(mut self, exchange: &str) -> Self {
+        self.control_exchange = exchange.into();
+        self
     }
 
     /// A broker of its own, unreachable by URL.
     pub fn private() -> MemoryDriver {
         MemoryDriver {
             broker: Arc::default(),
+            control_exchange: "openstack".into(),
         }
     }
 
@@ -135,14 +143,14 @@ impl State {
     }
 
     /// The queues a message to `to` reaches.
-    fn route(&self, to: Destination<'_>) -> Vec<String> {
+    fn route(&self, to: Destination<'_>, control_exchange: &str) -> Vec<String> {
         match to {
             Destination::Rpc {
                 exchange,
                 topic,
                 server,
             } => {
-                let exchange = exchange.unwrap_or(CONTROL_EXCHANGE).to_owned();
+                let exchange = exchange.unwrap_or(control_exchange).to_owned();
                 let key = match server {
                     Some(server) => format!("{topic}.{server}"),
                     None => topic.to_owned(),
@@ -287,7 +295,7 @@ impl Driver for MemoryDriver {
     ) -> Result<(), TransportError> {
         let expires_at = options.expiration.map(|ttl| Instant::now() + ttl);
         self.broker.with_state(|state, weak, orphans| {
-            let queues = state.route(to);
+            let queues = state.route(to, &self.control_exchange);
             if queues.is_empty() && options.mandatory {
                 let (exchange, routing_key) = match to {
                     Destination::Reply { queue } => (String::new(), queue.to_owned()),
@@ -297,7 +305,7 @@ impl Driver for MemoryDriver {
                         topic,
                         server,
                     } => (
-                        exchange.unwrap_or(CONTROL_EXCHANGE).to_owned(),
+                        exchange.unwrap_or(&self.control_exchange).to_owned(),
                         server.map_or_else(|| topic.to_owned(), |s| format!("{topic}.{s}")),
                     ),
                 };
@@ -331,7 +339,7 @@ impl Driver for MemoryDriver {
                 ),
             });
         };
-        let exchange = target.exchange().unwrap_or(CONTROL_EXCHANGE);
+        let exchange = target.exchange().unwrap_or(&self.control_exchange);
         let server_queue = format!("{topic}.{server}");
         let fanout_queue = format!("{topic}_fanout_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();

@@ -5,6 +5,8 @@
 //! of requests or replies: it moves bytes the [`crate::wire`] module produced, and hands them
 //! back as acknowledgeable [`Delivery`]s.
 
+pub mod amqp;
+pub mod config;
 pub mod memory;
 
 use std::fmt;
@@ -18,6 +20,7 @@ use crate::client::waiter::ReplyWaiter;
 use crate::error::{RpcError, TransportError};
 use crate::target::Target;
 use crate::url::{Scheme, TransportUrl};
+use config::TransportConfig;
 
 /// Where a published message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,10 @@ pub trait Subscription: Send + fmt::Debug {
     /// The next delivery; an error means the subscription has ended (connection lost or
     /// transport closed) and will deliver nothing more.
     async fn next(&mut self) -> Result<Delivery, TransportError>;
+
+    /// Cancels the consumers and waits until the broker has them back: deliveries not
+    /// acknowledged return to their queues. Dropping does the same without waiting.
+    async fn close(self: Box<Self>) {}
 }
 
 /// A caller's reply queue and its consumer.
@@ -138,46 +145,66 @@ pub struct Transport {
 struct Inner {
     driver: Arc<dyn Driver>,
     url: Option<TransportUrl>,
+    config: TransportConfig,
     /// Lazily created on the first call, replaced if its subscription ends.
     replies: tokio::sync::Mutex<Option<Arc<ReplyWaiter>>>,
 }
 
 impl Transport {
-    /// Opens the transport a URL names: `memory://[/vhost]` (in-process; one broker per vhost
-    /// in the process) or `rabbit://...`.
+    /// Opens the transport a URL names, with the default [`TransportConfig`] overridden by the
+    /// URL's query options: `memory://[/vhost]` (in-process; one broker per vhost in the
+    /// process) or `rabbit://[user:pass@]host[:port][,...]/[vhost][?option=value&...]`.
     pub async fn from_url(url: &str) -> Result<Transport, RpcError> {
+        Transport::from_url_with_config(url, TransportConfig::default()).await
+    }
+
+    /// Opens the transport a URL names with `config`, which the URL's query options override.
+    pub async fn from_url_with_config(
+        url: &str,
+        config: TransportConfig,
+    ) -> Result<Transport, RpcError> {
         let url = TransportUrl::parse(url)?;
+        let config = config.with_url_options(&url)?;
         let driver: Arc<dyn Driver> = match url.scheme() {
-            Scheme::Memory => Arc::new(memory::MemoryDriver::shared(url.virtual_host())),
-            scheme => {
-                return Err(TransportError::Unsupported {
-                    scheme: scheme.as_str().to_owned(),
-                    reason: "the rabbit:// driver is not available in this version",
-                }
-                .into());
-            }
+            Scheme::Memory => Arc::new(
+                memory::MemoryDriver::shared(url.virtual_host())
+                    .with_control_exchange(&config.control_exchange),
+            ),
+            Scheme::Rabbit => Arc::new(amqp::RabbitDriver::connect(&url, config.clone()).await?),
         };
-        Ok(Transport::with_driver(driver, Some(url)))
+        Ok(Transport::with_driver(driver, Some(url), config))
     }
 
     /// A transport on a new, private in-process broker that nothing else can reach.
     pub fn memory() -> Transport {
-        Transport::with_driver(Arc::new(memory::MemoryDriver::private()), None)
+        let driver = Arc::new(memory::MemoryDriver::private());
+        Transport::with_driver(driver, None, TransportConfig::default())
     }
 
-    /// A transport on a driver of your own.
+    /// A transport on a driver of your own, with the default [`TransportConfig`].
     pub fn from_driver(driver: Arc<dyn Driver>) -> Transport {
-        Transport::with_driver(driver, None)
+        Transport::with_driver(driver, None, TransportConfig::default())
     }
 
-    fn with_driver(driver: Arc<dyn Driver>, url: Option<TransportUrl>) -> Transport {
+    fn with_driver(
+        driver: Arc<dyn Driver>,
+        url: Option<TransportUrl>,
+        config: TransportConfig,
+    ) -> Transport {
         Transport {
             inner: Arc::new(Inner {
                 driver,
                 url,
+                config,
                 replies: tokio::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// The settings: defaults for clients (`rpc_response_timeout`) and servers
+    /// (`executor_thread_pool_size`), and the driver's options.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
     }
 
     /// The URL the transport was opened with, if any.

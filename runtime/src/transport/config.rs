@@ -1,0 +1,213 @@
+//! Transport settings with oslo.messaging's option names and defaults, from a struct and from
+//! the URL query (which overrides the struct, as oslo's query parameters override its
+//! configuration file).
+
+use std::time::Duration;
+
+use crate::url::{TransportUrl, UrlError};
+
+/// Settings of a [`Transport`](crate::Transport). Each field is the oslo.messaging option of
+/// the same name, with the same default; a mixed fleet of Python and Rust services must use
+/// the same values for the options that shape the broker topology (marked *topology*).
+///
+/// ```
+/// use amqp_rpc::{TransportConfig, TransportUrl};
+/// let url = TransportUrl::parse("rabbit://h/?control_exchange=nova&amqp_durable_queues=true")?;
+/// let config = TransportConfig::default().with_url_options(&url)?;
+/// assert_eq!(config.control_exchange, "nova");
+/// assert!(config.amqp_durable_queues);
+/// assert_eq!(config.rpc_response_timeout, std::time::Duration::from_secs(60));
+/// # Ok::<(), amqp_rpc::RpcError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// The exchange of targets that name none (*topology*). Default `openstack`.
+    pub control_exchange: String,
+    /// Durable control exchange, topic and server queues (*topology*). Default `false`.
+    pub amqp_durable_queues: bool,
+    /// Auto-delete control exchange, topic and server queues (*topology*). Default `false`.
+    pub amqp_auto_delete: bool,
+    /// Quorum topic and server queues, which also makes them and the control exchange durable
+    /// (*topology*). Default `false`.
+    pub rabbit_quorum_queue: bool,
+    /// `x-expires` of reply and fanout queues; zero for none (*topology*). Default 1800 s.
+    pub rabbit_transient_queues_ttl: Duration,
+    /// Prefetch of listening channels. Default 0, which here means: an RPC server's prefetch
+    /// is its concurrency limit (so requests it has not started stay in the queue for other
+    /// servers), and reply queues are unlimited. oslo's 0 means unlimited everywhere.
+    pub rabbit_qos_prefetch_count: u16,
+    /// AMQP heartbeat; zero disables it. Default 60 s.
+    pub heartbeat_timeout_threshold: Duration,
+    /// Default timeout of calls of clients made on this transport. Default 60 s.
+    pub rpc_response_timeout: Duration,
+    /// Default concurrency limit of servers made on this transport. Default 64.
+    pub executor_thread_pool_size: usize,
+    /// How long a server retries a reply whose reply queue is missing before giving it up
+    /// (and dropping further replies to that queue for the same time). Default 60 s.
+    pub kombu_missing_consumer_retry_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            control_exchange: "openstack".to_owned(),
+            amqp_durable_queues: false,
+            amqp_auto_delete: false,
+            rabbit_quorum_queue: false,
+            rabbit_transient_queues_ttl: Duration::from_secs(1800),
+            rabbit_qos_prefetch_count: 0,
+            heartbeat_timeout_threshold: Duration::from_secs(60),
+            rpc_response_timeout: Duration::from_secs(60),
+            executor_thread_pool_size: 64,
+            kombu_missing_consumer_retry_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Applies the options of a URL's query, which override the struct's values. An option
+    /// this crate does not know is an error, as in oslo.
+    pub fn with_url_options(mut self, url: &TransportUrl) -> Result<Self, UrlError> {
+        for (name, value) in url.options() {
+            self.set(name, value)?;
+        }
+        Ok(self)
+    }
+
+    /// Sets one option by its oslo name from its text form.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), UrlError> {
+        match name {
+            "control_exchange" => self.control_exchange = value.to_owned(),
+            "amqp_durable_queues" => self.amqp_durable_queues = boolean(name, value)?,
+            "amqp_auto_delete" => self.amqp_auto_delete = boolean(name, value)?,
+            "rabbit_quorum_queue" => self.rabbit_quorum_queue = boolean(name, value)?,
+            "rabbit_transient_queues_ttl" => {
+                self.rabbit_transient_queues_ttl = seconds(name, value)?
+            }
+            "rabbit_qos_prefetch_count" => self.rabbit_qos_prefetch_count = number(name, value)?,
+            "heartbeat_timeout_threshold" => {
+                self.heartbeat_timeout_threshold = seconds(name, value)?
+            }
+            "rpc_response_timeout" => self.rpc_response_timeout = seconds(name, value)?,
+            "executor_thread_pool_size" => self.executor_thread_pool_size = number(name, value)?,
+            "kombu_missing_consumer_retry_timeout" => {
+                self.kombu_missing_consumer_retry_timeout = seconds(name, value)?;
+            }
+            _ => {
+                return Err(UrlError::UnknownOption {
+                    name: name.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the control exchange, topic and server queues are durable.
+    pub(crate) fn durable(&self) -> bool {
+        self.amqp_durable_queues || self.rabbit_quorum_queue
+    }
+}
+
+fn invalid(name: &str, value: &str, expected: &'static str) -> UrlError {
+    UrlError::InvalidOption {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+/// oslo.config's booleans.
+fn boolean(name: &str, value: &str) -> Result<bool, UrlError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(
+            name,
+            value,
+            "a boolean (true/false, yes/no, on/off, 1/0)",
+        )),
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, UrlError> {
+    value
+        .parse()
+        .map_err(|_| invalid(name, value, "a non-negative integer in range"))
+}
+
+fn seconds(name: &str, value: &str) -> Result<Duration, UrlError> {
+    number::<u64>(name, value).map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<TransportConfig, UrlError> {
+        let url = TransportUrl::parse(&format!("rabbit://h/?{query}"))?;
+        TransportConfig::default().with_url_options(&url)
+    }
+
+    #[test]
+    fn defaults_are_oslos() {
+        let c = TransportConfig::default();
+        assert_eq!(c.control_exchange, "openstack");
+        assert!(!c.amqp_durable_queues && !c.amqp_auto_delete && !c.rabbit_quorum_queue);
+        assert_eq!(c.rabbit_transient_queues_ttl, Duration::from_secs(1800));
+        assert_eq!(c.rabbit_qos_prefetch_count, 0);
+        assert_eq!(c.heartbeat_timeout_threshold, Duration::from_secs(60));
+        assert_eq!(c.rpc_response_timeout, Duration::from_secs(60));
+        assert_eq!(c.executor_thread_pool_size, 64);
+    }
+
+    #[test]
+    fn every_option_is_settable_from_the_query() {
+        let c = parse(
+            "control_exchange=nova&amqp_durable_queues=yes&amqp_auto_delete=1&rabbit_quorum_queue=On\
+             &rabbit_transient_queues_ttl=0&rabbit_qos_prefetch_count=10&heartbeat_timeout_threshold=30\
+             &rpc_response_timeout=5&executor_thread_pool_size=8&kombu_missing_consumer_retry_timeout=2",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.control_exchange, "nova");
+        assert!(c.amqp_durable_queues && c.amqp_auto_delete && c.rabbit_quorum_queue);
+        assert_eq!(c.rabbit_transient_queues_ttl, Duration::ZERO);
+        assert_eq!(c.rabbit_qos_prefetch_count, 10);
+        assert_eq!(c.heartbeat_timeout_threshold, Duration::from_secs(30));
+        assert_eq!(c.rpc_response_timeout, Duration::from_secs(5));
+        assert_eq!(c.executor_thread_pool_size, 8);
+        assert_eq!(
+            c.kombu_missing_consumer_retry_timeout,
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn quorum_implies_durable() {
+        assert!(
+            parse("rabbit_quorum_queue=true")
+                .map(|c| c.durable())
+                .unwrap_or(false)
+        );
+        assert!(!TransportConfig::default().durable());
+    }
+
+    #[test]
+    fn unknown_options_and_bad_values_are_errors() {
+        assert!(
+            matches!(parse("ssl_bogus=1"), Err(UrlError::UnknownOption { name }) if name == "ssl_bogus")
+        );
+        assert!(matches!(
+            parse("amqp_durable_queues=maybe"),
+            Err(UrlError::InvalidOption { .. })
+        ));
+        assert!(matches!(
+            parse("rabbit_qos_prefetch_count=70000"),
+            Err(UrlError::InvalidOption { .. })
+        ));
+        assert!(matches!(
+            parse("rpc_response_timeout=-1"),
+            Err(UrlError::InvalidOption { .. })
+        ));
+    }
+}

@@ -270,7 +270,7 @@ fn check_trait_shape(item: &ItemTrait, errors: &mut Errors) -> bool {
     if let Some(unsafety) = &item.unsafety {
         errors.at(unsafety, "an RPC trait cannot be `unsafe`");
     }
-    if let Some(auto) = &item.auto_token {
+    if let Some(auto) = &item.modifiers.auto_token {
         errors.at(auto, "an RPC trait cannot be an auto trait");
     }
     generic
@@ -292,7 +292,7 @@ impl Method {
         if let Some(constness) = &sig.constness {
             local.at(constness, "RPC methods cannot be `const`");
         }
-        if let Some(unsafety) = &sig.unsafety {
+        if let syn::Safety::Unsafe(unsafety) = &sig.safety {
             local.at(unsafety, "RPC methods cannot be `unsafe`");
         }
         if let Some(abi) = &sig.abi {
@@ -394,26 +394,27 @@ fn take_rpc_args(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> attr::Metho
 }
 
 fn check_receiver(sig: &syn::Signature, errors: &mut Errors) {
-    match sig.inputs.first() {
-        Some(FnArg::Receiver(r))
-            if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
-        Some(FnArg::Receiver(r)) if r.mutability.is_some() && r.reference.is_some() => {
-            errors.at(
-                r,
-                "RPC methods take `&self`, not `&mut self`: a server runs calls concurrently",
-            );
-        }
-        Some(FnArg::Receiver(r)) if r.reference.is_none() && r.colon_token.is_none() => errors.at(
+    use syn::ReceiverKind;
+    let Some(FnArg::Receiver(r)) = sig.inputs.first() else {
+        errors.at(
+            &sig.ident,
+            "RPC methods take `&self` as their first parameter: this one has no receiver",
+        );
+        return;
+    };
+    match &r.kind {
+        ReceiverKind::Reference(_, _, None) => {}
+        ReceiverKind::Reference(_, _, Some(_)) => errors.at(
+            r,
+            "RPC methods take `&self`, not `&mut self`: a server runs calls concurrently",
+        ),
+        ReceiverKind::Value => errors.at(
             r,
             "RPC methods take `&self`, not `self`: one implementation serves every call",
         ),
-        Some(FnArg::Receiver(r)) => errors.at(
+        _ => errors.at(
             r,
             "RPC methods take `&self`, not a typed receiver: one implementation serves every call",
-        ),
-        _ => errors.at(
-            &sig.ident,
-            "RPC methods take `&self` as their first parameter: this one has no receiver",
         ),
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: timeouts, and starting servers.
 // Each test crate uses only some of these.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_macros, unused_imports, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,3 +52,39 @@ pub(crate) async fn expect_events(
     }
     got
 }
+
+/// The URL of the test broker's vhost (`AMQP_RPC_TEST_URL`, which `scripts/test.sh` sets up).
+/// Without it the test is skipped, saying so on stderr, unless `REQUIRE_BROKER=1`: then it
+/// fails.
+pub(crate) fn broker_url() -> Option<String> {
+    match std::env::var("AMQP_RPC_TEST_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("REQUIRE_BROKER").as_deref() == Ok("1") => {
+            panic!(
+                "REQUIRE_BROKER=1 but AMQP_RPC_TEST_URL is not set: run the tests with scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: no broker (AMQP_RPC_TEST_URL is unset); scripts/test.sh sets one up"
+            );
+            None
+        }
+    }
+}
+
+/// A name no other test uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The broker URL, or returns from the test (see [`broker_url`]).
+macro_rules! broker_or_skip {
+    () => {
+        match common::broker_url() {
+            Some(url) => url,
+            None => return,
+        }
+    };
+}
+pub(crate) use broker_or_skip;

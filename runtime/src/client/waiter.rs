@@ -104,7 +104,7 @@ impl ReplyWaiter {
         }
     }
 
-    fn close(&self, reason: String) {
+    pub(crate) fn close(&self, reason: String) {
         let mut state = lock(&self.state);
         for (_, call) in state.calls.drain() {
             drop(call.send(ReplyEvent::Closed(reason.clone())));

@@ -410,6 +410,16 @@ impl Driver for RabbitDriver {
         }))
     }
 
+    async fn close(&self) {
+        if let Err(e) = self
+            .connection
+            .close(200, "closed by the application".into())
+            .await
+        {
+            tracing::debug!(error = %e, "closing an already closed connection");
+        }
+    }
+
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
         let channel = self.listen_channel(0).await?;
         let name = format!("reply_{}", crate::wire::new_id());

@@ -23,6 +23,8 @@ use crate::target::Target;
 #[derive(Debug, Clone)]
 pub struct MemoryDriver {
     broker: Arc<Broker>,
+    /// Set by `close`: this handle refuses further operations.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     /// The exchange of destinations that name none.
     control_exchange: Arc<str>,
 }
@@ -36,6 +38,7 @@ impl MemoryDriver {
         let broker = brokers.entry(vhost.to_owned()).or_default();
         MemoryDriver {
             broker: Arc::clone(broker),
+            closed: Arc::default(),
             control_exchange: "openstack".into(),
         }
     }
@@ -51,6 +54,7 @@ impl MemoryDriver {
     pub fn private() -> MemoryDriver {
         MemoryDriver {
             broker: Arc::default(),
+            closed: Arc::default(),
             control_exchange: "openstack".into(),
         }
     }
@@ -272,6 +276,17 @@ impl State {
     }
 }
 
+impl MemoryDriver {
+    fn check_open(&self) -> Result<(), TransportError> {
+        match self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            true => Err(TransportError::Closed {
+                reason: "the transport was closed".to_owned(),
+            }),
+            false => Ok(()),
+        }
+    }
+}
+
 impl Broker {
     /// Runs `f` on the state under the lock, then drops any orphaned deliveries unlocked.
     fn with_state<R>(
@@ -293,6 +308,7 @@ impl Driver for MemoryDriver {
         body: Bytes,
         options: PublishOptions,
     ) -> Result<(), TransportError> {
+        self.check_open()?;
         let expires_at = options.expiration.map(|ttl| Instant::now() + ttl);
         self.broker.with_state(|state, weak, orphans| {
             let queues = state.route(to, &self.control_exchange);
@@ -332,6 +348,7 @@ impl Driver for MemoryDriver {
         target: &Target,
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, TransportError> {
+        self.check_open()?;
         let (Some(topic), Some(server)) = (target.topic(), target.server_name()) else {
             return Err(TransportError::Closed {
                 reason: format!(
@@ -372,7 +389,13 @@ impl Driver for MemoryDriver {
         }))
     }
 
+    async fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
+        self.check_open()?;
         let name = format!("reply_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
         let consumer = self.broker.with_state(|state, weak, orphans| {

@@ -125,6 +125,10 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
 
     /// Declares and consumes a new reply queue.
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError>;
+
+    /// Closes the connection: later operations fail with [`TransportError::Closed`] and
+    /// subscriptions end.
+    async fn close(&self);
 }
 
 /// A connection to a messaging system, shared by every client and server made from it.
@@ -215,6 +219,16 @@ impl Transport {
     /// The driver, for publishing or consuming raw messages.
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.inner.driver
+    }
+
+    /// Closes the connection. Calls waiting for replies fail at once with
+    /// [`TransportError::Closed`], as does every later operation; servers on a `rabbit://`
+    /// transport stop receiving requests.
+    pub async fn close(&self) {
+        if let Some(waiter) = self.inner.replies.lock().await.as_ref() {
+            waiter.close("the transport was closed".to_owned());
+        }
+        self.inner.driver.close().await;
     }
 
     /// The reply waiter shared by all clients of this transport, started on first use.

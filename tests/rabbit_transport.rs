@@ -1,0 +1,466 @@
+//! The `rabbit://` transport against the local RabbitMQ: routing, message properties, acks and
+//! requeue on stop, expiration, call-monitor heartbeats, reply retry, closed connections, and
+//! many calls in flight. Each test uses its own topic in the run's vhost (`scripts/test.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use amqp_rpc::{
+    Context, Endpoint, RpcClient, RpcError, RpcServer, ServerConfig, Target, Transport,
+    TransportError, rpc_client, rpc_endpoint, wire,
+};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::{Value, json};
+
+mod common;
+use common::{broker_or_skip, unique};
+
+#[rpc_endpoint]
+#[rpc_client]
+trait Worker {
+    /// The server's name.
+    async fn whoami(&self) -> String;
+    /// Sleeps, then returns `n`.
+    async fn slow(&self, n: u64, millis: u64) -> u64;
+    /// Counts a cast.
+    #[rpc(cast)]
+    async fn record(&self);
+}
+
+struct Named {
+    name: String,
+    started: Arc<AtomicUsize>,
+    recorded: Arc<AtomicUsize>,
+}
+
+impl Named {
+    fn new(name: &str) -> Named {
+        Named {
+            name: name.to_owned(),
+            started: Arc::default(),
+            recorded: Arc::default(),
+        }
+    }
+}
+
+impl Worker for Named {
+    async fn whoami(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn slow(&self, n: u64, millis: u64) -> u64 {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        n
+    }
+
+    async fn record(&self) {
+        self.recorded.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn transport(url: &str) -> Transport {
+    Transport::from_url(url)
+        .await
+        .expect("connect to the test broker")
+}
+
+/// A server on `topic`, named after its worker.
+async fn serve(transport: &Transport, topic: &str, worker: Named, max: usize) -> RpcServer {
+    let name = worker.name.clone();
+    serve_named(transport, topic, &name, worker, max).await
+}
+
+/// A server named `name` on `topic`.
+async fn serve_named(
+    transport: &Transport,
+    topic: &str,
+    name: &str,
+    worker: Named,
+    max: usize,
+) -> RpcServer {
+    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(WorkerEndpoint::new(worker))];
+    let config = ServerConfig::default().with_max_concurrency(max);
+    let server =
+        RpcServer::with_config(transport, Target::server(topic, name), endpoints, config).unwrap();
+    server.start().await.unwrap();
+    server
+}
+
+/// A raw AMQP connection to the same vhost, for what the library does not show.
+async fn raw(url: &str) -> lapin::Channel {
+    let amqp = url.replacen("rabbit://", "amqp://", 1);
+    let connection = Connection::connect(&amqp, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    // The connection lives as long as the channel's test.
+    std::mem::forget(connection);
+    channel
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_round_robin_direct_and_fanout_over_rabbitmq() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("rr");
+    let workers: Vec<Named> = ["s1", "s2", "s3"].into_iter().map(Named::new).collect();
+    let recorded: Vec<Arc<AtomicUsize>> = workers.iter().map(|w| Arc::clone(&w.recorded)).collect();
+    let mut servers = Vec::new();
+    for worker in workers {
+        let name = worker.name.clone();
+        servers.push(serve_named(&transport, &topic, &name, worker, 8).await);
+    }
+    let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(10));
+
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..30 {
+        *answers.entry(client.whoami().await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        answers.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "{answers:?}"
+    );
+
+    for _ in 0..5 {
+        assert_eq!(client.with_server("s2").whoami().await.unwrap(), "s2");
+    }
+
+    client.fanout().record().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorded.iter().any(|r| r.load(Ordering::SeqCst) == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts: Vec<usize> = recorded.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    assert_eq!(
+        counts,
+        vec![1, 1, 1],
+        "a fanout cast reaches every server once"
+    );
+    for server in &servers {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_oslos_properties_and_call_expiration() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("props");
+    // Our own queue on the control exchange, bound as a topic queue would be.
+    let channel = raw(&url).await;
+    channel
+        .exchange_declare(
+            "openstack".into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            topic.as_str().into(),
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            topic.as_str().into(),
+            "openstack".into(),
+            topic.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            topic.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let client = RpcClient::new(&transport, Target::new(topic.clone()))
+        .with_timeout(Duration::from_millis(1500));
+    let calling = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call::<Value>(&Context::new(), "m", json!({"a": 1}))
+                .await
+        }
+    });
+    let call = consumer.next().await.unwrap().unwrap();
+    client.cast(&Context::new(), "m", json!({})).await.unwrap();
+    let cast = consumer.next().await.unwrap().unwrap();
+
+    for (what, delivery) in [("call", &call), ("cast", &cast)] {
+        let p = &delivery.properties;
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json"),
+            "{what}"
+        );
+        assert_eq!(
+            p.content_encoding().as_ref().map(|s| s.as_str()),
+            Some("utf-8"),
+            "{what}"
+        );
+        assert_eq!(*p.delivery_mode(), Some(2), "{what}");
+        assert_eq!(*p.priority(), Some(0), "{what}");
+        assert!(
+            p.correlation_id().is_none() && p.reply_to().is_none(),
+            "{what}: routing is in the body"
+        );
+    }
+    assert_eq!(
+        call.properties.expiration().as_ref().map(|s| s.as_str()),
+        Some("1500")
+    );
+    assert_eq!(cast.properties.expiration(), &None, "casts never expire");
+    let request = wire::open(&call.data).unwrap();
+    assert_eq!(request["method"], "m");
+    assert!(request["_reply_q"].as_str().unwrap().starts_with("reply_"));
+    call.acker.ack(BasicAckOptions::default()).await.unwrap();
+    cast.acker.ack(BasicAckOptions::default()).await.unwrap();
+    // Nobody answers: the call times out.
+    assert!(calling.await.unwrap().unwrap_err().is_timeout());
+    channel
+        .queue_delete(topic.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_server_returns_unstarted_requests_to_the_queue() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("stop");
+    let first = Named::new("s1");
+    let first_started = Arc::clone(&first.started);
+    let s1 = serve(&transport, &topic, first, 2).await;
+    let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(30));
+    let calls: Vec<_> = (0..10)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { client.slow(n, 400).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first_started.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s1.stop().await;
+    s1.wait().await;
+    assert_eq!(
+        first_started.load(Ordering::SeqCst),
+        2,
+        "prefetch 2: only two requests taken"
+    );
+
+    let second = Named::new("s2");
+    let second_started = Arc::clone(&second.started);
+    let s2 = serve(&transport, &topic, second, 8).await;
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap().unwrap());
+    }
+    results.sort_unstable();
+    assert_eq!(results, (0..10).collect::<Vec<u64>>(), "no request lost");
+    assert_eq!(second_started.load(Ordering::SeqCst), 8);
+    s2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_call_requests_are_dropped_by_the_broker() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("expire");
+    let worker = Named::new("s1");
+    let started = Arc::clone(&worker.started);
+    // Declare the queues, then stop consuming.
+    let server = serve(&transport, &topic, worker, 4).await;
+    server.stop().await;
+    let client =
+        WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_millis(300));
+    assert!(client.slow(1, 0).await.unwrap_err().is_timeout());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        0,
+        "the expired request never ran"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_monitor_heartbeats_keep_a_long_call_alive_over_rabbitmq() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("beat");
+    let server = serve(&transport, &topic, Named::new("s1"), 4).await;
+    let client = WorkerClient::new(&transport, topic.clone())
+        .with_timeout(Duration::from_secs(10))
+        .with_call_monitor_timeout(Duration::from_secs(2));
+    assert_eq!(client.slow(7, 3500).await.unwrap(), 7);
+    // Without heartbeats (a monitor timeout under 2 s), the same call is given up early.
+    let started = Instant::now();
+    let impatient = client.with_call_monitor_timeout(Duration::from_secs(1));
+    assert!(impatient.slow(8, 2500).await.unwrap_err().is_timeout());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_missing_reply_queue_is_retried_until_the_queue_appears() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("retry");
+    let server = serve(&transport, &topic, Named::new("s1"), 4).await;
+    let reply_q = unique("reply_late");
+    let channel = raw(&url).await;
+    // A call whose reply queue does not exist yet.
+    let request = json!({
+        "method": "whoami", "args": {}, "_msg_id": "m-late", "_reply_q": reply_q,
+        "_timeout": null, "_unique_id": uuid::Uuid::new_v4().simple().to_string(),
+    });
+    let body = wire::seal(&request.to_string());
+    let properties = BasicProperties::default().with_content_type("application/json".into());
+    channel
+        .basic_publish(
+            "openstack".into(),
+            topic.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    channel
+        .queue_declare(
+            reply_q.as_str().into(),
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut replies = channel
+        .basic_consume(
+            reply_q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reply = wire::open(&reply.data).unwrap();
+    assert_eq!(
+        (reply["_msg_id"].as_str(), reply["result"].as_str()),
+        (Some("m-late"), Some("s1"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_connection_fails_pending_and_new_calls_with_a_transport_error() {
+    let url = broker_or_skip!();
+    let server_transport = transport(&url).await;
+    let topic = unique("close");
+    let server = serve(&server_transport, &topic, Named::new("s1"), 4).await;
+    let transport = transport(&url).await;
+    let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(30));
+    assert_eq!(client.slow(1, 0).await.unwrap(), 1);
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.slow(2, 5_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    transport.close().await;
+    let err = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Transport(TransportError::Closed { .. })),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let err = tokio::time::timeout(Duration::from_secs(5), client.slow(3, 0))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(err.is_transport(), "{err:?}");
+    server.stop().await;
+    server.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_concurrent_calls_share_one_client() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("many");
+    let server = serve(&transport, &topic, Named::new("s1"), 256).await;
+    let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(60));
+    let calls: Vec<_> = (0..2000u64)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { client.slow(n, 1).await })
+        })
+        .collect();
+    for (n, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), n as u64);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_url_options_and_unreachable_brokers_are_errors_not_hangs() {
+    let url = broker_or_skip!();
+    let bogus = format!("{url}?no_such_option=1");
+    assert!(matches!(
+        Transport::from_url(&bogus).await,
+        Err(RpcError::Url(_))
+    ));
+    let started = Instant::now();
+    let refused = Transport::from_url("rabbit://guest:guest@127.0.0.1:1/").await;
+    assert!(
+        matches!(refused, Err(RpcError::Transport(_))),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

@@ -5,8 +5,13 @@
 //! `control` namespace whose `stop` method stops the server.
 //!
 //! ```text
-//! cargo run --example calculator
+//! cargo run --example calculator            # server and client in one process
+//! cargo run --example calculator -- serve   # only the server, until told to stop
+//! cargo run --example calculator -- call    # only the client; it stops the server at the end
 //! ```
+//!
+//! With a broker, e.g. `TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:5672/`, `serve` and
+//! `call` run in separate processes, and Python oslo.messaging clients can call the server.
 
 use std::sync::Arc;
 
@@ -95,30 +100,52 @@ impl Control for Stopper {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "both".to_owned());
+    if !matches!(mode.as_str(), "both" | "serve" | "call") {
+        return Err(format!("unknown mode {mode:?}: expected serve, call, or nothing").into());
+    }
     let url = std::env::var("TRANSPORT_URL").unwrap_or_else(|_| "memory://".to_owned());
     let transport = Transport::from_url(&url).await?;
     if let Some(url) = transport.url() {
         println!("transport: {url}");
     }
 
+    let serving = match mode.as_str() {
+        "call" => None,
+        _ => Some(serve(&transport).await?),
+    };
+    if mode == "serve" {
+        println!("serving topic \"calculator\" until control.stop is called");
+    } else {
+        call(&transport).await?;
+    }
+    if let Some(serving) = serving {
+        serving.await?;
+        println!("server stopped");
+    }
+    Ok(())
+}
+
+/// Starts the server; the task it returns ends once `control.stop` has been called and the
+/// server has finished its requests.
+async fn serve(transport: &Transport) -> Result<tokio::task::JoinHandle<()>, amqp_rpc::RpcError> {
     let stop = Arc::new(Notify::new());
     let endpoints: Vec<Arc<dyn Endpoint>> = vec![
         Arc::new(CalculatorEndpoint::new(Calc)),
         Arc::new(ControlEndpoint::new(Stopper(Arc::clone(&stop)))),
     ];
-    let server = RpcServer::new(
-        &transport,
-        Target::server("calculator", "calc-1"),
-        endpoints,
-    )?;
+    let server = RpcServer::new(transport, Target::server("calculator", "calc-1"), endpoints)?;
     server.start().await?;
-    let serving = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         stop.notified().await;
         server.stop().await;
         server.wait().await;
-    });
+    }))
+}
 
-    let calculator = CalculatorClient::new(&transport, "calculator");
+/// Calls each method, shows the typed error, then stops the server.
+async fn call(transport: &Transport) -> Result<(), Box<dyn std::error::Error>> {
+    let calculator = CalculatorClient::new(transport, "calculator");
     let (x, y) = (6.0, 4.0);
     println!("add({x}, {y}) = {}", calculator.add(x, y).await?);
     println!("subtract({x}, {y}) = {}", calculator.subtract(x, y).await?);
@@ -133,10 +160,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let ctx = Context::new().with_request_id("req-calculator-demo");
-    ControlClient::new(&transport, "calculator")
+    ControlClient::new(transport, "calculator")
         .stop(&ctx)
         .await?;
-    serving.await?;
-    println!("server stopped");
     Ok(())
 }

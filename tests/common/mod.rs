@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amqp_rpc::{Endpoint, RpcServer, ServerConfig, Target, Transport};
+
+pub(crate) mod peer;
 use tokio::sync::mpsc;
 
 /// Long enough for anything that should answer; short enough that a hang fails fast.

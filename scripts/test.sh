@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's full test command: set-up (scripts/setup.sh), then `cargo test --workspace`
+# against a fresh RabbitMQ vhost that is deleted afterwards, also on failure or interrupt.
+#
+#   scripts/test.sh [cargo test arguments...]     e.g. scripts/test.sh -- interop
+#
+# Exports for the tests: AMQP_RPC_TEST_URL=rabbit://guest:guest@127.0.0.1:5672/<vhost>,
+# AMQP_RPC_TEST_VHOST=<vhost>, REQUIRE_BROKER=1 (broker tests fail instead of skipping),
+# AMQP_RPC_PYTHON=<repo>/.venv/bin/python (the oslo.messaging interop peer's interpreter).
+# Exit status: cargo's (130/143 when interrupted).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+# shellcheck source-path=SCRIPTDIR source=setup.sh
+source "$repo/scripts/setup.sh"
+
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+ctl=(rabbitmqctl -q)
+if [[ "$(id -u)" -ne 0 ]]; then ctl=(sudo rabbitmqctl -q); fi
+
+vhost="amqp-rpc-test-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+
+# shellcheck disable=SC2317 # invoked by the traps
+cleanup() {
+  trap - EXIT INT TERM HUP
+  "${ctl[@]}" delete_vhost "$vhost" >/dev/null 2>&1 ||
+    echo "test.sh: could not delete RabbitMQ vhost $vhost" >&2
+}
+trap cleanup EXIT
+# On a signal: run the EXIT trap (vhost cleanup) and exit with the shell's usual status.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+"${ctl[@]}" add_vhost "$vhost" >/dev/null
+"${ctl[@]}" set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
+
+export AMQP_RPC_TEST_VHOST="$vhost"
+export AMQP_RPC_TEST_URL="rabbit://guest:guest@127.0.0.1:5672/$vhost"
+export REQUIRE_BROKER=1
+
+status=0
+cargo test --workspace "$@" || status=$?
+exit "$status"

@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""A real oslo.messaging (18.3.1) RPC peer for the interop tests, driven over stdin/stdout.
+
+    $AMQP_RPC_PYTHON tests/interop/peer.py --url rabbit://guest:guest@127.0.0.1:5672/VHOST
+
+Protocol: one JSON object per line in each direction (UTF-8; responses are ASCII JSON).
+Every command line gets exactly one response line carrying the command's "id" (null when
+the command had none):
+
+    {"id": ID, "ok": RESULT}                                 success
+    {"id": ID, "error": {"class": ..., "module": ..., "message": ..., "args": [...], ...}}
+
+"class"/"module" are type(e).__name__/__module__ exactly as Python sees them (e.g.
+"NoSuchMethod_Remote" in "oslo_messaging.rpc.dispatcher_Remote", "ValueError" in
+"builtins", "RemoteError" in "oslo_messaging.rpc.client", "MessagingTimeout" in
+"oslo_messaging.exceptions"); "message" is str(e). Extra error fields: "exc_type",
+"value", "traceback" for RemoteError; "kwargs" when the exception has a dict attribute
+`kwargs` (e.g. interop_errors.CustomError -> {"code": ...}). call/cast responses also
+carry "elapsed" (seconds, float) next to "ok"/"error".
+
+Commands (see tests/interop/README.md for the full description):
+    call / cast   {"cmd":"call","topic":T,"method":M,"args":{},"ctxt":{}, optional
+                   "server","fanout","namespace","version","timeout",
+                   "call_monitor_timeout","exchange","retry","version_cap",
+                   "at_least_once"}                      -> result (call) / null (cast)
+    serve         {"cmd":"serve","topic":T,"server":S, optional "exchange","ping"}
+                                                         -> "started" once consuming
+    log           {"cmd":"log","server":S, optional "min":N,"timeout":SECS}
+                                                         -> list of handled requests, cleared
+                   (with "min": first waits up to "timeout" (default 10) s for N entries)
+    stop          {"cmd":"stop","server":S}              -> "stopped" after stop()+wait()
+    info          {"cmd":"info"}                         -> versions and pid
+    quit          {"cmd":"quit"}                         -> "bye", then exit 0
+EOF on stdin stops everything and exits 0 as well.
+
+call, cast, stop and a log with "min" run in worker threads (several may be in flight;
+their responses may come out of order); serve, log, info and quit are handled in order on
+the main thread.
+Nothing but protocol lines is written to stdout: the original stdout is kept for the
+protocol and file descriptor 1 is pointed at stderr, where logging goes (WARNING).
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import warnings
+
+sys.dont_write_bytecode = True  # no __pycache__ in tests/interop for interop_errors
+
+# Importing oslo.messaging imports eventlet (through oslo.service), which warns about
+# its own deprecation on every start; the peer never uses eventlet.
+warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
+
+from oslo_config import cfg  # noqa: E402
+import oslo_messaging  # noqa: E402
+from oslo_messaging.rpc import dispatcher as rpc_dispatcher  # noqa: E402
+
+import interop_errors  # noqa: E402  (tests/interop is sys.path[0])
+
+EXMODS = ["oslo_messaging.rpc.dispatcher", "interop_errors"]
+
+LOG = logging.getLogger("interop.peer")
+
+
+# ---------------------------------------------------------------------------------------
+# Output
+
+class Output:
+    """Protocol lines on the original stdout; fd 1 is redirected to stderr."""
+
+    def __init__(self):
+        sys.stdout.flush()
+        self._out = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        self._lock = threading.Lock()
+
+    def send(self, obj):
+        line = json.dumps(obj, default=_json_default)
+        with self._lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+
+def _json_default(value):
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def error_object(exc):
+    err = {
+        "class": type(exc).__name__,
+        "module": type(exc).__module__,
+        "message": str(exc),
+        "args": list(getattr(exc, "args", ()) or ()),
+    }
+    if isinstance(exc, oslo_messaging.RemoteError):
+        err["exc_type"] = exc.exc_type
+        err["value"] = exc.value
+        err["traceback"] = exc.traceback
+    kwargs = getattr(exc, "kwargs", None)
+    if isinstance(kwargs, dict):
+        err["kwargs"] = kwargs
+    return err
+
+
+# ---------------------------------------------------------------------------------------
+# Endpoints
+
+class RequestLog:
+    """Per-server list of handled requests (kept after the server stops)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._entries = {}
+
+    def add(self, server, method, args, ctxt):
+        entry = {"server": server, "method": method, "args": args, "ctxt": ctxt}
+        with self._cond:
+            self._entries.setdefault(server, []).append(entry)
+            self._cond.notify_all()
+
+    def take(self, server, min_entries=0, timeout=0.0):
+        """Remove and return the server's entries, first waiting up to `timeout` seconds
+        for at least `min_entries` of them (returns what there is when time is up)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._entries.get(server, ())) < min_entries:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._entries.pop(server, [])
+
+
+# Endpoint attributes that do not start with "_" are callable over RPC (oslo's
+# DefaultRPCAccessPolicy), so the endpoints keep their state in "_" attributes.
+
+class Default:
+    """No target: namespace None, version 1.0."""
+
+    def __init__(self, server, log):
+        self._server = server
+        self._log = log
+
+    def _record(self, method, ctxt, args):
+        self._log.add(self._server, method, args, ctxt)
+
+    def echo(self, ctxt, **kw):
+        self._record("echo", ctxt, kw)
+        return kw
+
+    def whoami(self, ctxt):
+        self._record("whoami", ctxt, {})
+        return self._server
+
+    def context(self, ctxt):
+        self._record("context", ctxt, {})
+        return ctxt
+
+    def sleep(self, ctxt, seconds):
+        self._record("sleep", ctxt, {"seconds": seconds})
+        time.sleep(seconds)
+        return seconds
+
+    def raise_value_error(self, ctxt, message):
+        self._record("raise_value_error", ctxt, {"message": message})
+        raise ValueError(message)
+
+    def raise_custom(self, ctxt, message, code):
+        self._record("raise_custom", ctxt, {"message": message, "code": code})
+        raise interop_errors.CustomError(message, code=code)
+
+    def record(self, ctxt, **kw):
+        self._record("record", ctxt, kw)
+        return None
+
+
+class Calc:
+    target = oslo_messaging.Target(namespace="calc", version="1.3")
+
+    def __init__(self, server, log):
+        self._server = server
+        self._log = log
+
+    def add(self, ctxt, x, y):
+        self._log.add(self._server, "add", {"x": x, "y": y}, ctxt)
+        return x + y
+
+    def pow(self, ctxt, base, exp):
+        self._log.add(self._server, "pow", {"base": base, "exp": exp}, ctxt)
+        return base ** exp
+
+
+# ---------------------------------------------------------------------------------------
+# The peer
+
+def make_conf(control_exchange):
+    """A private ConfigOpts, made usable with oslo.messaging 18.3.1.
+
+    oslo.messaging registers two option groups on the global cfg.CONF only, at import,
+    yet reads them from the transport's own conf: [oslo_messaging_tracing] (new in
+    18.3.x; tracing_enabled, read by RPCClient.call()/cast() and by the RPC server for
+    every request) and [oslo_messaging_metrics] (metrics_enabled, read by call()/cast()).
+    With a bare private ConfigOpts, call()/cast() raise NoSuchOptError (tracing first,
+    then metrics once tracing is registered), and an RPC server acks every request and
+    never answers it (its callers time out; nothing is logged at WARNING). Registering
+    the same option lists on the private instance, as oslo_messaging.conffixture does,
+    fixes both.
+    """
+    conf = cfg.ConfigOpts()
+    conf(args=[], project="amqp-rpc-interop", default_config_files=[],
+         default_config_dirs=[])
+    for module, attr in (("oslo_messaging._metrics.client", "oslo_messaging_metrics"),
+                         ("oslo_messaging._tracing.client", "oslo_messaging_tracing")):
+        try:
+            opts = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):  # not in this oslo.messaging version
+            continue
+        conf.register_opts(opts, group=attr)
+    if control_exchange:
+        # Changes the default of the [DEFAULT] control_exchange option, which
+        # get_rpc_transport() registers and reads.
+        oslo_messaging.set_transport_defaults(control_exchange)
+    return conf
+
+
+class Peer:
+    def __init__(self, url, out, control_exchange=None, exmods=(),
+                 default_exmods=True):
+        self.out = out
+        self.conf = make_conf(control_exchange)
+        self.exmods = (EXMODS if default_exmods else []) + list(exmods)
+        self.transport = oslo_messaging.get_rpc_transport(
+            self.conf, url=url, allowed_remote_exmods=self.exmods)
+        self.log = RequestLog()
+        self.servers = {}
+        self.servers_lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def respond(self, cid, ok=None, error=None, **extra):
+        msg = {"id": cid}
+        if error is not None:
+            msg["error"] = error_object(error)
+        else:
+            msg["ok"] = ok
+        msg.update(extra)
+        try:
+            self.out.send(msg)
+        except (TypeError, ValueError) as e:  # result not JSON-encodable
+            self.out.send(dict({"id": cid, "error": error_object(e)}, **extra))
+
+    def in_worker(self, cid, fn, timed=False):
+        def run():
+            start = time.monotonic()
+            try:
+                result = fn()
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                outcome = {"error": e}
+            else:
+                outcome = {"ok": result}
+            if timed:
+                outcome["elapsed"] = time.monotonic() - start
+            self.respond(cid, **outcome)
+
+        threading.Thread(target=run, name=f"cmd-{cid}", daemon=True).start()
+
+    def handle(self, line):
+        cid = None
+        try:
+            cmd = json.loads(line)
+            if not isinstance(cmd, dict):
+                raise ValueError("a command must be a JSON object")
+            cid = cmd.get("id")
+            name = cmd.get("cmd")
+            if name in ("call", "cast"):
+                self.in_worker(cid, lambda: self.send(cmd, name == "call"), timed=True)
+            elif name == "stop":
+                server = self._take_server(cmd["server"])
+                self.in_worker(cid, lambda: self._stop(server))
+            elif name == "serve":
+                self.respond(cid, ok=self.serve(cmd))
+            elif name == "log":
+                server, wanted = cmd["server"], int(cmd.get("min", 0))
+                if wanted > 0:  # may wait: off the main thread
+                    timeout = float(cmd.get("timeout", 10.0))
+                    self.in_worker(cid, lambda: self.log.take(server, wanted, timeout))
+                else:
+                    self.respond(cid, ok=self.log.take(server))
+            elif name == "info":
+                self.respond(cid, ok=self.info())
+            elif name == "quit":
+                self.shutdown()
+                self.respond(cid, ok="bye")
+                return False
+            else:
+                raise ValueError(f"unknown command {name!r}")
+        except Exception as e:  # noqa: BLE001
+            self.respond(cid, error=e)
+        return True
+
+    # -- commands ------------------------------------------------------------------------
+
+    def send(self, cmd, is_call):
+        target = oslo_messaging.Target(topic=cmd["topic"], exchange=cmd.get("exchange"))
+        options = {k: cmd[k] for k in ("server", "fanout", "namespace", "version",
+                                       "timeout", "call_monitor_timeout", "retry",
+                                       "version_cap") if k in cmd}
+        if "at_least_once" in cmd:
+            options["transport_options"] = oslo_messaging.TransportOptions(
+                at_least_once=bool(cmd["at_least_once"]))
+        client = oslo_messaging.get_rpc_client(self.transport, target)
+        if options:
+            client = client.prepare(**options)
+        ctxt = cmd.get("ctxt") or {}
+        args = cmd.get("args") or {}
+        if is_call:
+            return client.call(ctxt, cmd["method"], **args)
+        client.cast(ctxt, cmd["method"], **args)
+        return None
+
+    def serve(self, cmd):
+        name = cmd["server"]
+        with self.servers_lock:
+            if name in self.servers:
+                raise ValueError(f"server {name!r} is already running")
+        target = oslo_messaging.Target(topic=cmd["topic"], server=name,
+                                       exchange=cmd.get("exchange"))
+        endpoints = [Default(name, self.log), Calc(name, self.log)]
+        ping = bool(cmd.get("ping"))
+        # rpc_ping_enabled is read from the global cfg.CONF when the dispatcher is built.
+        cfg.CONF.register_opts(rpc_dispatcher._dispatcher_opts)
+        cfg.CONF.set_override("rpc_ping_enabled", ping)
+        try:
+            with warnings.catch_warnings():
+                # executor= is deprecated in 18.x ("threading" will be the only one);
+                # it is given explicitly so that an eventlet-patched process cannot
+                # silently switch the peer to the eventlet executor.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                server = oslo_messaging.get_rpc_server(self.transport, target, endpoints,
+                                                       executor="threading")
+        finally:
+            cfg.CONF.clear_override("rpc_ping_enabled")
+        server.start()
+        with self.servers_lock:
+            self.servers[name] = server
+        _wait_consuming(server)
+        return "started"
+
+    def _take_server(self, name):
+        with self.servers_lock:
+            server = self.servers.pop(name, None)
+        if server is None:
+            raise ValueError(f"no running server {name!r}")
+        return server
+
+    @staticmethod
+    def _stop(server):
+        server.stop()
+        server.wait()
+        return "stopped"
+
+    def info(self):
+        import importlib.metadata as md
+        versions = {}
+        for dist in ("oslo.messaging", "kombu", "amqp", "oslo.config"):
+            try:
+                versions[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                versions[dist] = None
+        return {"pid": os.getpid(), "python": sys.version.split()[0], "versions": versions,
+                "allowed_remote_exmods": self.exmods}
+
+    def shutdown(self, grace=30.0):
+        with self.servers_lock:
+            servers = list(self.servers.values())
+            self.servers.clear()
+        threads = [threading.Thread(target=self._stop, args=(s,), daemon=True)
+                   for s in servers]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + grace
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self.transport.cleanup()
+        except Exception:  # noqa: BLE001
+            LOG.warning("transport cleanup failed", exc_info=True)
+
+
+def _wait_consuming(server, timeout=10.0):
+    """Return once the server's listener has issued basic.consume on all its queues.
+
+    start() declares and binds the queues (so nothing published afterwards is lost), but
+    the consumers are registered a moment later by the listener's poll thread. Waiting
+    makes "started" mean "consuming", e.g. for round-robin tests. Uses driver internals
+    (impl_rabbit Connection._new_tags); falls back to a short sleep if they move.
+    """
+    try:
+        conn = server.listener._poll_style_listener.conn.connection
+        conn._new_tags  # noqa: B018 - probe the attribute
+    except AttributeError:
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + timeout
+    while conn._new_tags and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True, help="transport URL (rabbit://...)")
+    parser.add_argument("--control-exchange", default=None,
+                        help="control exchange (default: oslo's 'openstack')")
+    parser.add_argument("--allow-exmod", action="append", default=[],
+                        help="extra module for allowed_remote_exmods (repeatable)")
+    parser.add_argument("--no-default-exmods", action="store_true",
+                        help="do not allow %s (to observe RemoteError)" % ", ".join(EXMODS))
+    parser.add_argument("--log-level", default=os.environ.get("AMQP_RPC_PEER_LOG", "WARNING"),
+                        help="stderr log level (default WARNING, env AMQP_RPC_PEER_LOG)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="peer[%(process)d] %(levelname)s %(name)s: %(message)s")
+    out = Output()
+    peer = Peer(args.url, out, args.control_exchange, args.allow_exmod,
+                not args.no_default_exmods)
+
+    stdin = open(sys.stdin.fileno(), "r", encoding="utf-8", errors="replace",
+                 closefd=False)
+    keep_going = True
+    for line in stdin:
+        if not line.strip():
+            continue
+        keep_going = peer.handle(line)
+        if not keep_going:
+            break
+    if keep_going:  # EOF
+        peer.shutdown()
+    sys.stderr.flush()
+    # Non-daemon threads of the driver (connection pool, heartbeats) must not keep a
+    # finished peer alive.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(2)

@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""Checks tests/interop/peer.py against itself (Python <-> Python, no Rust involved).
+
+    scripts/setup.sh && .venv/bin/python tests/interop/selftest.py [--url URL] [--json FILE]
+
+Without --url it creates a scratch RabbitMQ vhost (amqp-rpc-selftest-<hex>, via rabbitmqctl)
+and deletes it at the end. It spawns one serving peer and calling peers, runs the checks,
+prints one line per check and a JSON record of the exceptions exactly as oslo.messaging
+raised them (what the Rust interop tests assert against), and exits 1 if a check failed.
+Not run by CI: it is the reference run for the peer and for the recorded error details.
+"""
+
+import argparse
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "peer.py")
+
+
+class PeerProc:
+    def __init__(self, url, label, *extra):
+        self.label = label
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, PEER, "--url", url, *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", bufsize=1)
+        self.next_id = 0
+        self.pending = {}
+        self.lock = threading.Lock()
+        self.stray = []
+        self.stderr = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                self.stray.append(line)
+                continue
+            with self.lock:
+                q = self.pending.pop(msg.get("id"), None)
+            if q is None:
+                self.stray.append(line)
+            else:
+                q.put(msg)
+
+    def _drain_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def send(self, cmd):
+        with self.lock:
+            self.next_id += 1
+            cid = self.next_id
+            q = queue.Queue()
+            self.pending[cid] = q
+        cmd = dict(cmd, id=cid)
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return q
+
+    def request(self, cmd, timeout=30):
+        try:
+            return self.send(cmd).get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.label}: no response to {cmd} in {timeout}s")
+
+    def ok(self, cmd, timeout=30):
+        resp = self.request(cmd, timeout)
+        if "ok" not in resp:
+            raise AssertionError(f"{self.label}: {cmd.get('cmd')} failed: {resp}")
+        return resp["ok"]
+
+    def quit(self):
+        if self.proc.poll() is None:
+            try:
+                self.ok({"cmd": "quit"}, timeout=40)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.returncode
+
+
+def rabbitmqctl(*args):
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+class Checks:
+    def __init__(self):
+        self.failed = []
+        self.passed = 0
+        self.observed = {}
+
+    def check(self, name, fn):
+        t = time.monotonic()
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            self.failed.append(name)
+            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+        else:
+            self.passed += 1
+            print(f"ok   {name} ({time.monotonic() - t:.2f}s)", flush=True)
+
+    def record(self, name, resp):
+        err = dict(resp["error"])
+        full = err["message"]
+        err["message_first_line"] = full.split("\n", 1)[0]
+        err["message_has_traceback"] = "Traceback (most recent call last)" in full
+        err["message"] = full if len(full) < 200 else full[:200] + "..."
+        if "elapsed" in resp:
+            err["elapsed"] = round(resp["elapsed"], 3)
+        self.observed[name] = err
+        return resp["error"]
+
+
+def expect_error(resp, cls, module=None):
+    assert "error" in resp, f"expected {cls}, got {resp}"
+    err = resp["error"]
+    assert err["class"] == cls, f"expected class {cls}, got {err}"
+    if module is not None:
+        assert err["module"] == module, f"expected module {module}, got {err}"
+    return err
+
+
+def run(url, out_json):
+    c = Checks()
+    t = time.monotonic()
+    srv = PeerProc(url, "server-peer")
+    cli = PeerProc(url, "client-peer")
+    info = srv.ok({"cmd": "info"})
+    startup = time.monotonic() - t
+    cli.ok({"cmd": "info"})
+    print(f"peer versions: {info['versions']}; first answer after {startup:.2f}s", flush=True)
+    timings = {"peer_startup_first_answer_s": round(startup, 3)}
+    topic = "selftest"
+
+    try:
+        t = time.monotonic()
+        assert srv.ok({"cmd": "serve", "topic": topic, "server": "s1"}) == "started"
+        timings["serve_started_s"] = round(time.monotonic() - t, 3)
+
+        def call(method, args=None, **kw):
+            return cli.request(dict({"cmd": "call", "topic": topic, "method": method,
+                                     "args": args or {}, "ctxt": {}}, **kw), timeout=40)
+
+        def echo_roundtrip():
+            args = {"nested": {"a": [1, 2.5, None, True, {"b": []}], "empty": {}},
+                    "unicode": "héllo wörld ✓ 日本語 😀", "big": "x" * (300 * 1024),
+                    "neg": -7, "float": 1e-3}
+            t = time.monotonic()
+            resp = call("echo", args)
+            timings["echo_300KiB_call_s"] = round(time.monotonic() - t, 3)
+            assert resp.get("ok") == args, f"echo differs: {str(resp)[:300]}"
+            log = srv.ok({"cmd": "log", "server": "s1"})
+            assert len(log) == 1 and log[0]["method"] == "echo" and log[0]["args"] == args
+            assert log[0]["ctxt"] == {"client_timeout": None}, log[0]["ctxt"]
+            assert srv.ok({"cmd": "log", "server": "s1"}) == []
+
+        c.check("echo nested/unicode/300KiB", echo_roundtrip)
+
+        def small_call_latency():
+            n = 20
+            t = time.monotonic()
+            for i in range(n):
+                assert call("echo", {"i": i}).get("ok") == {"i": i}
+            timings["echo_small_call_avg_ms"] = round((time.monotonic() - t) / n * 1000, 2)
+            srv.ok({"cmd": "log", "server": "s1"})
+
+        c.check("sequential small calls", small_call_latency)
+
+        def no_such_method():
+            err = expect_error(call("no_such_method"), "NoSuchMethod_Remote",
+                               "oslo_messaging.rpc.dispatcher_Remote")
+            c.record("NoSuchMethod", {"error": err})
+            assert err["message"].startswith(
+                "Endpoint does not support RPC method no_such_method\n")
+
+        c.check("NoSuchMethod", no_such_method)
+
+        def no_such_method_private():
+            err = expect_error(call("_record"), "NoSuchMethod_Remote")
+            c.record("NoSuchMethod (private _method)", {"error": err})
+
+        c.check("NoSuchMethod for _-prefixed method", no_such_method_private)
+
+        def unsupported_version():
+            err = expect_error(call("echo", version="1.1"), "UnsupportedVersion_Remote",
+                               "oslo_messaging.rpc.dispatcher_Remote")
+            c.record("UnsupportedVersion (default endpoint, version 1.1)", {"error": err})
+            assert err["message"].startswith(
+                "Endpoint does not support RPC version 1.1. Attempted method: echo\n")
+            err = expect_error(call("echo", namespace="nope"), "UnsupportedVersion_Remote")
+            c.record("UnsupportedVersion (unknown namespace)", {"error": err})
+            assert err["message"].startswith(
+                "Endpoint does not support RPC version 1.0. Attempted method: echo\n")
+
+        c.check("UnsupportedVersion", unsupported_version)
+
+        def value_error():
+            resp = call("raise_value_error", {"message": "bad value ✗"})
+            err = expect_error(resp, "ValueError", "builtins")
+            c.record("ValueError", resp)
+            assert err["message"].startswith("bad value ✗\nTraceback (most recent call last):")
+            assert "ValueError: bad value ✗" in err["message"]
+            assert err["args"] == [err["message"]]
+
+        c.check("raise_value_error -> ValueError", value_error)
+
+        def custom_error():
+            resp = call("raise_custom", {"message": "custom ✗", "code": 42})
+            err = expect_error(resp, "CustomError_Remote", "interop_errors_Remote")
+            c.record("CustomError", resp)
+            assert err["message"].startswith("custom ✗\nTraceback")
+            assert err["args"] == ["custom ✗"], err["args"]
+            assert err["kwargs"] == {"code": 42}, err.get("kwargs")
+
+        c.check("raise_custom -> CustomError_Remote", custom_error)
+
+        def remote_error():
+            strict = PeerProc(url, "strict-client", "--no-default-exmods")
+            try:
+                for method, args, exc_type in (
+                        ("raise_custom", {"message": "m", "code": 1}, "CustomError"),
+                        ("no_such_method", {}, "NoSuchMethod")):
+                    resp = strict.request({"cmd": "call", "topic": topic, "method": method,
+                                           "args": args, "ctxt": {}}, timeout=20)
+                    err = expect_error(resp, "RemoteError", "oslo_messaging.rpc.client")
+                    c.record(f"RemoteError ({exc_type}, module not allowed)", resp)
+                    assert err["exc_type"] == exc_type, err
+                    assert isinstance(err["traceback"], list), err
+                    assert err["message"].startswith(f"Remote error: {exc_type} "), err
+                # builtins are always rebuilt
+                resp = strict.request({"cmd": "call", "topic": topic,
+                                       "method": "raise_value_error",
+                                       "args": {"message": "v"}, "ctxt": {}}, timeout=20)
+                expect_error(resp, "ValueError", "builtins")
+            finally:
+                strict.quit()
+
+        c.check("RemoteError when module not allowed", remote_error)
+
+        def calc_versions():
+            srv.ok({"cmd": "log", "server": "s1"})  # start from an empty log
+            assert call("add", {"x": 2, "y": 3}, namespace="calc", version="1.2")["ok"] == 5
+            assert call("pow", {"base": 2, "exp": 10}, namespace="calc",
+                        version="1.3")["ok"] == 1024
+            assert call("add", {"x": 1, "y": 1}, namespace="calc")["ok"] == 2  # 1.0
+            resp = call("add", {"x": 2, "y": 3}, namespace="calc", version="1.4")
+            err = expect_error(resp, "UnsupportedVersion_Remote")
+            c.record("UnsupportedVersion (calc 1.4)", resp)
+            assert err["message"].startswith(
+                "Endpoint does not support RPC version 1.4. Attempted method: add\n")
+            expect_error(call("add", {"x": 2, "y": 3}, namespace="calc", version="2.0"),
+                         "UnsupportedVersion_Remote")
+            resp = call("echo", {}, namespace="calc", version="1.2")
+            expect_error(resp, "NoSuchMethod_Remote")
+            c.record("NoSuchMethod (calc namespace, echo)", resp)
+            resp = call("add", {"x": 2, "y": 3})  # no namespace: Default matches, lacks add
+            expect_error(resp, "NoSuchMethod_Remote")
+            resp = call("add", {"x": 2}, namespace="calc")
+            err = expect_error(resp, "TypeError", "builtins")
+            c.record("TypeError (missing argument)", resp)
+            log = srv.ok({"cmd": "log", "server": "s1"})
+            assert [e["method"] for e in log] == ["add", "pow", "add"], log  # TypeError: never entered
+            assert log[0]["args"] == {"x": 2, "y": 3}
+
+        c.check("calc namespace/version matrix", calc_versions)
+
+        def context_roundtrip():
+            srv.ok({"cmd": "log", "server": "s1"})  # start from an empty log
+            ctxt = {"user": "u1", "project_id": "p1", "roles": ["admin", "ü"],
+                    "nested": {"k": [1, None]}, "none": None}
+            resp = call("context", ctxt=ctxt)
+            assert resp["ok"] == dict(ctxt, client_timeout=None), resp
+            resp = call("context", ctxt=ctxt, call_monitor_timeout=4)
+            assert resp["ok"] == dict(ctxt, client_timeout=4), resp
+            resp = call("context", ctxt={}, call_monitor_timeout=2.5)
+            c.observed["context with call_monitor_timeout 2.5"] = resp["ok"]
+            log = srv.ok({"cmd": "log", "server": "s1"})
+            assert log[0]["ctxt"] == dict(ctxt, client_timeout=None), log
+
+        c.check("context round trip + client_timeout", context_roundtrip)
+
+        def missing_topic_timeout():
+            t = time.monotonic()
+            resp = cli.request({"cmd": "call", "topic": "no-such-topic", "method": "echo",
+                                "args": {}, "ctxt": {}, "timeout": 1}, timeout=20)
+            took = time.monotonic() - t
+            err = expect_error(resp, "MessagingTimeout", "oslo_messaging.exceptions")
+            c.record("MessagingTimeout (missing topic, timeout 1)", resp)
+            assert err["message"].startswith("Timed out waiting for a reply to message ID ")
+            assert 0.9 <= took <= 3.0, took
+
+        c.check("missing topic -> MessagingTimeout after 1s", missing_topic_timeout)
+
+        def server_timeout():
+            t = time.monotonic()
+            resp = call("sleep", {"seconds": 3}, timeout=1)
+            took = time.monotonic() - t
+            expect_error(resp, "MessagingTimeout")
+            c.record("MessagingTimeout (sleep 3, timeout 1)", resp)
+            assert took < 2.5, took
+            time.sleep(2.5)  # let the sleeper finish
+            srv.ok({"cmd": "log", "server": "s1"})
+
+        c.check("slow server -> MessagingTimeout", server_timeout)
+
+        def call_monitor():
+            t = time.monotonic()
+            resp = call("sleep", {"seconds": 3}, timeout=10, call_monitor_timeout=2)
+            took = time.monotonic() - t
+            assert resp.get("ok") == 3, resp
+            assert 2.9 <= took < 5, took
+            log = srv.ok({"cmd": "log", "server": "s1"})
+            assert log[0]["ctxt"]["client_timeout"] == 2, log
+
+        c.check("call_monitor_timeout 2 + sleep 3 + timeout 10 -> ok", call_monitor)
+
+        def call_monitor_overall_timeout():
+            # heartbeats keep the call alive, but the overall timeout still applies
+            t = time.monotonic()
+            resp = call("sleep", {"seconds": 5}, timeout=3, call_monitor_timeout=2)
+            took = time.monotonic() - t
+            expect_error(resp, "MessagingTimeout")
+            assert 2.8 <= took < 4.5, took
+            time.sleep(2.5)
+            srv.ok({"cmd": "log", "server": "s1"})
+
+        c.check("call_monitor_timeout does not extend timeout", call_monitor_overall_timeout)
+
+        def concurrent_calls():
+            slow = cli.send({"cmd": "call", "topic": topic, "method": "sleep",
+                             "args": {"seconds": 1.5}, "ctxt": {}})
+            fast = cli.send({"cmd": "call", "topic": topic, "method": "echo",
+                             "args": {"f": 1}, "ctxt": {}})
+            got_fast = fast.get(timeout=10)
+            assert got_fast["ok"] == {"f": 1}
+            assert slow.empty(), "slow call answered before the fast one"
+            log_resp = srv.ok({"cmd": "log", "server": "s1"})  # not blocked by the sleeper
+            assert slow.get(timeout=10)["ok"] == 1.5
+            assert {e["method"] for e in log_resp} <= {"sleep", "echo"}
+            srv.ok({"cmd": "log", "server": "s1"})
+
+        c.check("concurrent calls, out-of-order responses", concurrent_calls)
+
+        def routing_cast_fanout():
+            assert srv.ok({"cmd": "serve", "topic": topic, "server": "s2"}) == "started"
+            assert call("whoami", server="s1")["ok"] == "s1"
+            assert call("whoami", server="s2")["ok"] == "s2"
+            names = [call("whoami")["ok"] for _ in range(4)]
+            c.observed["round robin whoami x4 (two servers, one peer)"] = names
+            assert set(names) == {"s1", "s2"}, names
+            srv.ok({"cmd": "log", "server": "s1"})
+            srv.ok({"cmd": "log", "server": "s2"})
+            assert cli.ok({"cmd": "cast", "topic": topic, "server": "s2", "method": "record",
+                           "args": {"n": 1}, "ctxt": {"c": 1}}) is None
+            assert cli.ok({"cmd": "cast", "topic": topic, "fanout": True, "method": "record",
+                           "args": {"n": 2}, "ctxt": {}}) is None
+            log1 = srv.ok({"cmd": "log", "server": "s1", "min": 1, "timeout": 5})
+            log2 = srv.ok({"cmd": "log", "server": "s2", "min": 2, "timeout": 5})
+            # waiting for more than arrives returns what is there when time is up
+            t = time.monotonic()
+            assert srv.ok({"cmd": "log", "server": "s1", "min": 1, "timeout": 0.3}) == []
+            assert 0.25 <= time.monotonic() - t < 2
+            assert [e["args"] for e in log1] == [{"n": 2}], log1
+            assert [e["args"] for e in log2] == [{"n": 1}, {"n": 2}], log2
+            assert log2[0]["ctxt"] == {"c": 1, "client_timeout": None}, log2
+            resp = cli.request({"cmd": "call", "topic": topic, "fanout": True,
+                                "method": "echo", "args": {}, "ctxt": {}})
+            expect_error(resp, "InvalidTarget")
+            c.record("InvalidTarget (call with fanout)", resp)
+            assert srv.ok({"cmd": "stop", "server": "s2"}) == "stopped"
+            assert call("whoami", server="s1")["ok"] == "s1"
+            assert srv.ok({"cmd": "serve", "topic": topic, "server": "s2"}) == "started"
+            assert call("whoami", server="s2")["ok"] == "s2"
+            assert srv.ok({"cmd": "stop", "server": "s2"}) == "stopped"
+            srv.ok({"cmd": "log", "server": "s1"})
+            srv.ok({"cmd": "log", "server": "s2"})
+
+        c.check("server routing, round robin, cast, fanout, stop/restart", routing_cast_fanout)
+
+        def ping():
+            resp = call("oslo_rpc_server_ping")
+            expect_error(resp, "NoSuchMethod_Remote")
+            assert srv.ok({"cmd": "serve", "topic": "pingable", "server": "p1",
+                           "ping": True}) == "started"
+            resp = cli.request({"cmd": "call", "topic": "pingable",
+                                "method": "oslo_rpc_server_ping", "args": {}, "ctxt": {}})
+            assert resp.get("ok") == "pong", resp
+            srv.ok({"cmd": "stop", "server": "p1"})
+
+        c.check("ping endpoint only when enabled", ping)
+
+        def exchange_option():
+            assert srv.ok({"cmd": "serve", "topic": topic, "server": "x1",
+                           "exchange": "other"}) == "started"
+            resp = call("whoami", exchange="other", server="x1")
+            assert resp.get("ok") == "x1", resp
+            resp = call("whoami", server="x1", timeout=1)  # default exchange: nobody
+            expect_error(resp, "MessagingTimeout")
+            srv.ok({"cmd": "stop", "server": "x1"})
+
+        c.check("exchange on serve and call", exchange_option)
+
+        def version_cap():
+            resp = call("add", {"x": 1, "y": 1}, namespace="calc", version="1.3",
+                        version_cap="1.2")
+            expect_error(resp, "RPCVersionCapError")
+            c.record("RPCVersionCapError (version 1.3, cap 1.2)", resp)
+
+        c.check("version_cap", version_cap)
+
+        def bad_commands():
+            resp = cli.request({"cmd": "frobnicate"})
+            expect_error(resp, "ValueError", "builtins")
+            resp = cli.request({"cmd": "stop", "server": "nobody"})
+            expect_error(resp, "ValueError")
+            resp = srv.request({"cmd": "serve", "topic": topic, "server": "s1"})
+            expect_error(resp, "ValueError")
+            resp = cli.request({"cmd": "call", "topic": topic, "method": "echo",
+                                "args": {}, "ctxt": {}, "version": "x.y"})
+            c.record("bad version string in prepare()", resp)
+            assert "error" in resp
+
+        c.check("bad commands get error responses", bad_commands)
+
+        def eof_exits():
+            p = PeerProc(url, "eof-peer")
+            p.ok({"cmd": "serve", "topic": "eof", "server": "e1"})
+            p.proc.stdin.close()
+            rc = p.proc.wait(20)
+            assert rc == 0, rc
+
+        c.check("EOF on stdin stops and exits 0", eof_exits)
+
+        def no_stray_output():
+            for p in (srv, cli):
+                assert not p.stray, f"{p.label} wrote non-protocol lines: {p.stray[:3]}"
+
+        c.check("nothing but protocol lines on stdout", no_stray_output)
+
+    finally:
+        rc_srv = srv.quit()
+        rc_cli = cli.quit()
+
+    c.check("quit exits 0", lambda: (rc_srv, rc_cli) == (0, 0) or (_ for _ in ()).throw(
+        AssertionError(f"exit codes {rc_srv}, {rc_cli}")))
+    report = {"timings": timings, "observed": c.observed,
+              "passed": c.passed, "failed": c.failed}
+    if out_json:
+        with open(out_json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"{c.passed} passed, {len(c.failed)} failed")
+    return 0 if not c.failed else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", help="use this transport URL instead of a scratch vhost")
+    ap.add_argument("--json", help="also write the report to this file")
+    args = ap.parse_args()
+    if args.url:
+        return run(args.url, args.json)
+    vhost = "amqp-rpc-selftest-" + secrets.token_hex(4)
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return run(f"rabbit://guest:guest@127.0.0.1:5672/{vhost}", args.json)
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

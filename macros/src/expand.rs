@@ -524,6 +524,8 @@ impl<'a> Generator<'a> {
         };
         quote! {
             #(#docs)*
+            // The trait's signature, whatever its length.
+            #[allow(clippy::too_many_arguments)]
             pub async fn #ident(&self, #ctx_param #(#params),*) -> #ret {
                 #kwargs
                 #send

@@ -47,7 +47,9 @@ fn readme_python() -> String {
 #[test]
 fn calculator_runs_unchanged_on_rabbitmq() {
     let url = broker_or_skip!();
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let output = run(None, &url);
     let text = stdout(&output);
     assert!(
@@ -68,7 +70,9 @@ fn calculator_runs_unchanged_on_rabbitmq() {
 #[test]
 fn python_and_a_second_process_call_the_serving_calculator() {
     let url = broker_or_skip!();
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut server = Command::new(example())
         .arg("serve")
         .env("TRANSPORT_URL", &url)

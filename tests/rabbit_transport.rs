@@ -108,6 +108,18 @@ async fn raw(url: &str) -> lapin::Channel {
     channel
 }
 
+/// A queue deleted with its last consumer, for raw checks.
+async fn declare_temporary_queue(channel: &lapin::Channel, name: &str) {
+    let options = QueueDeclareOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(name.into(), options, FieldTable::default())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_round_robin_direct_and_fanout_over_rabbitmq() {
     let url = broker_or_skip!();
@@ -168,17 +180,7 @@ async fn requests_carry_oslos_properties_and_call_expiration() {
         )
         .await
         .unwrap();
-    channel
-        .queue_declare(
-            topic.as_str().into(),
-            QueueDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_temporary_queue(&channel, &topic).await;
     channel
         .queue_bind(
             topic.as_str().into(),
@@ -358,17 +360,7 @@ async fn a_reply_to_a_missing_reply_queue_is_retried_until_the_queue_appears() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    channel
-        .queue_declare(
-            reply_q.as_str().into(),
-            QueueDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_temporary_queue(&channel, &reply_q).await;
     let mut replies = channel
         .basic_consume(
             reply_q.as_str().into(),

@@ -3,6 +3,12 @@
 
     $AMQP_RPC_PYTHON tests/interop/peer.py --url rabbit://guest:guest@127.0.0.1:5672/VHOST
 
+The URL's query carries oslo's [oslo_messaging_rabbit] options (e.g.
+?amqp_durable_queues=true), as in oslo. It may also carry control_exchange, as amqp-rpc's
+URLs do: the peer takes it out of the URL (oslo would refuse it there, being a [DEFAULT]
+option) and uses it as the control exchange, overriding --control-exchange. So one URL
+configures a Rust transport and a Python peer alike.
+
 Protocol: one JSON object per line in each direction (UTF-8; responses are ASCII JSON).
 Every command line gets exactly one response line carrying the command's "id" (null when
 the command had none):
@@ -49,6 +55,7 @@ import sys
 import threading
 import time
 import traceback
+from urllib import parse
 import warnings
 
 sys.dont_write_bytecode = True  # no __pycache__ in tests/interop for interop_errors
@@ -396,6 +403,18 @@ class Peer:
             LOG.warning("transport cleanup failed", exc_info=True)
 
 
+def split_control_exchange(url):
+    """Return `url` without its control_exchange query parameter, and that parameter's
+    value (the last one if repeated; None if absent). Other parameters are kept in order."""
+    parts = parse.urlsplit(url)
+    query = parse.parse_qsl(parts.query, keep_blank_values=True)
+    values = [value for name, value in query if name == "control_exchange"]
+    if not values:
+        return url, None
+    rest = [(name, value) for name, value in query if name != "control_exchange"]
+    return parse.urlunsplit(parts._replace(query=parse.urlencode(rest))), values[-1]
+
+
 def _wait_consuming(server, timeout=10.0):
     """Return once the server's listener has issued basic.consume on all its queues.
 
@@ -419,7 +438,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="transport URL (rabbit://...)")
     parser.add_argument("--control-exchange", default=None,
-                        help="control exchange (default: oslo's 'openstack')")
+                        help="control exchange (default: oslo's 'openstack'); a "
+                             "control_exchange parameter in the URL's query overrides it")
     parser.add_argument("--allow-exmod", action="append", default=[],
                         help="extra module for allowed_remote_exmods (repeatable)")
     parser.add_argument("--no-default-exmods", action="store_true",
@@ -431,7 +451,8 @@ def main(argv=None):
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="peer[%(process)d] %(levelname)s %(name)s: %(message)s")
     out = Output()
-    peer = Peer(args.url, out, args.control_exchange, args.allow_exmod,
+    url, url_control_exchange = split_control_exchange(args.url)
+    peer = Peer(url, out, url_control_exchange or args.control_exchange, args.allow_exmod,
                 not args.no_default_exmods)
 
     stdin = open(sys.stdin.fileno(), "r", encoding="utf-8", errors="replace",

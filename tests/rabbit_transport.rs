@@ -293,6 +293,45 @@ async fn stopping_a_server_returns_unstarted_requests_to_the_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_leaves_its_unstarted_requests_to_another_server() {
+    let url = broker_or_skip!();
+    let topic = unique("dead");
+    let doomed_transport = transport(&url).await;
+    let doomed = Named::new("s1");
+    let doomed_started = Arc::clone(&doomed.started);
+    let _s1 = serve(&doomed_transport, &topic, doomed, 2).await;
+    let transport = transport(&url).await;
+    let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(3));
+    let calls: Vec<_> = (0..10)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { client.slow(n, 400).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while doomed_started.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The server's connection dies with two requests started and more prefetched.
+    doomed_transport.close().await;
+    let survivor = Named::new("s2");
+    let survivor_started = Arc::clone(&survivor.started);
+    let s2 = serve(&transport, &topic, survivor, 8).await;
+    let (mut answered, mut lost) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => answered += 1,
+            Err(e) if e.is_timeout() => lost += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // At-most-once: the two started on the dead server are lost; none of the others is.
+    assert_eq!((answered, lost), (8, 2));
+    assert_eq!(survivor_started.load(Ordering::SeqCst), 8);
+    s2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_call_requests_are_dropped_by_the_broker() {
     let url = broker_or_skip!();
     let transport = transport(&url).await;

@@ -279,3 +279,78 @@ async fn dropping_a_running_server_stops_it_consuming() {
     assert_eq!(kept.started.load(Ordering::SeqCst), 6);
     s2.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_options_set_the_default_timeout_and_concurrency() {
+    let url = format!(
+        "memory:///{}?rpc_response_timeout=7&executor_thread_pool_size=3",
+        uuid::Uuid::new_v4().simple()
+    );
+    let transport = Transport::from_url(&url).await.unwrap();
+    let rpc = amqp_rpc::RpcClient::new(&transport, Target::new("jobs"));
+    assert_eq!(rpc.timeout(), Duration::from_secs(7));
+    let worker = Worker::new(Duration::from_millis(30));
+    let s = RpcServer::new(&transport, Target::server("jobs", "s"), endpoints(&worker)).unwrap();
+    s.start().await.unwrap();
+    for call in spawn_calls(&client(&transport), 30) {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(worker.peak.load(Ordering::SeqCst), 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_queue_missing_for_the_retry_time_is_then_skipped_at_once() {
+    use amqp_rpc::transport::{Destination, PublishOptions};
+    let url = format!(
+        "memory:///{}?kombu_missing_consumer_retry_timeout=1",
+        uuid::Uuid::new_v4().simple()
+    );
+    let transport = Transport::from_url(&url).await.unwrap();
+    let worker = Worker::new(Duration::ZERO);
+    let s = server(&transport, "s", &worker, 1);
+    s.start().await.unwrap();
+    let publish_to_missing_queue = |msg_id: &'static str| {
+        let transport = transport.clone();
+        async move {
+            let request = serde_json::json!({
+                "method": "work", "args": {"n": 0}, "_msg_id": msg_id,
+                "_reply_q": "reply_gone", "_timeout": null, "_unique_id": msg_id,
+            });
+            let body = amqp_rpc::wire::seal(&request.to_string());
+            let to = Destination::Rpc {
+                exchange: None,
+                topic: "jobs",
+                server: None,
+            };
+            transport
+                .driver()
+                .publish(to, body.into(), PublishOptions::default())
+                .await
+                .unwrap();
+        }
+    };
+    let client = client(&transport);
+
+    // The only handler slot retries the reply for the configured second...
+    publish_to_missing_queue("m1").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(client.work(1).await.unwrap(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // ...after which replies to that queue are dropped without retrying.
+    publish_to_missing_queue("m2").await;
+    let started = std::time::Instant::now();
+    assert_eq!(client.work(2).await.unwrap(), 2);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}

@@ -210,7 +210,7 @@ impl RpcClient {
             msg_id = %msg_id
         );
         async {
-            let mut pending = waiter.register(&msg_id)?;
+            let pending = waiter.register(&msg_id)?;
             let body = self.encode(
                 version,
                 ctx,
@@ -230,7 +230,7 @@ impl RpcClient {
                 .driver()
                 .publish(self.destination(), body, options)
                 .await?;
-            let result = self.wait_for_reply(&msg_id, &mut pending.events).await?;
+            let result = self.wait_for_reply(&msg_id, &pending).await?;
             R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
         }
         .instrument(span)
@@ -319,7 +319,7 @@ impl RpcClient {
     async fn wait_for_reply(
         &self,
         msg_id: &str,
-        events: &mut tokio::sync::mpsc::UnboundedReceiver<ReplyEvent>,
+        pending: &waiter::PendingCall,
     ) -> Result<Value, RpcError> {
         let started = Instant::now();
         let deadline = started + self.timeout;
@@ -327,7 +327,7 @@ impl RpcClient {
         let mut result = Value::Null;
         loop {
             let until = monitor_deadline.map_or(deadline, |m| m.min(deadline));
-            let event = tokio::time::timeout_at(until, events.recv()).await;
+            let event = tokio::time::timeout_at(until, pending.next()).await;
             let reply = match event {
                 Err(_elapsed) => {
                     return Err(RpcError::Timeout {
@@ -335,15 +335,9 @@ impl RpcClient {
                         waited: started.elapsed(),
                     });
                 }
-                Ok(Some(ReplyEvent::Reply(reply))) => reply,
-                Ok(Some(ReplyEvent::Closed(reason))) => {
+                Ok(ReplyEvent::Reply(reply)) => reply,
+                Ok(ReplyEvent::Closed(reason)) => {
                     return Err(TransportError::Closed { reason }.into());
-                }
-                Ok(None) => {
-                    return Err(TransportError::Closed {
-                        reason: "reply waiter stopped".to_owned(),
-                    }
-                    .into());
                 }
             };
             if reply.is_heartbeat() {

@@ -1,10 +1,10 @@
 //! The reply waiter: one reply queue per transport, shared by every call of every client,
 //! demultiplexing replies by `_msg_id` (oslo's `ReplyWaiter`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::error::{RpcError, TransportError};
 use crate::transport::{Driver, Subscription, lock};
@@ -28,9 +28,24 @@ pub(crate) struct ReplyWaiter {
 
 #[derive(Debug, Default)]
 struct State {
-    calls: HashMap<String, mpsc::UnboundedSender<ReplyEvent>>,
+    calls: HashMap<String, Arc<Inbox>>,
     /// Why the subscription ended, once it has.
     closed: Option<String>,
+}
+
+/// What the waiter hands one call. Far smaller than a channel (which allocates a block of
+/// slots per call): the queue allocates only if a reply comes, and usually holds one.
+#[derive(Debug, Default)]
+struct Inbox {
+    events: Mutex<VecDeque<ReplyEvent>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    fn push(&self, event: ReplyEvent) {
+        lock(&self.events).push_back(event);
+        self.notify.notify_one();
+    }
 }
 
 /// A registered call; dropping it unregisters the `_msg_id`.
@@ -38,7 +53,20 @@ struct State {
 pub(crate) struct PendingCall {
     waiter: Arc<ReplyWaiter>,
     msg_id: String,
-    pub(crate) events: mpsc::UnboundedReceiver<ReplyEvent>,
+    inbox: Arc<Inbox>,
+}
+
+impl PendingCall {
+    /// The next event for this call. (`notify_one` keeps a permit when nobody waits, so an
+    /// event pushed between the check and the wait is not missed.)
+    pub(crate) async fn next(&self) -> ReplyEvent {
+        loop {
+            if let Some(event) = lock(&self.inbox.events).pop_front() {
+                return event;
+            }
+            self.inbox.notify.notified().await;
+        }
+    }
 }
 
 impl Drop for PendingCall {
@@ -76,7 +104,7 @@ impl ReplyWaiter {
 
     /// Registers `msg_id` before its request is published, so no reply can be missed.
     pub(crate) fn register(self: &Arc<Self>, msg_id: &str) -> Result<PendingCall, RpcError> {
-        let (tx, events) = mpsc::unbounded_channel();
+        let inbox = Arc::new(Inbox::default());
         let mut state = lock(&self.state);
         if let Some(reason) = &state.closed {
             return Err(TransportError::Closed {
@@ -84,20 +112,19 @@ impl ReplyWaiter {
             }
             .into());
         }
-        state.calls.insert(msg_id.to_owned(), tx);
+        state.calls.insert(msg_id.to_owned(), Arc::clone(&inbox));
         drop(state);
         Ok(PendingCall {
             waiter: Arc::clone(self),
             msg_id: msg_id.to_owned(),
-            events,
+            inbox,
         })
     }
 
     fn deliver(&self, reply: IncomingReply) {
         let state = lock(&self.state);
         match state.calls.get(&reply.msg_id) {
-            // A send error means the caller just gave up; nothing to do.
-            Some(call) => drop(call.send(ReplyEvent::Reply(reply))),
+            Some(call) => call.push(ReplyEvent::Reply(reply)),
             None => {
                 tracing::warn!(msg_id = %reply.msg_id, "no calls waiting for reply; dropping it")
             }
@@ -107,7 +134,7 @@ impl ReplyWaiter {
     pub(crate) fn close(&self, reason: String) {
         let mut state = lock(&self.state);
         for (_, call) in state.calls.drain() {
-            drop(call.send(ReplyEvent::Closed(reason.clone())));
+            call.push(ReplyEvent::Closed(reason.clone()));
         }
         state.closed = Some(reason);
     }

@@ -244,6 +244,7 @@ async fn consume(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut recent_ids = VecDeque::with_capacity(DUPLICATE_WINDOW);
+    let mut acks = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {
             biased;
@@ -275,11 +276,16 @@ async fn consume(
                 continue;
             }
         };
-        // At-most-once: a request whose ack fails is not run (another server may get it).
-        if let Err(e) = delivery.acker.ack().await {
-            tracing::warn!(error = %e, "failed to acknowledge a request; not running it");
-            continue;
-        }
+        // At-most-once: the request is acknowledged before it runs. The acknowledgement is
+        // queued on the connection, not waited for, like oslo's write of it to the socket: if
+        // the connection fails before the broker reads it, the broker redelivers the request
+        // (oslo has the same window).
+        acks.spawn(async move {
+            if let Err(e) = delivery.acker.ack().await {
+                tracing::warn!(error = %e, "failed to acknowledge a request");
+            }
+        });
+        while acks.try_join_next().is_some() {}
         let request = IncomingRequest::from_message(message);
         if let Some(id) = &request.unique_id {
             if recent_ids.contains(id) {
@@ -293,7 +299,9 @@ async fn consume(
         }
         tokio::spawn(handle(Arc::clone(&shared), request, permit));
     }
-    // Closing cancels the consumers: requests not acknowledged (not started) requeue.
+    // Acknowledgements of started requests go out before the channel closes; then closing
+    // cancels the consumers, and requests not acknowledged (not started) requeue.
+    while acks.join_next().await.is_some() {}
     subscription.close().await;
     shared.consuming.send_replace(false);
 }

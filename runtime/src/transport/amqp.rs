@@ -276,12 +276,21 @@ impl RabbitDriver {
         Ok(channel)
     }
 
-    async fn consume(&self, channel: &Channel, queue: &str) -> Result<Consumer, TransportError> {
+    /// Consumes `queue`; with `no_ack` the broker forgets each message as it sends it.
+    async fn consume(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<Consumer, TransportError> {
         channel
             .basic_consume(
                 queue.into(),
                 ShortString::from(""),
-                BasicConsumeOptions::default(),
+                BasicConsumeOptions {
+                    no_ack,
+                    ..BasicConsumeOptions::default()
+                },
                 FieldTable::default(),
             )
             .await
@@ -401,12 +410,13 @@ impl Driver for RabbitDriver {
 
         let mut consumers = Vec::new();
         for queue in [topic, server_queue.as_str(), fanout_queue.as_str()] {
-            consumers.push(self.consume(&channel, queue).await?);
+            consumers.push(self.consume(&channel, queue, false).await?);
         }
         Ok(Box::new(RabbitSubscription {
             channel: Some(channel),
             deliveries: select_all(consumers),
             owned_queue: Some(fanout_queue),
+            no_ack: false,
         }))
     }
 
@@ -424,13 +434,16 @@ impl Driver for RabbitDriver {
         let channel = self.listen_channel(0).await?;
         let name = format!("reply_{}", crate::wire::new_id());
         self.declare_transient_queue(&channel, &name).await?;
-        let consumer = self.consume(&channel, &name).await?;
+        // Replies are acknowledged on receipt (oslo acks them at once too): consuming without
+        // acks spares an acknowledgement round on every call.
+        let consumer = self.consume(&channel, &name, true).await?;
         Ok(ReplyQueue {
             subscription: Box::new(RabbitSubscription {
                 channel: Some(channel),
                 deliveries: select_all([consumer]),
                 // Reply queues are left to expire, as oslo does.
                 owned_queue: None,
+                no_ack: true,
             }),
             name,
         })
@@ -444,6 +457,8 @@ struct RabbitSubscription {
     deliveries: SelectAll<Consumer>,
     /// A queue deleted when the listener closes (its fanout queue).
     owned_queue: Option<String>,
+    /// Consumed without acknowledgements: deliveries need none.
+    no_ack: bool,
 }
 
 impl std::fmt::Debug for RabbitSubscription {
@@ -477,7 +492,10 @@ impl Subscription for RabbitSubscription {
         match self.deliveries.next().await {
             Some(Ok(delivery)) => Ok(Delivery {
                 body: Bytes::from(delivery.data),
-                acker: Box::new(RabbitAcker(delivery.acker)),
+                acker: match self.no_ack {
+                    true => Box::new(Acknowledged),
+                    false => Box::new(RabbitAcker(delivery.acker)),
+                },
             }),
             Some(Err(e)) => Err(driver_error(e)),
             None => Err(TransportError::Closed {
@@ -505,6 +523,21 @@ impl Drop for RabbitSubscription {
                 "listener dropped outside a runtime; its channel closes with the connection"
             ),
         }
+    }
+}
+
+/// The acker of a delivery consumed without acknowledgements.
+#[derive(Debug)]
+struct Acknowledged;
+
+#[async_trait]
+impl Acker for Acknowledged {
+    async fn ack(self: Box<Self>) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn reject(self: Box<Self>, _requeue: bool) -> Result<(), TransportError> {
+        Ok(())
     }
 }
 

@@ -1,0 +1,660 @@
+#!/usr/bin/env python3
+"""Python (oslo.messaging 18.3.1) side of the amqp-rpc benchmark: one script, two modes.
+
+Run it with the project's venv (scripts/setup.sh creates it): .venv/bin/python
+bench/oslo_bench.py MODE ...  The URL is an oslo transport URL
+(rabbit://guest:guest@127.0.0.1:5672/VHOST); its query may carry [oslo_messaging_rabbit]
+options, and also control_exchange as amqp-rpc's URLs do (taken out of the URL and used
+as oslo's control exchange, as tests/interop/peer.py does). Logging goes to stderr at
+WARNING; stdout carries nothing but the lines described below (file descriptor 1 is
+pointed at stderr, so stray prints of libraries cannot corrupt it).
+
+SERVER MODE
+    oslo_bench.py server --url URL --topic T --server S [--pool 64]
+
+    An oslo RPC server (threading executor, executor_thread_pool_size = --pool) on
+    Target(topic=T, server=S), with one endpoint (no target, so namespace None and
+    version 1.0):
+        echo(ctxt, payload)  -> payload
+        sink(ctxt, payload)  -> None; increments a thread-safe counter (for casts)
+        count(ctxt)          -> the counter
+        reset(ctxt)          -> None; zeroes the counter
+    Prints exactly one line "READY" on stdout once its consumers are registered, then
+    runs until stdin reaches EOF or it gets SIGTERM (or SIGINT); then stop() + wait(),
+    and exits 0 (1 if stopping takes more than 15 s, 2 on a startup failure). Stopping
+    takes up to ~5 s: oslo's listener polls with a timeout that grows to 5 s when idle.
+
+CLIENT MODE
+    oslo_bench.py client --url URL --topic T --workload {calls,casts,fanout}
+                         [--seconds S=10] [--concurrency C=1] [--payload-bytes B=100]
+                         [--count N=1000] [--servers K]
+                         [--client-mode {shared,per-thread,per-transport}]
+
+    Runs one workload and prints one JSON object (one line) on stdout. P is a str of B
+    ASCII bytes ("x" * B). Before measuring, a warm-up (not counted; at most 5 s): 3
+    sequential echo calls, then 2 echo calls from each of the C threads (this also opens
+    the pooled connections the measured threads will use). Calls time out after 10 s.
+
+    calls   C threads each loop client.call({}, "echo", payload=P) until S seconds have
+            passed since the threads were released (calls in flight then are finished).
+            {"ops": successful calls, "seconds": from release to the last thread's end,
+             "ops_per_s": ops / seconds, "p50_ms": .., "p99_ms": .., "errors": failed or
+             wrong replies}
+            Percentiles (nearest rank) are over the latencies of every successful call of
+            every thread.
+    casts   call reset; then C threads publish N casts client.cast({}, "sink", payload=P)
+            (N split evenly) as fast as they can; then call count every 10 ms until it
+            reaches N or S seconds have passed since the first publish.
+            {"ops": casts delivered (the last count seen), "seconds": first publish to
+             the poll that saw the last delivery, "ops_per_s": .., "publish_seconds":
+             first publish to the last publish's return, "expected": N, "errors": ..}
+            Without --servers, reset and count are sent to the topic (one server); with
+            --servers K they go to each of s0..s{K-1} (prepare(server=...)) and the counts
+            are summed.
+    fanout  K servers (--servers, default 1) named s0..s{K-1} run on the topic. Reset
+            each (prepare(server=...)), publish N prepare(fanout=True).cast({}, "sink",
+            payload=P) from C threads, then poll each server's count every 10 ms until
+            all reach N (or S seconds have passed since the first publish).
+            {"ops": deliveries summed over the servers (N*K when complete), "seconds",
+             "ops_per_s", "publish_seconds", "expected": N*K, "errors"}
+
+    --client-mode (only to compare ways of driving oslo; default shared): shared = one
+    transport and one RPCClient for all threads, as a service would do; per-thread = one
+    transport, one RPCClient per thread; per-transport = one transport (its own connection
+    pool and reply queue) and client per thread. RPCClient.call() is prepare().call() with
+    no per-client state, so shared and per-thread run the same code: measured within noise
+    of each other (C=64, B=100: 520-790 calls/s each on 2 shared cores).
+    per-transport is clearly slower (~430 calls/s) and takes ~3 s to start 64 transports.
+
+    Errors and deadlines: exit 0 with the JSON above whenever the workload ran (failed
+    calls or casts are counted in "errors"; a casts/fanout run that times out delivers
+    fewer than "expected"). Every run ends within S + 10 s of its start even if the
+    broker misbehaves: a watchdog prints the partial result with an "error" key and
+    exits 1 at S + 9 s; a run that cannot even warm up (broker unreachable...) also
+    prints a JSON object with "error" and exits 1.
+"""
+
+import time
+
+_T0 = time.monotonic()  # the run's start, for the S + 10 s bound (before the imports)
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
+from urllib import parse  # noqa: E402
+import warnings  # noqa: E402
+
+# Importing oslo.messaging imports eventlet (through oslo.service), which warns about its
+# own deprecation on every start; nothing here uses eventlet.
+warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
+
+from oslo_config import cfg  # noqa: E402
+import oslo_messaging  # noqa: E402
+
+LOG = logging.getLogger("oslo_bench")
+
+CALL_TIMEOUT = 10.0  # seconds, for every call
+HARD_MARGIN = 9.0  # the watchdog fires at _T0 + S + HARD_MARGIN
+POLL_INTERVAL = 0.010  # seconds between count polls
+WARMUP_SECONDS = 5.0  # the warm-up's budget
+
+
+# ---------------------------------------------------------------------------------------
+# Common: stdout, configuration, transport
+
+class Output:
+    """Result lines on the original stdout; fd 1 is redirected to stderr. At most one
+    JSON result is written (the watchdog and the main thread race for it)."""
+
+    def __init__(self):
+        sys.stdout.flush()
+        self._out = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        self._lock = threading.Lock()
+        self._result_sent = False
+
+    def line(self, text):
+        with self._lock:
+            self._out.write(text + "\n")
+            self._out.flush()
+
+    def result(self, obj):
+        """Write `obj` as the run's result; False if a result was already written."""
+        with self._lock:
+            if self._result_sent:
+                return False
+            self._result_sent = True
+            self._out.write(json.dumps(obj) + "\n")
+            self._out.flush()
+            return True
+
+
+def make_conf(control_exchange):
+    """A private ConfigOpts usable with oslo.messaging 18.3.1 (see make_conf in
+    tests/interop/peer.py): the [oslo_messaging_metrics] and [oslo_messaging_tracing]
+    groups are registered on it as oslo_messaging.conffixture does, without which
+    call()/cast() raise NoSuchOptError and servers never answer."""
+    conf = cfg.ConfigOpts()
+    conf(args=[], project="amqp-rpc-bench", default_config_files=[],
+         default_config_dirs=[])
+    for module, attr in (("oslo_messaging._metrics.client", "oslo_messaging_metrics"),
+                         ("oslo_messaging._tracing.client", "oslo_messaging_tracing")):
+        try:
+            opts = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):  # not in this oslo.messaging version
+            continue
+        conf.register_opts(opts, group=attr)
+    if control_exchange:
+        oslo_messaging.set_transport_defaults(control_exchange)
+    return conf
+
+
+def split_control_exchange(url):
+    """`url` without its control_exchange query parameter, and that parameter's value
+    (the last one if repeated; None if absent)."""
+    parts = parse.urlsplit(url)
+    query = parse.parse_qsl(parts.query, keep_blank_values=True)
+    values = [value for name, value in query if name == "control_exchange"]
+    if not values:
+        return url, None
+    rest = [(name, value) for name, value in query if name != "control_exchange"]
+    return parse.urlunsplit(parts._replace(query=parse.urlencode(rest))), values[-1]
+
+
+def make_transport(url):
+    url, control_exchange = split_control_exchange(url)
+    conf = make_conf(control_exchange)
+    return oslo_messaging.get_rpc_transport(conf, url=url)
+
+
+def cleanup_transports(transports, timeout=2.0):
+    """transport.cleanup() for each, in a daemon thread given `timeout` seconds (it closes
+    connections, which can block if the broker misbehaves)."""
+    def run():
+        for transport in transports:
+            try:
+                transport.cleanup()
+            except Exception:  # noqa: BLE001
+                LOG.warning("transport cleanup failed", exc_info=True)
+
+    thread = threading.Thread(target=run, name="cleanup", daemon=True)
+    thread.start()
+    thread.join(timeout)
+
+
+# ---------------------------------------------------------------------------------------
+# Server mode
+
+class BenchEndpoint:
+    """Attributes not starting with "_" are callable over RPC."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def echo(self, ctxt, payload):
+        return payload
+
+    def sink(self, ctxt, payload):
+        with self._lock:
+            self._count += 1
+
+    def count(self, ctxt):
+        with self._lock:
+            return self._count
+
+    def reset(self, ctxt):
+        with self._lock:
+            self._count = 0
+
+
+def _wait_consuming(server, timeout=10.0):
+    """Return once the server's listener has issued basic.consume on all its queues (as in
+    tests/interop/peer.py: start() declares and binds the queues, the poll thread
+    registers the consumers a moment later). Uses driver internals (impl_rabbit
+    Connection._new_tags); falls back to a short sleep if they move."""
+    try:
+        conn = server.listener._poll_style_listener.conn.connection
+        conn._new_tags  # noqa: B018 - probe the attribute
+    except AttributeError:
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + timeout
+    while conn._new_tags and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def run_server(args, out):
+    stop_event = threading.Event()
+    ready = threading.Event()
+
+    def request_stop():
+        if not ready.is_set():  # still connecting (kombu may retry forever): just go
+            LOG.warning("stop requested before READY: exiting")
+            sys.stderr.flush()
+            os._exit(1)
+        stop_event.set()
+
+    def on_signal(signum, frame):
+        request_stop()
+
+    def watch_stdin():
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    threading.Thread(target=watch_stdin, name="stdin", daemon=True).start()
+
+    transport = make_transport(args.url)
+    target = oslo_messaging.Target(topic=args.topic, server=args.server)
+    with warnings.catch_warnings():
+        # executor= is deprecated in 18.x; given explicitly so that an eventlet-patched
+        # process cannot silently switch to the eventlet executor.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server = oslo_messaging.get_rpc_server(transport, target, [BenchEndpoint()],
+                                               executor="threading")
+    # get_rpc_server registered [DEFAULT] executor_thread_pool_size on the conf;
+    # start() reads it.
+    transport.conf.set_override("executor_thread_pool_size", args.pool)
+    server.start()
+    _wait_consuming(server)
+    ready.set()
+    out.line("READY")
+    while not stop_event.wait(1.0):
+        pass
+
+    def stop():
+        server.stop()
+        server.wait()
+
+    stopper = threading.Thread(target=stop, name="stop", daemon=True)
+    stopper.start()
+    stopper.join(15.0)
+    if stopper.is_alive():
+        LOG.warning("server %s did not stop within 15 s", args.server)
+        return 1
+    cleanup_transports([transport])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Client mode
+
+def percentile(sorted_values, q):
+    """Nearest-rank percentile (q in 0..100) of an ascending list; None if empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil(n * q / 100)
+    return sorted_values[int(rank) - 1]
+
+
+def _r(value, digits):
+    return None if value is None else round(value, digits)
+
+
+class Bench:
+    def __init__(self, args, out):
+        self.args = args
+        self.out = out
+        self.hard_deadline = _T0 + args.seconds + HARD_MARGIN
+        self.payload = "x" * args.payload_bytes
+        self.target = oslo_messaging.Target(topic=args.topic)
+        self.transports = []
+        self.errors = 0
+        self.errors_lock = threading.Lock()
+        self.partial = {}  # what the watchdog prints if it has to
+        self.partial_fn = None  # or a function returning it
+        self.main_transport = self._new_transport()
+        self.main_client = self._new_client(self.main_transport)
+        self.thread_clients = self._thread_clients()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _new_transport(self):
+        transport = make_transport(self.args.url)
+        self.transports.append(transport)
+        return transport
+
+    def _new_client(self, transport):
+        return oslo_messaging.get_rpc_client(transport, self.target, timeout=CALL_TIMEOUT)
+
+    def _thread_clients(self):
+        mode, n = self.args.client_mode, self.args.concurrency
+        if mode == "shared":
+            return [self.main_client] * n
+        if mode == "per-thread":
+            return [self._new_client(self.main_transport) for _ in range(n)]
+        return [self._new_client(self._new_transport()) for _ in range(n)]
+
+    def add_errors(self, n=1):
+        with self.errors_lock:
+            self.errors += n
+
+    def call_timeout(self, deadline=None):
+        """CALL_TIMEOUT, cut short so that a call ends 1 s before the watchdog fires (and
+        by `deadline`, monotonic, if given)."""
+        end = self.hard_deadline - 1.0
+        if deadline is not None:
+            end = min(end, deadline)
+        return max(0.1, min(CALL_TIMEOUT, end - time.monotonic()))
+
+    def call(self, client, method, deadline=None, **kwargs):
+        timeout = self.call_timeout(deadline)
+        if timeout < CALL_TIMEOUT:  # (clients are made with timeout=CALL_TIMEOUT)
+            client = client.prepare(timeout=timeout)
+        return client.call({}, method, **kwargs)
+
+    def start_watchdog(self):
+        def fire():
+            try:
+                partial = self.partial_fn() if self.partial_fn else self.partial
+            except Exception:  # noqa: BLE001
+                partial = self.partial
+            result = dict(partial, errors=self.errors,
+                          error="deadline exceeded (S + %g s): the broker or the "
+                                "servers did not answer in time" % HARD_MARGIN)
+            if self.out.result(result):
+                sys.stderr.flush()
+                os._exit(1)
+
+        timer = threading.Timer(max(0.0, self.hard_deadline - time.monotonic()), fire)
+        timer.daemon = True
+        timer.start()
+
+    def run_threads(self, fn, deadline, name):
+        """Run fn(i) in C daemon threads; join them until `deadline` (monotonic). Returns
+        the number of threads still running then."""
+        threads = [threading.Thread(target=fn, args=(i,), name=f"{name}-{i}", daemon=True)
+                   for i in range(self.args.concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return sum(t.is_alive() for t in threads)
+
+    # -- phases --------------------------------------------------------------------------
+
+    def warm_up(self):
+        """3 sequential echo calls, then 2 per thread (fills the connection pool). Raises
+        if any of them fails or the warm-up exceeds WARMUP_SECONDS."""
+        deadline = time.monotonic() + WARMUP_SECONDS
+        for _ in range(3):
+            self.call(self.main_client, "echo", deadline, payload=self.payload)
+        failures = []
+
+        def one(i):
+            try:
+                for _ in range(2):
+                    self.call(self.thread_clients[i], "echo", deadline,
+                              payload=self.payload)
+            except Exception as e:  # noqa: BLE001
+                failures.append(e)
+
+        stuck = self.run_threads(one, deadline, "warmup")
+        if failures:
+            raise failures[0]
+        if stuck:
+            raise RuntimeError(f"warm-up took over {WARMUP_SECONDS:g} s")
+
+    def publish(self, cast_fn, n):
+        """Publish n casts with cast_fn(client) from C threads (n split evenly). Returns
+        (t_first_publish, publish_seconds). Stops publishing at first publish + S."""
+        c = self.args.concurrency
+        shares = [n // c + (1 if i < n % c else 0) for i in range(c)]
+        barrier = threading.Barrier(c + 1)
+
+        def one(i):
+            client = self.thread_clients[i]
+            try:
+                barrier.wait(WARMUP_SECONDS)
+            except threading.BrokenBarrierError:
+                return
+            end = t_start[0] + self.args.seconds
+            failed = 0
+            for k in range(shares[i]):
+                if time.monotonic() >= end:
+                    failed += shares[i] - k
+                    break
+                try:
+                    cast_fn(client)
+                except Exception:  # noqa: BLE001
+                    LOG.warning("cast failed", exc_info=True)
+                    failed += 1
+            if failed:
+                self.add_errors(failed)
+
+        t_start = [0.0]
+        threads = [threading.Thread(target=one, args=(i,), name=f"cast-{i}", daemon=True)
+                   for i in range(c)]
+        for t in threads:
+            t.start()
+        t_start[0] = time.monotonic()
+        barrier.wait()
+        end = t_start[0] + self.args.seconds
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))
+        stuck = sum(t.is_alive() for t in threads)
+        if stuck:
+            LOG.warning("%d publishing threads still running after S seconds", stuck)
+        return t_start[0], time.monotonic() - t_start[0]
+
+    def poll_counts(self, clients, done, t_first):
+        """Call count on each client every POLL_INTERVAL until done(counts) or S seconds
+        have passed since t_first. Returns (delivered, seconds): the sum of the last
+        counts seen, and t_first to the poll that saw the last increase."""
+        end = t_first + self.args.seconds
+        last = [0] * len(clients)
+        t_last_increase = t_first
+        while True:
+            for i, client in enumerate(clients):
+                try:
+                    value = self.call(client, "count")
+                except Exception:  # noqa: BLE001
+                    LOG.warning("count failed", exc_info=True)
+                    self.add_errors()
+                    continue
+                if value > last[i]:
+                    last[i] = value
+                    t_last_increase = time.monotonic()
+            delivered = sum(last)
+            self.partial.update(ops=delivered, seconds=_r(t_last_increase - t_first, 6))
+            if done(last) or time.monotonic() >= end:
+                return delivered, t_last_increase - t_first
+            time.sleep(POLL_INTERVAL)
+
+    # -- workloads -----------------------------------------------------------------------
+
+    def calls(self):
+        c, seconds = self.args.concurrency, self.args.seconds
+        latencies = [[] for _ in range(c)]
+        ends = [None] * c
+        barrier = threading.Barrier(c + 1)
+        t_start = [0.0]
+
+        def one(i):
+            client, lat, payload = self.thread_clients[i], latencies[i], self.payload
+            try:
+                barrier.wait(WARMUP_SECONDS)
+            except threading.BrokenBarrierError:
+                return
+            end = t_start[0] + seconds
+            while True:
+                t0 = time.monotonic()
+                if t0 >= end:
+                    break
+                try:
+                    result = self.call(client, "echo", payload=payload)
+                except Exception:  # noqa: BLE001
+                    LOG.warning("call failed", exc_info=True)
+                    self.add_errors()
+                    continue
+                if result == payload:
+                    lat.append(time.monotonic() - t0)
+                else:
+                    LOG.warning("wrong reply to echo")
+                    self.add_errors()
+            ends[i] = time.monotonic()
+
+        def summary(end):
+            elapsed = end - t_start[0]
+            all_lat = sorted(x for lat in latencies for x in list(lat))
+            ops = len(all_lat)
+            return {
+                "ops": ops,
+                "seconds": _r(elapsed, 6),
+                "ops_per_s": _r(ops / elapsed if elapsed > 0 else 0.0, 2),
+                "p50_ms": _r(None if not ops else percentile(all_lat, 50) * 1000, 3),
+                "p99_ms": _r(None if not ops else percentile(all_lat, 99) * 1000, 3),
+                "errors": self.errors,
+            }
+
+        threads = [threading.Thread(target=one, args=(i,), name=f"call-{i}", daemon=True)
+                   for i in range(c)]
+        for t in threads:
+            t.start()
+        t_start[0] = time.monotonic()
+        self.partial_fn = lambda: summary(time.monotonic())
+        barrier.wait()
+        for t in threads:  # calls in flight at S end within their 10 s timeout
+            t.join(max(0.0, self.hard_deadline - 0.5 - time.monotonic()))
+        stuck = sum(t.is_alive() for t in threads)
+        if stuck:
+            self.add_errors(stuck)
+        finished = [e for e in ends if e is not None]
+        end = max(finished) if finished and not stuck else time.monotonic()
+        return summary(end)
+
+    def counter_clients(self):
+        """Clients for reset/count: the topic's, or each of s0..s{K-1}."""
+        if self.args.servers is None:
+            return [self.main_client]
+        return [self.main_client.prepare(server=f"s{i}") for i in range(self.args.servers)]
+
+    def casts(self):
+        n = self.args.count
+        counters = self.counter_clients()
+        for client in counters:
+            self.call(client, "reset")
+        payload = self.payload
+        self.partial.update(ops=0, expected=n)
+        t_first, publish_seconds = self.publish(
+            lambda client: client.cast({}, "sink", payload=payload), n)
+        self.partial["publish_seconds"] = _r(publish_seconds, 6)
+        delivered, seconds = self.poll_counts(counters, lambda c: sum(c) >= n, t_first)
+        return self.delivery_result(delivered, seconds, publish_seconds, n)
+
+    def fanout(self):
+        n, k = self.args.count, self.args.servers or 1
+        counters = [self.main_client.prepare(server=f"s{i}") for i in range(k)]
+        for client in counters:
+            self.call(client, "reset")
+        payload = self.payload
+        self.partial.update(ops=0, expected=n * k)
+        t_first, publish_seconds = self.publish(
+            lambda client: client.prepare(fanout=True).cast({}, "sink", payload=payload),
+            n)
+        self.partial["publish_seconds"] = _r(publish_seconds, 6)
+        delivered, seconds = self.poll_counts(
+            counters, lambda c: all(v >= n for v in c), t_first)
+        return self.delivery_result(delivered, seconds, publish_seconds, n * k)
+
+    def delivery_result(self, delivered, seconds, publish_seconds, expected):
+        return {
+            "ops": delivered,
+            "seconds": _r(seconds, 6),
+            "ops_per_s": _r(delivered / seconds if seconds > 0 else 0.0, 2),
+            "publish_seconds": _r(publish_seconds, 6),
+            "expected": expected,
+            "errors": self.errors,
+        }
+
+
+def run_client(args, out):
+    bench = None
+    try:
+        bench = Bench(args, out)
+        bench.start_watchdog()
+        bench.warm_up()
+        result = getattr(bench, args.workload)()
+        code = 0
+    except Exception as e:  # noqa: BLE001
+        LOG.error("%s run failed", args.workload, exc_info=True)
+        result = dict(bench.partial if bench else {},
+                      errors=bench.errors if bench else 0,
+                      error=f"{type(e).__name__}: {e}")
+        code = 1
+    if not out.result(result):  # the watchdog got there first and is exiting
+        time.sleep(60)
+    if bench is not None:
+        cleanup_transports(bench.transports,
+                           max(0.0, min(2.0, bench.hard_deadline - time.monotonic())))
+    return code
+
+
+# ---------------------------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="oslo.messaging side of the amqp-rpc benchmark (see the module "
+                    "docstring).")
+    sub = parser.add_subparsers(dest="mode", required=True)
+
+    s = sub.add_parser("server", help="run a benchmark RPC server")
+    s.add_argument("--url", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--server", required=True)
+    s.add_argument("--pool", type=int, default=64, help="executor_thread_pool_size")
+
+    c = sub.add_parser("client", help="run one workload, print one JSON object")
+    c.add_argument("--url", required=True)
+    c.add_argument("--topic", required=True)
+    c.add_argument("--workload", required=True, choices=("calls", "casts", "fanout"))
+    c.add_argument("--seconds", type=float, default=10.0)
+    c.add_argument("--concurrency", type=int, default=1)
+    c.add_argument("--payload-bytes", type=int, default=100)
+    c.add_argument("--count", type=int, default=1000)
+    c.add_argument("--servers", type=int, default=None)
+    c.add_argument("--client-mode", default="shared",
+                   choices=("shared", "per-thread", "per-transport"))
+    args = parser.parse_args(argv)
+
+    for name in ("concurrency", "pool", "count", "servers"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.mode == "client" and (args.seconds <= 0 or args.payload_bytes < 0):
+        parser.error("--seconds must be positive and --payload-bytes not negative")
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="oslo_bench[%(process)d] %(levelname)s %(name)s: "
+                               "%(message)s")
+    out = Output()
+    if args.mode == "server":
+        return run_server(args, out)
+    return run_client(args, out)
+
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    except SystemExit:
+        raise
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        code = 2
+    sys.stderr.flush()
+    # Non-daemon threads of the driver (connection pool, heartbeats) must not keep a
+    # finished process alive.
+    os._exit(code)

@@ -1,0 +1,228 @@
+//! The reference: a minimal hand-written lapin request/reply, with nothing between the
+//! application and the broker. The server consumes a queue and answers to `reply_to` with the
+//! request's `correlation_id`; the client has one connection, one exclusive server-named reply
+//! queue consumed without acks, and pipelines requests, matching replies by correlation id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::oneshot;
+
+type Result<T> = std::result::Result<T, lapin::Error>;
+
+async fn connect(url: &str) -> Result<Connection> {
+    Connection::connect(url, ConnectionProperties::default()).await
+}
+
+/// A server answering every request with its body, and counting casts (no `reply_to`).
+pub(crate) struct RefServer {
+    _connection: Connection,
+    channel: Channel,
+    queue: String,
+    received_casts: Arc<AtomicU64>,
+}
+
+impl RefServer {
+    /// Consumes `queue` (declared here; bound to the fanout exchange `fanout` if given).
+    pub(crate) async fn start(
+        url: &str,
+        queue: &str,
+        fanout: Option<&str>,
+        prefetch: u16,
+    ) -> Result<RefServer> {
+        let connection = connect(url).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        if let Some(exchange) = fanout {
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Fanout,
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    queue.into(),
+                    exchange.into(),
+                    "".into(),
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let received_casts = Arc::new(AtomicU64::new(0));
+        let replies = channel.clone();
+        let casts = Arc::clone(&received_casts);
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let properties = &delivery.properties;
+                match (properties.reply_to(), properties.correlation_id()) {
+                    (Some(reply_to), Some(id)) => {
+                        let reply = BasicProperties::default().with_correlation_id(id.clone());
+                        let _ = replies
+                            .basic_publish(
+                                "".into(),
+                                reply_to.clone(),
+                                BasicPublishOptions::default(),
+                                &delivery.data,
+                                reply,
+                            )
+                            .await;
+                    }
+                    _ => {
+                        casts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+        });
+        Ok(RefServer {
+            _connection: connection,
+            channel,
+            queue: queue.to_owned(),
+            received_casts,
+        })
+    }
+
+    /// Casts received so far.
+    pub(crate) fn casts(&self) -> u64 {
+        self.received_casts.load(Ordering::Relaxed)
+    }
+
+    /// Zeroes the cast counter.
+    pub(crate) fn reset(&self) {
+        self.received_casts.store(0, Ordering::Relaxed);
+    }
+
+    /// Deletes the queue.
+    pub(crate) async fn close(self) {
+        let _ = self
+            .channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// A pipelining client.
+#[derive(Clone)]
+pub(crate) struct RefClient {
+    channel: Channel,
+    reply_to: lapin::types::ShortString,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>,
+    next_id: Arc<AtomicU64>,
+    _connection: Arc<Connection>,
+}
+
+impl RefClient {
+    pub(crate) async fn connect(url: &str) -> Result<RefClient> {
+        let connection = connect(url).await?;
+        let channel = connection.create_channel().await?;
+        let reply_queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let reply_to = reply_queue.name().clone();
+        let mut replies = channel
+            .basic_consume(
+                reply_to.clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
+        let waiting = Arc::clone(&pending);
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = replies.next().await {
+                let id = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|id| id.as_str().parse::<u64>().ok());
+                let waiter = id.and_then(|id| waiting.lock().ok()?.remove(&id));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(delivery.data);
+                }
+            }
+        });
+        Ok(RefClient {
+            channel,
+            reply_to,
+            pending,
+            next_id: Arc::default(),
+            _connection: Arc::new(connection),
+        })
+    }
+
+    /// Sends `body` to `queue` and waits for the answer.
+    pub(crate) async fn call(&self, queue: &str, body: &[u8]) -> Option<Vec<u8>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().ok()?.insert(id, tx);
+        let properties = BasicProperties::default()
+            .with_reply_to(self.reply_to.clone())
+            .with_correlation_id(id.to_string().into());
+        self.channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Sends `body` to `exchange`/`routing_key` without waiting for anything.
+    pub(crate) async fn cast(&self, exchange: &str, routing_key: &str, body: &[u8]) -> bool {
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,462 @@
+//! Benchmarks amqp-rpc against a hand-written lapin request/reply and Python oslo.messaging,
+//! in one run against the local RabbitMQ, and writes `BENCHMARKS.md` and its chart.
+//!
+//! ```text
+//! cargo run --release -p amqp-rpc-bench -- --out BENCHMARKS.md     # full run, a few minutes
+//! cargo run --release -p amqp-rpc-bench -- --smoke                 # seconds; what CI runs
+//! ```
+//!
+//! Each phase runs for a bounded time for each system in turn, round after round (the order
+//! of systems alternating), and the report gives the medians over rounds.
+
+mod lapin_ref;
+mod report;
+mod stats;
+mod systems;
+
+use std::alloc::System;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::{Arg, ArgAction, value_parser};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+use crate::stats::Sample;
+use crate::systems::{AmqpSystem, LapinSystem, OsloSystem};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// The systems compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum SystemKind {
+    Amqp,
+    Lapin,
+    Oslo,
+}
+
+impl SystemKind {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            SystemKind::Amqp => "amqp-rpc",
+            SystemKind::Lapin => "lapin (hand-written)",
+            SystemKind::Oslo => "oslo.messaging",
+        }
+    }
+}
+
+/// One workload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Workload {
+    Calls { in_flight: usize, payload: usize },
+    Casts { count: u64, payload: usize },
+    Fanout { count: u64, payload: usize },
+}
+
+impl Workload {
+    pub(crate) fn title(&self) -> String {
+        let size = |bytes: usize| match bytes {
+            b if b >= 1024 => format!("{} KiB", b / 1024),
+            b => format!("{b} B"),
+        };
+        match *self {
+            Workload::Calls {
+                in_flight: 1,
+                payload,
+            } => format!("calls, sequential, {}", size(payload)),
+            Workload::Calls { in_flight, payload } => {
+                format!("calls, {in_flight} in flight, {}", size(payload))
+            }
+            Workload::Casts { payload, .. } => format!("casts delivered, {}", size(payload)),
+            Workload::Fanout { payload, .. } => {
+                format!(
+                    "fanout casts to {} servers (deliveries), {}",
+                    systems::FANOUT_SERVERS,
+                    size(payload)
+                )
+            }
+        }
+    }
+}
+
+struct Options {
+    smoke: bool,
+    rounds: usize,
+    seconds: Duration,
+    out: Option<PathBuf>,
+    python: Option<String>,
+    base_url: String,
+}
+
+fn options() -> Options {
+    let matches = clap::Command::new("amqp-rpc-bench")
+        .about("Benchmarks amqp-rpc against hand-written lapin and Python oslo.messaging")
+        .arg(
+            Arg::new("smoke")
+                .long("smoke")
+                .action(ArgAction::SetTrue)
+                .help("a few seconds, tiny counts (CI)"),
+        )
+        .arg(
+            Arg::new("rounds")
+                .long("rounds")
+                .value_parser(value_parser!(usize))
+                .help("rounds per system (default 3; 1 with --smoke)"),
+        )
+        .arg(
+            Arg::new("seconds")
+                .long("seconds")
+                .value_parser(value_parser!(f64))
+                .help("seconds per phase (default 3; 0.3 with --smoke)"),
+        )
+        .arg(
+            Arg::new("out")
+                .long("out")
+                .value_parser(value_parser!(PathBuf))
+                .help("write the Markdown report here, and its chart beside it (.svg)"),
+        )
+        .arg(
+            Arg::new("python")
+                .long("python")
+                .help("the oslo.messaging virtualenv's Python (default .venv/bin/python)"),
+        )
+        .arg(
+            Arg::new("url")
+                .long("url")
+                .default_value("rabbit://guest:guest@127.0.0.1:5672")
+                .help("broker URL without vhost; a vhost is made for the run"),
+        )
+        .get_matches();
+    let smoke = matches.get_flag("smoke");
+    let default_python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
+    let python = matches.get_one::<String>("python").cloned().or_else(|| {
+        std::path::Path::new(default_python)
+            .exists()
+            .then(|| default_python.to_owned())
+    });
+    Options {
+        smoke,
+        rounds: matches
+            .get_one::<usize>("rounds")
+            .copied()
+            .unwrap_or(if smoke { 1 } else { 3 }),
+        seconds: Duration::from_secs_f64(
+            matches
+                .get_one::<f64>("seconds")
+                .copied()
+                .unwrap_or(if smoke { 0.3 } else { 3.0 }),
+        ),
+        out: matches.get_one::<PathBuf>("out").cloned(),
+        python,
+        base_url: matches
+            .get_one::<String>("url")
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> Option<String> {
+    let output = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The run's own vhost, deleted at the end.
+struct Vhost(String);
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_vhost", &self.0]);
+    }
+}
+
+/// A progress line on stderr, rewritten in place.
+fn progress(text: &str) {
+    eprint!("\r\x1b[2K{text}");
+}
+
+pub(crate) struct Results {
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) memory_workloads: Vec<Workload>,
+    /// (system, workload index) -> samples over rounds.
+    pub(crate) samples: std::collections::BTreeMap<(SystemKind, usize), Vec<Sample>>,
+    pub(crate) memory_samples: std::collections::BTreeMap<usize, Vec<Sample>>,
+    pub(crate) heap_per_call: Option<f64>,
+    pub(crate) breakdown: Vec<(String, f64)>,
+    pub(crate) rounds: usize,
+    pub(crate) seconds: Duration,
+    pub(crate) oslo_available: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = options();
+    let payload_small = 100;
+    let (casts, fanouts) = if options.smoke {
+        (200, 50)
+    } else {
+        (20_000, 5_000)
+    };
+    let workloads = vec![
+        Workload::Calls {
+            in_flight: 1,
+            payload: payload_small,
+        },
+        Workload::Calls {
+            in_flight: 64,
+            payload: payload_small,
+        },
+        Workload::Calls {
+            in_flight: 256,
+            payload: payload_small,
+        },
+        Workload::Calls {
+            in_flight: 64,
+            payload: 64 * 1024,
+        },
+        Workload::Casts {
+            count: casts,
+            payload: payload_small,
+        },
+        Workload::Fanout {
+            count: fanouts,
+            payload: payload_small,
+        },
+    ];
+    let memory_workloads = vec![
+        Workload::Calls {
+            in_flight: 1,
+            payload: payload_small,
+        },
+        Workload::Calls {
+            in_flight: 64,
+            payload: payload_small,
+        },
+        Workload::Calls {
+            in_flight: 256,
+            payload: payload_small,
+        },
+        Workload::Casts {
+            count: casts * 5,
+            payload: payload_small,
+        },
+    ];
+
+    let vhost = Vhost(format!("amqp-rpc-bench-{}", uuid::Uuid::new_v4().simple()));
+    rabbitmqctl(&["add_vhost", &vhost.0])
+        .ok_or("rabbitmqctl add_vhost failed: is RabbitMQ running?")?;
+    rabbitmqctl(&["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"])
+        .ok_or("set_permissions failed")?;
+    let url = format!("{}/{}", options.base_url.trim_end_matches('/'), vhost.0);
+    let amqp_url = url.replacen("rabbit://", "amqp://", 1);
+    let topic = "bench";
+
+    progress("starting servers...");
+    let amqp = AmqpSystem::start(&url, topic, 64).await?;
+    let lapin = LapinSystem::start(&amqp_url, topic, 64).await?;
+    let oslo = match &options.python {
+        Some(python) => Some(OsloSystem::start(python, &url, topic).await?),
+        None => {
+            eprintln!(
+                "\nno oslo.messaging virtualenv (run scripts/setup.sh): oslo.messaging is left out"
+            );
+            None
+        }
+    };
+    let memory = AmqpSystem::start(&format!("memory:///{}", vhost.0), topic, 64).await?;
+
+    let mut results = Results {
+        workloads: workloads.clone(),
+        memory_workloads: memory_workloads.clone(),
+        samples: Default::default(),
+        memory_samples: Default::default(),
+        heap_per_call: None,
+        breakdown: Vec::new(),
+        rounds: options.rounds,
+        seconds: options.seconds,
+        oslo_available: oslo.is_some(),
+    };
+    let seconds = options.seconds;
+    let bound = seconds * 10 + Duration::from_secs(5);
+    let started = Instant::now();
+    for round in 0..options.rounds {
+        for (index, workload) in workloads.iter().enumerate() {
+            let mut order = vec![SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for system in order {
+                let payload = "x".repeat(match workload {
+                    Workload::Calls { payload, .. }
+                    | Workload::Casts { payload, .. }
+                    | Workload::Fanout { payload, .. } => *payload,
+                });
+                let label = format!(
+                    "[round {}/{}] {} - {}",
+                    round + 1,
+                    options.rounds,
+                    workload.title(),
+                    system.label()
+                );
+                progress(&format!("{label} ..."));
+                let run = async {
+                    match (system, *workload) {
+                        (SystemKind::Amqp, Workload::Calls { in_flight, .. }) => {
+                            Some(amqp.calls(in_flight, &payload, seconds).await)
+                        }
+                        (SystemKind::Amqp, Workload::Casts { count, .. }) => {
+                            Some(amqp.casts(count, &payload, bound).await)
+                        }
+                        (SystemKind::Amqp, Workload::Fanout { count, .. }) => {
+                            Some(amqp.fanout(count, &payload, bound).await)
+                        }
+                        (SystemKind::Lapin, Workload::Calls { in_flight, .. }) => {
+                            Some(lapin.calls(in_flight, &payload, seconds).await)
+                        }
+                        (SystemKind::Lapin, Workload::Casts { count, .. }) => {
+                            Some(lapin.casts(count, &payload, bound).await)
+                        }
+                        (SystemKind::Lapin, Workload::Fanout { count, .. }) => {
+                            Some(lapin.fanout(count, &payload, bound).await)
+                        }
+                        (SystemKind::Oslo, w) => match &oslo {
+                            None => None,
+                            Some(oslo) => Some(match w {
+                                Workload::Calls { in_flight, payload } => {
+                                    oslo.calls(in_flight, payload, seconds).await
+                                }
+                                // Python publishes slowly: a tenth of the count keeps its phase bounded.
+                                Workload::Casts { count, payload } => {
+                                    oslo.casts((count / 10).max(10), payload, bound).await
+                                }
+                                Workload::Fanout { count, payload } => {
+                                    oslo.fanout((count / 10).max(10), payload, bound).await
+                                }
+                            }),
+                        },
+                    }
+                };
+                if let Some(sample) = tokio::time::timeout(bound * 2, run).await.ok().flatten() {
+                    progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
+                    results
+                        .samples
+                        .entry((system, index))
+                        .or_default()
+                        .push(sample);
+                }
+            }
+        }
+        for (index, workload) in memory_workloads.iter().enumerate() {
+            let label = format!(
+                "[round {}/{}] memory:// {}",
+                round + 1,
+                options.rounds,
+                workload.title()
+            );
+            progress(&format!("{label} ..."));
+            let payload = "x".repeat(payload_small);
+            let sample = match *workload {
+                Workload::Calls { in_flight, .. } => {
+                    memory.calls(in_flight, &payload, seconds).await
+                }
+                Workload::Casts { count, .. } => memory.casts(count, &payload, bound).await,
+                Workload::Fanout { count, .. } => memory.fanout(count, &payload, bound).await,
+            };
+            progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
+            results
+                .memory_samples
+                .entry(index)
+                .or_default()
+                .push(sample);
+        }
+    }
+    progress("measuring client heap per in-flight call...");
+    results.heap_per_call =
+        heap_per_in_flight_call(&url, if options.smoke { 1_000 } else { 10_000 }).await;
+    results.breakdown = report::call_breakdown(if options.smoke { 2_000 } else { 50_000 });
+    progress(&format!(
+        "done in {:.0} s\n",
+        started.elapsed().as_secs_f64()
+    ));
+
+    amqp.stop().await;
+    lapin.stop().await;
+    memory.stop().await;
+    if let Some(oslo) = oslo {
+        oslo.stop().await;
+    }
+
+    // Every system must have measured every workload; a silent gap would hide a broken peer.
+    let mut missing = Vec::new();
+    for (index, workload) in workloads.iter().enumerate() {
+        for system in [SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo] {
+            let measured = results
+                .samples
+                .get(&(system, index))
+                .is_some_and(|s| s.iter().all(|s| s.ops > 0));
+            if !measured && (system != SystemKind::Oslo || results.oslo_available) {
+                missing.push(format!("{} / {}", system.label(), workload.title()));
+            }
+        }
+    }
+
+    let machine = report::Machine::read(rabbitmqctl(&["version"]), options.python.as_deref());
+    let markdown = report::markdown(&results, &machine, options.smoke);
+    println!("{markdown}");
+    if let Some(out) = &options.out {
+        std::fs::write(out, &markdown)?;
+        let chart = out.with_extension("svg");
+        report::chart(&results, &chart)?;
+        eprintln!("wrote {} and {}", out.display(), chart.display());
+    }
+    drop(vhost);
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(format!("no measurement for: {}", missing.join(", ")).into()),
+    }
+}
+
+/// Heap held by a client per call in flight: `count` calls to a queue nobody consumes.
+async fn heap_per_in_flight_call(url: &str, count: usize) -> Option<f64> {
+    use amqp_rpc::{Context, RpcClient, RpcServer, Target, Transport};
+    let transport = Transport::from_url(url).await.ok()?;
+    // Declare the queues, then stop consuming: the calls wait.
+    let server = RpcServer::new(&transport, Target::server("heap", "s"), Vec::new()).ok()?;
+    server.start().await.ok()?;
+    server.stop().await;
+    let client =
+        RpcClient::new(&transport, Target::new("heap")).with_timeout(Duration::from_secs(300));
+    // One call first, so the reply queue and channels exist before measuring.
+    let _ = client
+        .prepare()
+        .with_timeout(Duration::from_millis(50))
+        .call::<()>(&Context::new(), "warm", ())
+        .await;
+    let region = Region::new(GLOBAL);
+    let calls: Vec<_> = (0..count)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .call::<String>(&Context::new(), "echo", serde_json::json!({"payload": n}))
+                    .await
+            })
+        })
+        .collect();
+    // Let every call publish and settle into waiting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let change = region.change();
+    let live = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
+    for call in &calls {
+        call.abort();
+    }
+    transport.close().await;
+    Some(live / count as f64)
+}

@@ -1,0 +1,478 @@
+//! The report: `BENCHMARKS.md` (tables, ratios, targets, where the time goes) and its chart.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use amqp_rpc::Endpoint;
+use futures_util::FutureExt;
+use plotters::prelude::*;
+
+use crate::stats::{Sample, median};
+use crate::systems::BenchEndpoint;
+use crate::{Results, SystemKind, Workload};
+
+/// What the run ran on.
+pub(crate) struct Machine {
+    cpu: String,
+    cores: usize,
+    memory: String,
+    broker: String,
+    oslo: String,
+}
+
+impl Machine {
+    pub(crate) fn read(broker: Option<String>, python: Option<&str>) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok())
+            .map_or_else(
+                || "unknown".to_owned(),
+                |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0),
+            );
+        let oslo = python
+            .and_then(|python| {
+                let output = std::process::Command::new(python)
+                    .args([
+                        "-c",
+                        "import importlib.metadata as m; print(m.version('oslo.messaging'))",
+                    ])
+                    .output()
+                    .ok()?;
+                Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            })
+            .unwrap_or_else(|| "not run".to_owned());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            memory,
+            broker: broker.unwrap_or_else(|| "unknown".to_owned()),
+            oslo,
+        }
+    }
+}
+
+fn fmt_rate(v: f64) -> String {
+    match v {
+        v if v >= 100.0 => format!("{v:.0}"),
+        v => format!("{v:.1}"),
+    }
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".to_owned(),
+    }
+}
+
+impl Results {
+    fn median(&self, system: SystemKind, index: usize) -> Option<Sample> {
+        self.samples.get(&(system, index)).map(|s| median(s))
+    }
+
+    fn index_of(&self, wanted: Workload) -> Option<usize> {
+        self.workloads.iter().position(|w| match (w, wanted) {
+            (
+                Workload::Calls {
+                    in_flight: a,
+                    payload: p,
+                },
+                Workload::Calls {
+                    in_flight: b,
+                    payload: q,
+                },
+            ) => *a == b && *p == q,
+            (Workload::Casts { .. }, Workload::Casts { .. }) => true,
+            (Workload::Fanout { .. }, Workload::Fanout { .. }) => true,
+            _ => false,
+        })
+    }
+}
+
+/// A target: its text, the measured value, and whether it holds.
+fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
+    let rate = |system, workload| {
+        results
+            .index_of(workload)
+            .and_then(|i| results.median(system, i))
+            .map(|s| s.ops_per_s)
+    };
+    let p50 = |system, workload| {
+        results
+            .index_of(workload)
+            .and_then(|i| results.median(system, i))
+            .and_then(|s| s.p50_ms)
+    };
+    let calls = |in_flight| Workload::Calls {
+        in_flight,
+        payload: 100,
+    };
+    let casts = Workload::Casts {
+        count: 0,
+        payload: 100,
+    };
+    let mut out = Vec::new();
+    let mut at_least = |text: String, value: Option<f64>, threshold: f64, unit: &str| {
+        let holds = value.map(|v| v >= threshold);
+        out.push((
+            text,
+            value.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}{unit}")),
+            holds,
+        ));
+    };
+    for in_flight in [64, 256] {
+        let r = rate(SystemKind::Amqp, calls(in_flight))
+            .zip(rate(SystemKind::Lapin, calls(in_flight)))
+            .map(|(a, b)| a / b);
+        at_least(
+            format!("calls/s at {in_flight} in flight ≥ 0.95× lapin"),
+            r,
+            0.95,
+            "×",
+        );
+    }
+    let r = rate(SystemKind::Amqp, casts)
+        .zip(rate(SystemKind::Lapin, casts))
+        .map(|(a, b)| a / b);
+    at_least("casts/s ≥ 0.9× lapin".to_owned(), r, 0.9, "×");
+    let r = p50(SystemKind::Amqp, calls(1))
+        .zip(p50(SystemKind::Lapin, calls(1)))
+        .map(|(a, b)| a / b);
+    out.push((
+        "sequential p50 ≤ 1.10× lapin".to_owned(),
+        r.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}×")),
+        r.map(|v| v <= 1.10),
+    ));
+    let mut at_least = |text: String, value: Option<f64>, threshold: f64, unit: &str| {
+        let holds = value.map(|v| v >= threshold);
+        out.push((
+            text,
+            value.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}{unit}")),
+            holds,
+        ));
+    };
+    let r = rate(SystemKind::Amqp, calls(64))
+        .zip(rate(SystemKind::Oslo, calls(64)))
+        .map(|(a, b)| a / b);
+    at_least(
+        "calls/s at 64 in flight ≥ 25× oslo.messaging".to_owned(),
+        r,
+        25.0,
+        "×",
+    );
+    let memory = results
+        .memory_workloads
+        .iter()
+        .position(|w| {
+            *w == Workload::Calls {
+                in_flight: 64,
+                payload: 100,
+            }
+        })
+        .and_then(|i| results.memory_samples.get(&i))
+        .map(|s| median(s).ops_per_s);
+    at_least(
+        "memory:// calls/s at 64 in flight ≥ 200k".to_owned(),
+        memory,
+        200_000.0,
+        "",
+    );
+    let heap = results.heap_per_call;
+    out.push((
+        "client heap per in-flight call ≤ 2 KiB".to_owned(),
+        heap.map_or_else(|| "–".to_owned(), |b| format!("{b:.0} B")),
+        heap.map(|b| b <= 2048.0),
+    ));
+    out
+}
+
+pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    if smoke {
+        let _ = writeln!(md, "**Smoke run: tiny counts, figures meaningless.**\n");
+    }
+    let _ = writeln!(
+        md,
+        "Generated by `cargo run --release -p amqp-rpc-bench -- --out BENCHMARKS.md` (one command \
+         writes this file and `BENCHMARKS.svg`).\n\n\
+         - Machine: {}, {} cores, {} RAM; RabbitMQ {} on the same machine.\n\
+         - Peers: amqp-rpc {}; a hand-written lapin request/reply (one connection per side, an \
+           exclusive server-named reply queue, correlation ids, pipelined, no confirms); Python \
+           oslo.messaging {} (threading executor, 64 workers).\n\
+         - Method: every phase runs {:.1} s (casts and fanout: a fixed count, time-bounded) for each \
+           system in turn, {} rounds with the order of systems alternating; figures are medians over \
+           rounds. Servers and clients use separate connections; amqp-rpc servers run 64 handlers \
+           at most, the lapin server has prefetch 64. Only ratios within one run mean anything on \
+           a shared machine.\n",
+        machine.cpu,
+        machine.cores,
+        machine.memory,
+        machine.broker,
+        env!("CARGO_PKG_VERSION"),
+        machine.oslo,
+        results.seconds.as_secs_f64(),
+        results.rounds,
+    );
+    let _ = writeln!(md, "## RabbitMQ\n");
+    let _ = writeln!(
+        md,
+        "| workload | figure | amqp-rpc | lapin | oslo.messaging | amqp-rpc / lapin | amqp-rpc / oslo |\n|---|---|---|---|---|---|---|"
+    );
+    for (index, workload) in results.workloads.iter().enumerate() {
+        let [a, l, o] = [SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo]
+            .map(|s| results.median(s, index));
+        let rate = |s: Option<Sample>| s.map(|s| s.ops_per_s);
+        let unit = match workload {
+            Workload::Calls { .. } => "calls/s",
+            _ => "deliveries/s",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {unit} | {} | {} | {} | {} | {} |",
+            workload.title(),
+            rate(a).map_or("–".into(), fmt_rate),
+            rate(l).map_or("–".into(), fmt_rate),
+            rate(o).map_or("–".into(), fmt_rate),
+            ratio(rate(a), rate(l)),
+            ratio(rate(a), rate(o)),
+        );
+        if let Workload::Calls { .. } = workload {
+            for (name, pick) in [("p50 ms", 0), ("p99 ms", 1)] {
+                let get =
+                    |s: Option<Sample>| s.and_then(|s| if pick == 0 { s.p50_ms } else { s.p99_ms });
+                let _ = writeln!(
+                    md,
+                    "| | {name} | {} | {} | {} | {} | {} |",
+                    fmt_ms(get(a)),
+                    fmt_ms(get(l)),
+                    fmt_ms(get(o)),
+                    ratio(get(a), get(l)),
+                    ratio(get(a), get(o)),
+                );
+            }
+        }
+    }
+    if !results.oslo_available {
+        let _ = writeln!(
+            md,
+            "\noslo.messaging was not run: no virtualenv (`scripts/setup.sh` makes it)."
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nPython publishes casts slowly, so its cast and fanout phases use a tenth of the count.\n"
+    );
+    let _ = writeln!(
+        md,
+        "## memory:// (in process)\n\n| workload | calls or deliveries/s | p50 ms | p99 ms |\n|---|---|---|---|"
+    );
+    for (index, workload) in results.memory_workloads.iter().enumerate() {
+        if let Some(samples) = results.memory_samples.get(&index) {
+            let s = median(samples);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                workload.title(),
+                fmt_rate(s.ops_per_s),
+                fmt_ms(s.p50_ms),
+                fmt_ms(s.p99_ms)
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n## Targets\n\n| target | measured | holds |\n|---|---|---|"
+    );
+    for (text, value, holds) in targets(results) {
+        let verdict = match holds {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(md, "| {text} | {value} | {verdict} |");
+    }
+    let _ = writeln!(
+        md,
+        "\nClient heap per in-flight call: the growth of live heap while {} calls wait for replies \
+         that do not come, divided by their number (a counting global allocator).\n",
+        if smoke { "1,000" } else { "10,000" }
+    );
+    let _ = writeln!(md, "## Where the time of one call goes\n");
+    let lapin_seq = results.median(SystemKind::Lapin, 0).and_then(|s| s.p50_ms);
+    let amqp_seq = results.median(SystemKind::Amqp, 0).and_then(|s| s.p50_ms);
+    let memory_seq = results
+        .memory_samples
+        .get(&0)
+        .and_then(|s| median(s).p50_ms);
+    let _ = writeln!(
+        md,
+        "A sequential call's median is {} ms with amqp-rpc and {} ms with hand-written lapin: \
+         the broker round trips (request in, reply out) dominate. The same call through \
+         `memory://`, which has all of amqp-rpc's work and no broker, takes {} ms end to end. \
+         amqp-rpc's own CPU work per call, measured in process on the same machine:\n",
+        fmt_ms(amqp_seq),
+        fmt_ms(lapin_seq),
+        fmt_ms(memory_seq),
+    );
+    let _ = writeln!(md, "| step | µs |\n|---|---|");
+    for (step, micros) in &results.breakdown {
+        let _ = writeln!(md, "| {step} | {micros:.2} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n![calls/s and p99 against calls in flight](BENCHMARKS.svg)"
+    );
+    md
+}
+
+/// amqp-rpc's CPU work for one 100 B call, step by step, over `iterations`.
+pub(crate) fn call_breakdown(iterations: usize) -> Vec<(String, f64)> {
+    let payload = "x".repeat(100);
+    let request = serde_json::json!({
+        "method": "echo", "args": {"payload": payload}, "version": "1.0",
+        "_msg_id": "f7bf1089f6f9431db1932dec9c1313cf", "_reply_q": "reply_dd16ef441b4e49eaa2e56f543aef0f11",
+        "_timeout": null, "_unique_id": "fda5a1788ba1489d938fdfd581fbe416", "_context_request_id": "req-1",
+    });
+    let reply = serde_json::json!({
+        "result": payload, "failure": null, "ending": true,
+        "_msg_id": "f7bf1089f6f9431db1932dec9c1313cf", "_unique_id": "8893a1788ba1489d938fdfd581fbe416",
+    });
+    let request_body = amqp_rpc::wire::seal(&request.to_string());
+    let reply_body = amqp_rpc::wire::seal(&reply.to_string());
+    let endpoint = BenchEndpoint::new(crate::systems::counter_for_breakdown());
+    let time = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..iterations {
+            f();
+        }
+        started.elapsed().as_secs_f64() * 1e6 / iterations as f64
+    };
+    vec![
+        (
+            "client: encode the request and seal the envelope".to_owned(),
+            time(&mut || {
+                std::hint::black_box(amqp_rpc::wire::seal(&request.to_string()));
+            }),
+        ),
+        (
+            "server: open the envelope and parse the request".to_owned(),
+            time(&mut || {
+                std::hint::black_box(amqp_rpc::wire::open(&request_body).ok());
+            }),
+        ),
+        (
+            "server: dispatch to the generated endpoint (decode args, call, encode result)"
+                .to_owned(),
+            time(&mut || {
+                let mut args = serde_json::Map::new();
+                args.insert(
+                    "payload".to_owned(),
+                    serde_json::Value::String(payload.clone()),
+                );
+                let outcome = endpoint
+                    .dispatch(amqp_rpc::Context::new(), "echo", args)
+                    .now_or_never();
+                std::hint::black_box(outcome);
+            }),
+        ),
+        (
+            "server: encode the reply and seal the envelope".to_owned(),
+            time(&mut || {
+                std::hint::black_box(amqp_rpc::wire::seal(&reply.to_string()));
+            }),
+        ),
+        (
+            "client: open the reply envelope and parse it".to_owned(),
+            time(&mut || {
+                std::hint::black_box(amqp_rpc::wire::open(&reply_body).ok());
+            }),
+        ),
+    ]
+}
+
+/// calls/s and p99 against calls in flight (100 B payloads), one line per system.
+pub(crate) fn chart(results: &Results, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let points = |system: SystemKind| -> Vec<(usize, Sample)> {
+        results
+            .workloads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| match w {
+                Workload::Calls {
+                    in_flight,
+                    payload: 100,
+                } => results.median(system, i).map(|s| (*in_flight, s)),
+                _ => None,
+            })
+            .collect()
+    };
+    let systems = [
+        (SystemKind::Amqp, RED),
+        (SystemKind::Lapin, BLUE),
+        (SystemKind::Oslo, GREEN),
+    ];
+    let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(500);
+    let x_range = (1f64).log10()..(256f64).log10() + 0.1;
+    for (area, title, pick) in [(left, "calls/s", 0), (right, "p99 latency, ms", 1)] {
+        let value = |s: &Sample| {
+            if pick == 0 {
+                Some(s.ops_per_s)
+            } else {
+                s.p99_ms
+            }
+        };
+        let max = systems
+            .iter()
+            .flat_map(|(s, _)| points(*s))
+            .filter_map(|(_, s)| value(&s))
+            .fold(1.0f64, f64::max);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x_range.clone(), 0.0..max * 1.1)?;
+        chart
+            .configure_mesh()
+            .x_desc("calls in flight")
+            .x_label_formatter(&|x| format!("{:.0}", 10f64.powf(*x)))
+            .draw()?;
+        for (system, color) in systems {
+            let line: Vec<(f64, f64)> = points(system)
+                .into_iter()
+                .filter_map(|(n, s)| value(&s).map(|v| ((n as f64).log10(), v)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                .label(system.label())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(line.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -200,7 +200,9 @@ impl RpcClient {
     ) -> Result<R, RpcError> {
         self.target.validate_call()?;
         self.check_version_cap(version)?;
-        let args = encode_args(&args)?;
+        // Neither the arguments nor their encoding are kept while the call waits.
+        let encoded = encode_args(&args)?;
+        drop(args);
         let waiter = self.transport.reply_waiter().await?;
         let msg_id = wire::new_id();
         let span = tracing::debug_span!(
@@ -209,19 +211,20 @@ impl RpcClient {
             namespace = self.target.namespace(),
             msg_id = %msg_id
         );
+        let body = self.encode(
+            version,
+            ctx,
+            method,
+            &encoded,
+            Some(CallFields {
+                msg_id: &msg_id,
+                reply_q: waiter.queue(),
+                call_monitor_timeout: self.call_monitor_timeout.map(|d| d.as_secs_f64()),
+            }),
+        )?;
+        drop(encoded);
         async {
             let pending = waiter.register(&msg_id)?;
-            let body = self.encode(
-                version,
-                ctx,
-                method,
-                &args,
-                Some(CallFields {
-                    msg_id: &msg_id,
-                    reply_q: waiter.queue(),
-                    call_monitor_timeout: self.call_monitor_timeout.map(|d| d.as_secs_f64()),
-                }),
-            )?;
             let options = PublishOptions {
                 expiration: Some(self.timeout),
                 mandatory: false,

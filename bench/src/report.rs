@@ -310,9 +310,9 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
     }
     let _ = writeln!(
         md,
-        "\nClient heap per in-flight call: the growth of live heap while {} calls of the generated \
-         client (one 8-byte string argument, each in a task of its own) wait for replies that do \
-         not come, divided by their number (a counting global allocator).\n",
+        "\nClient heap per in-flight call: the growth of live heap while {} `RpcClient::call`s \
+         (arguments: a one-key JSON object; each call in a task of its own) wait for replies that \
+         do not come, divided by their number (a counting global allocator).\n",
         if smoke { "1,000" } else { "10,000" }
     );
     let _ = writeln!(md, "## Where the time of one call goes\n");

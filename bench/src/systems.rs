@@ -402,23 +402,38 @@ impl OsloSystem {
         }
     }
 
+    /// Runs `workload` in a client process with `extra` arguments.
+    async fn run(
+        &self,
+        topic: &str,
+        workload: &str,
+        extra: &[(&str, String)],
+        payload_bytes: usize,
+        seconds: Duration,
+    ) -> Sample {
+        let mut args = vec![
+            "--workload".to_owned(),
+            workload.to_owned(),
+            "--payload-bytes".to_owned(),
+            payload_bytes.to_string(),
+            "--seconds".to_owned(),
+            seconds.as_secs_f64().to_string(),
+        ];
+        for (flag, value) in extra {
+            args.extend([(*flag).to_owned(), value.clone()]);
+        }
+        Self::sample(self.client(topic, &args).await)
+    }
+
     pub(crate) async fn calls(
         &self,
         in_flight: usize,
         payload_bytes: usize,
         seconds: Duration,
     ) -> Sample {
-        let args = [
-            "--workload".to_owned(),
-            "calls".to_owned(),
-            "--concurrency".to_owned(),
-            in_flight.to_string(),
-            "--payload-bytes".to_owned(),
-            payload_bytes.to_string(),
-            "--seconds".to_owned(),
-            seconds.as_secs_f64().to_string(),
-        ];
-        Self::sample(self.client(&self.topic, &args).await)
+        let extra = [("--concurrency", in_flight.to_string())];
+        self.run(&self.topic, "calls", &extra, payload_bytes, seconds)
+            .await
     }
 
     pub(crate) async fn casts(
@@ -427,17 +442,9 @@ impl OsloSystem {
         payload_bytes: usize,
         seconds: Duration,
     ) -> Sample {
-        let args = [
-            "--workload".to_owned(),
-            "casts".to_owned(),
-            "--count".to_owned(),
-            count.to_string(),
-            "--payload-bytes".to_owned(),
-            payload_bytes.to_string(),
-            "--seconds".to_owned(),
-            seconds.as_secs_f64().to_string(),
-        ];
-        Self::sample(self.client(&self.topic, &args).await)
+        let extra = [("--count", count.to_string())];
+        self.run(&self.topic, "casts", &extra, payload_bytes, seconds)
+            .await
     }
 
     pub(crate) async fn fanout(
@@ -446,20 +453,13 @@ impl OsloSystem {
         payload_bytes: usize,
         seconds: Duration,
     ) -> Sample {
-        let args = [
-            "--workload".to_owned(),
-            "fanout".to_owned(),
-            "--count".to_owned(),
-            count.to_string(),
-            "--servers".to_owned(),
-            FANOUT_SERVERS.to_string(),
-            "--payload-bytes".to_owned(),
-            payload_bytes.to_string(),
-            "--seconds".to_owned(),
-            seconds.as_secs_f64().to_string(),
+        let extra = [
+            ("--count", count.to_string()),
+            ("--servers", FANOUT_SERVERS.to_string()),
         ];
         let topic = format!("{}-fanout", self.topic);
-        Self::sample(self.client(&topic, &args).await)
+        self.run(&topic, "fanout", &extra, payload_bytes, seconds)
+            .await
     }
 
     pub(crate) async fn stop(mut self) {

@@ -280,11 +280,20 @@ async fn consume(
         // queued on the connection, not waited for, like oslo's write of it to the socket: if
         // the connection fails before the broker reads it, the broker redelivers the request
         // (oslo has the same window).
-        acks.spawn(async move {
-            if let Err(e) = delivery.acker.ack().await {
-                tracing::warn!(error = %e, "failed to acknowledge a request");
+        // One poll hands the acknowledgement to the driver (a memory ack completes there);
+        // only what remains of it, the wait for the write, runs beside the request.
+        let mut ack = delivery.acker.ack();
+        match ack.as_mut().now_or_never() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "failed to acknowledge a request"),
+            None => {
+                acks.spawn(async move {
+                    if let Err(e) = ack.await {
+                        tracing::warn!(error = %e, "failed to acknowledge a request");
+                    }
+                });
             }
-        });
+        }
         while acks.try_join_next().is_some() {}
         let request = IncomingRequest::from_message(message);
         if let Some(id) = &request.unique_id {

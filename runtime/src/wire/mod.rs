@@ -42,10 +42,18 @@ pub enum WireError {
     },
 }
 
-/// A fresh id for `_msg_id` and `_unique_id`: a random UUID as 32 hex digits, like Python's
-/// `uuid4().hex`.
+/// A fresh id for `_msg_id`, `_unique_id` and queue names: 32 hex digits, like Python's
+/// `uuid4().hex`. Receivers never check the format (spec §1.3); what matters is uniqueness,
+/// which a random per-process prefix and a counter give without a system call per id.
 pub(crate) fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Both halves start from random bits, so ids differ across processes and restarts.
+    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (prefix, start) = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{:016x}", start.wrapping_add(count))
 }
 
 /// The JSON type name of a value, for error messages.
@@ -57,5 +65,18 @@ pub(crate) fn json_type(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "string",
         serde_json::Value::Array(_) => "array",
         serde_json::Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn ids_are_32_hex_digits_and_distinct() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| super::new_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
     }
 }

@@ -162,7 +162,7 @@ impl RpcError {
     }
 
     /// Whether trying again may succeed: timeouts and transport failures other than a closed
-    /// or unsupported transport.
+    /// transport.
     pub fn is_retryable(&self) -> bool {
         match self {
             RpcError::Timeout { .. } => true,
@@ -212,15 +212,6 @@ pub enum TransportError {
     Closed {
         /// Why.
         reason: String,
-    },
-
-    /// The URL names a transport this build cannot provide.
-    #[error("unsupported transport {scheme:?}: {reason}")]
-    Unsupported {
-        /// The URL scheme.
-        scheme: String,
-        /// Why it is unavailable.
-        reason: &'static str,
     },
 
     /// A broker or client-library error.

@@ -276,12 +276,10 @@ async fn consume(
                 continue;
             }
         };
-        // At-most-once: the request is acknowledged before it runs. The acknowledgement is
-        // queued on the connection, not waited for, like oslo's write of it to the socket: if
-        // the connection fails before the broker reads it, the broker redelivers the request
-        // (oslo has the same window).
-        // One poll hands the acknowledgement to the driver (a memory ack completes there);
-        // only what remains of it, the wait for the write, runs beside the request.
+        // At-most-once: the request is acknowledged before it runs. One poll hands the
+        // acknowledgement to the driver (a memory ack completes there); the wait for its write
+        // runs beside the request, like oslo's write to the socket: if the connection fails
+        // before the broker reads it, the broker redelivers the request (oslo has that window).
         let mut ack = delivery.acker.ack();
         match ack.as_mut().now_or_never() {
             Some(Ok(())) => {}

@@ -321,19 +321,7 @@ impl Driver for RabbitDriver {
         options: PublishOptions,
     ) -> Result<(), TransportError> {
         let publisher = self.publish_channel().await?;
-        let (exchange, routing_key) = match to {
-            Destination::Rpc {
-                exchange,
-                topic,
-                server,
-            } => {
-                let exchange = exchange.unwrap_or(&self.config.control_exchange).to_owned();
-                let key = server.map_or_else(|| topic.to_owned(), |s| format!("{topic}.{s}"));
-                (exchange, key)
-            }
-            Destination::Fanout { topic } => (format!("{topic}_fanout"), String::new()),
-            Destination::Reply { queue } => (String::new(), queue.to_owned()),
-        };
+        let (exchange, routing_key) = to.address(&self.config.control_exchange);
         if !exchange.is_empty() && !lock(&publisher.declared).contains(&exchange) {
             match to {
                 Destination::Fanout { .. } => {
@@ -391,9 +379,9 @@ impl Driver for RabbitDriver {
         };
         let channel = self.listen_channel(prefetch).await?;
         let exchange = target.exchange().unwrap_or(&self.config.control_exchange);
-        let server_queue = format!("{topic}.{server}");
-        let fanout_exchange = format!("{topic}_fanout");
-        let fanout_queue = format!("{topic}_fanout_{}", crate::wire::new_id());
+        let server_queue = super::server_queue(topic, server);
+        let fanout_exchange = super::fanout_exchange(topic);
+        let fanout_queue = format!("{fanout_exchange}_{}", crate::wire::new_id());
 
         self.declare_control_exchange(&channel, exchange).await?;
         self.declare_topic_queue(&channel, topic).await?;

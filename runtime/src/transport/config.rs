@@ -58,8 +58,8 @@ impl Default for TransportConfig {
             rabbit_transient_queues_ttl: Duration::from_secs(1800),
             rabbit_qos_prefetch_count: 0,
             heartbeat_timeout_threshold: Duration::from_secs(60),
-            rpc_response_timeout: Duration::from_secs(60),
-            executor_thread_pool_size: 64,
+            rpc_response_timeout: crate::DEFAULT_TIMEOUT,
+            executor_thread_pool_size: crate::ServerConfig::default().max_concurrency,
             kombu_missing_consumer_retry_timeout: Duration::from_secs(60),
         }
     }

@@ -146,34 +146,20 @@ impl State {
         self.fanouts.retain(|_, bound| !bound.is_empty());
     }
 
-    /// The queues a message to `to` reaches.
-    fn route(&self, to: Destination<'_>, control_exchange: &str) -> Vec<String> {
-        match to {
-            Destination::Rpc {
-                exchange,
-                topic,
-                server,
-            } => {
-                let exchange = exchange.unwrap_or(control_exchange).to_owned();
-                let key = match server {
-                    Some(server) => format!("{topic}.{server}"),
-                    None => topic.to_owned(),
+    /// The queues a message published to `exchange` with `key` reaches (`to` tells the kind
+    /// of exchange: topic, fanout, or the default exchange).
+    fn route(&self, to: Destination<'_>, exchange: String, key: String) -> Vec<String> {
+        let bound = match to {
+            Destination::Rpc { .. } => self.bindings.get(&(exchange, key)),
+            Destination::Fanout { .. } => self.fanouts.get(&exchange),
+            Destination::Reply { .. } => {
+                return match self.queues.contains_key(&key) {
+                    true => vec![key],
+                    false => Vec::new(),
                 };
-                self.bindings
-                    .get(&(exchange, key))
-                    .cloned()
-                    .unwrap_or_default()
             }
-            Destination::Fanout { topic } => self
-                .fanouts
-                .get(&format!("{topic}_fanout"))
-                .cloned()
-                .unwrap_or_default(),
-            Destination::Reply { queue } => match self.queues.contains_key(queue) {
-                true => vec![queue.to_owned()],
-                false => Vec::new(),
-            },
-        }
+        };
+        bound.cloned().unwrap_or_default()
     }
 
     /// Hands waiting messages to consumers with room, round-robin, dropping expired ones.
@@ -311,20 +297,9 @@ impl Driver for MemoryDriver {
         self.check_open()?;
         let expires_at = options.expiration.map(|ttl| Instant::now() + ttl);
         self.broker.with_state(|state, weak, orphans| {
-            let queues = state.route(to, &self.control_exchange);
+            let (exchange, routing_key) = to.address(&self.control_exchange);
+            let queues = state.route(to, exchange.clone(), routing_key.clone());
             if queues.is_empty() && options.mandatory {
-                let (exchange, routing_key) = match to {
-                    Destination::Reply { queue } => (String::new(), queue.to_owned()),
-                    Destination::Fanout { topic } => (format!("{topic}_fanout"), String::new()),
-                    Destination::Rpc {
-                        exchange,
-                        topic,
-                        server,
-                    } => (
-                        exchange.unwrap_or(&self.control_exchange).to_owned(),
-                        server.map_or_else(|| topic.to_owned(), |s| format!("{topic}.{s}")),
-                    ),
-                };
                 return Err(TransportError::NoRoute {
                     exchange,
                     routing_key,
@@ -357,8 +332,9 @@ impl Driver for MemoryDriver {
             });
         };
         let exchange = target.exchange().unwrap_or(&self.control_exchange);
-        let server_queue = format!("{topic}.{server}");
-        let fanout_queue = format!("{topic}_fanout_{}", crate::wire::new_id());
+        let server_queue = super::server_queue(topic, server);
+        let fanout_exchange = super::fanout_exchange(topic);
+        let fanout_queue = format!("{fanout_exchange}_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
         let consumers = self.broker.with_state(|state, weak, orphans| {
             state.declare_queue(topic);
@@ -368,7 +344,7 @@ impl Driver for MemoryDriver {
             state.declare_queue(&fanout_queue);
             state
                 .fanouts
-                .entry(format!("{topic}_fanout"))
+                .entry(fanout_exchange)
                 .or_default()
                 .push(fanout_queue.clone());
             [topic, server_queue.as_str(), fanout_queue.as_str()]

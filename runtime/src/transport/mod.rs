@@ -48,6 +48,36 @@ pub enum Destination<'a> {
     },
 }
 
+/// The queue of one server of `topic` (oslo: `<topic>.<server>`), also its routing key.
+pub(crate) fn server_queue(topic: &str, server: &str) -> String {
+    format!("{topic}.{server}")
+}
+
+/// The fanout exchange of `topic` (oslo: `<topic>_fanout`, whatever the control exchange).
+pub(crate) fn fanout_exchange(topic: &str) -> String {
+    format!("{topic}_fanout")
+}
+
+impl Destination<'_> {
+    /// The exchange and routing key oslo publishes such a message with (spec §2.2):
+    /// `control_exchange` stands for an RPC destination naming no exchange, and `""` is the
+    /// default exchange.
+    pub(crate) fn address(&self, control_exchange: &str) -> (String, String) {
+        match *self {
+            Destination::Rpc {
+                exchange,
+                topic,
+                server,
+            } => (
+                exchange.unwrap_or(control_exchange).to_owned(),
+                server.map_or_else(|| topic.to_owned(), |s| server_queue(topic, s)),
+            ),
+            Destination::Fanout { topic } => (fanout_exchange(topic), String::new()),
+            Destination::Reply { queue } => (String::new(), queue.to_owned()),
+        }
+    }
+}
+
 /// How a message is published.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PublishOptions {

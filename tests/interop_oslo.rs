@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 mod common;
 use common::peer::PythonPeer;
-use common::{broker_or_skip, unique};
+use common::{broker_or_skip, unique, until};
 
 /// The Rust service Python calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,14 +156,6 @@ fn all_json_types() -> Map<String, Value> {
     args
 }
 
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Python client -> Rust server
 // ---------------------------------------------------------------------------------------------
@@ -211,10 +203,15 @@ async fn python_client_calls_a_rust_server() {
             .map(|r| r.load(Ordering::SeqCst))
             .sum::<usize>()
     };
-    until("the cast ran", || total() == 1).await;
+    until("the cast ran", Duration::from_secs(15), || total() == 1).await;
     let fanout = json!({"cmd": "cast", "topic": topic, "method": "record", "args": {"line": "all"}, "ctxt": {}, "fanout": true});
     assert_eq!(py.request(fanout).await, Ok(Value::Null));
-    until("the fanout ran on every server", || total() == 4).await;
+    until(
+        "the fanout ran on every server",
+        Duration::from_secs(15),
+        || total() == 4,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         total(),

@@ -22,7 +22,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
 mod common;
-use common::{broker_or_skip, unique};
+use common::{broker_or_skip, unique, until};
 
 #[rpc_endpoint]
 #[rpc_client]
@@ -96,6 +96,20 @@ async fn serve_named(
     server
 }
 
+/// `count` concurrent `slow(n, millis)` calls.
+fn spawn_slow(
+    client: &WorkerClient,
+    count: u64,
+    millis: u64,
+) -> Vec<tokio::task::JoinHandle<Result<u64, RpcError>>> {
+    (0..count)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { client.slow(n, millis).await })
+        })
+        .collect()
+}
+
 /// A raw AMQP connection to the same vhost, for what the library does not show.
 async fn raw(url: &str) -> lapin::Channel {
     let amqp = url.replacen("rabbit://", "amqp://", 1);
@@ -149,10 +163,12 @@ async fn calls_round_robin_direct_and_fanout_over_rabbitmq() {
     }
 
     client.fanout().record().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while recorded.iter().any(|r| r.load(Ordering::SeqCst) == 0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        "the fanout reached every server",
+        Duration::from_secs(10),
+        || recorded.iter().all(|r| r.load(Ordering::SeqCst) > 0),
+    )
+    .await;
     let counts: Vec<usize> = recorded.iter().map(|r| r.load(Ordering::SeqCst)).collect();
     assert_eq!(
         counts,
@@ -261,16 +277,11 @@ async fn stopping_a_server_returns_unstarted_requests_to_the_queue() {
     let first_started = Arc::clone(&first.started);
     let s1 = serve(&transport, &topic, first, 2).await;
     let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(30));
-    let calls: Vec<_> = (0..10)
-        .map(|n| {
-            let client = client.clone();
-            tokio::spawn(async move { client.slow(n, 400).await })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while first_started.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let calls = spawn_slow(&client, 10, 400);
+    until("two requests started", Duration::from_secs(10), || {
+        first_started.load(Ordering::SeqCst) == 2
+    })
+    .await;
     s1.stop().await;
     s1.wait().await;
     assert_eq!(
@@ -302,16 +313,11 @@ async fn a_dead_server_leaves_its_unstarted_requests_to_another_server() {
     let _s1 = serve(&doomed_transport, &topic, doomed, 2).await;
     let transport = transport(&url).await;
     let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(3));
-    let calls: Vec<_> = (0..10)
-        .map(|n| {
-            let client = client.clone();
-            tokio::spawn(async move { client.slow(n, 400).await })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while doomed_started.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let calls = spawn_slow(&client, 10, 400);
+    until("two requests started", Duration::from_secs(10), || {
+        doomed_started.load(Ordering::SeqCst) == 2
+    })
+    .await;
     // The server's connection dies with two requests started and more prefetched.
     doomed_transport.close().await;
     let survivor = Named::new("s2");

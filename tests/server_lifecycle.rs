@@ -10,6 +10,9 @@ use amqp_rpc::{
     Endpoint, RpcError, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint,
 };
 
+mod common;
+use common::until;
+
 #[rpc_endpoint]
 #[rpc_client]
 trait Jobs {
@@ -92,16 +95,6 @@ fn spawn_calls(
         .collect()
 }
 
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_wait_drain_in_flight_calls_and_requeue_the_rest() {
     let transport = Transport::memory();
@@ -109,7 +102,7 @@ async fn stop_and_wait_drain_in_flight_calls_and_requeue_the_rest() {
     let s1 = server(&transport, "s1", &first, 4);
     s1.start().await.unwrap();
     let calls = spawn_calls(&client(&transport), 20);
-    until("four calls run", || {
+    until("four calls run", Duration::from_secs(5), || {
         first.started.load(Ordering::SeqCst) == 4
     })
     .await;

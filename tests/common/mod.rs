@@ -55,6 +55,18 @@ pub(crate) async fn expect_events(
     got
 }
 
+/// Polls `condition` every 10 ms; fails the test if it does not hold `within`.
+pub(crate) async fn until(what: &str, within: Duration, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The URL of the test broker's vhost (`AMQP_RPC_TEST_URL`, which `scripts/test.sh` sets up).
 /// Without it the test is skipped, saying so on stderr, unless `REQUIRE_BROKER=1`: then it
 /// fails.

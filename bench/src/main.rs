@@ -9,24 +9,24 @@
 //! Each phase runs for a bounded time for each system in turn, round after round (the order
 //! of systems alternating), and the report gives the medians over rounds.
 
+mod alloc_count;
 mod lapin_ref;
 mod report;
 mod stats;
 mod systems;
 
-use std::alloc::System;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, value_parser};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 use crate::stats::Sample;
 use crate::systems::{AmqpSystem, LapinSystem, OsloSystem};
 
+/// Counts allocations only while the heap and allocation figures are measured.
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
 
 /// The systems compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,6 +87,7 @@ struct Options {
     out: Option<PathBuf>,
     python: Option<String>,
     base_url: String,
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -122,6 +123,17 @@ fn options() -> Options {
                 .help("the oslo.messaging virtualenv's Python (default .venv/bin/python)"),
         )
         .arg(
+            Arg::new("only")
+                .long("only")
+                .help("run only the workloads whose title contains this text (e.g. \"sequential\", \"memory://\"); for profiling, not for the report"),
+        )
+        .arg(
+            Arg::new("no-oslo")
+                .long("no-oslo")
+                .action(ArgAction::SetTrue)
+                .help("leave oslo.messaging out (for profiling; not for the report)"),
+        )
+        .arg(
             Arg::new("url")
                 .long("url")
                 .default_value("rabbit://guest:guest@127.0.0.1:5672")
@@ -135,6 +147,7 @@ fn options() -> Options {
             .exists()
             .then(|| default_python.to_owned())
     });
+    let python = python.filter(|_| !matches.get_flag("no-oslo"));
     Options {
         smoke,
         rounds: matches
@@ -153,6 +166,7 @@ fn options() -> Options {
             .get_one::<String>("url")
             .cloned()
             .unwrap_or_default(),
+        only: matches.get_one::<String>("only").cloned(),
     }
 }
 
@@ -189,6 +203,8 @@ pub(crate) struct Results {
     pub(crate) samples: std::collections::BTreeMap<(SystemKind, usize), Vec<Sample>>,
     pub(crate) memory_samples: std::collections::BTreeMap<usize, Vec<Sample>>,
     pub(crate) heap_per_call: Option<f64>,
+    /// Heap allocations per sequential 100 B call over `memory://`, client and server.
+    pub(crate) allocs_per_call: Option<f64>,
     pub(crate) breakdown: Vec<(String, f64)>,
     pub(crate) rounds: usize,
     pub(crate) seconds: Duration,
@@ -249,6 +265,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     ];
 
+    let (workloads, memory_workloads) = match &options.only {
+        None => (workloads, memory_workloads),
+        Some(_) if options.out.is_some() => {
+            return Err("--only is for profiling: a report needs every workload".into());
+        }
+        Some(only) => (
+            workloads
+                .into_iter()
+                .filter(|w| w.title().contains(only.as_str()))
+                .collect(),
+            memory_workloads
+                .into_iter()
+                .filter(|w| format!("memory:// {}", w.title()).contains(only.as_str()))
+                .collect(),
+        ),
+    };
+
     let vhost = Vhost(format!("amqp-rpc-bench-{}", uuid::Uuid::new_v4().simple()));
     rabbitmqctl(&["add_vhost", &vhost.0])
         .ok_or("rabbitmqctl add_vhost failed: is RabbitMQ running?")?;
@@ -278,6 +311,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         samples: Default::default(),
         memory_samples: Default::default(),
         heap_per_call: None,
+        allocs_per_call: None,
         breakdown: Vec::new(),
         rounds: options.rounds,
         seconds: options.seconds,
@@ -377,10 +411,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .push(sample);
         }
     }
-    progress("measuring client heap per in-flight call...");
-    results.heap_per_call =
-        heap_per_in_flight_call(&url, if options.smoke { 1_000 } else { 10_000 }).await;
-    results.breakdown = report::call_breakdown(if options.smoke { 2_000 } else { 50_000 });
+    if options.only.is_none() {
+        progress("counting allocations per memory:// call...");
+        results.allocs_per_call = memory
+            .allocations_per_call(&"x".repeat(payload_small), 200, 2_000)
+            .await;
+        progress("measuring client heap per in-flight call...");
+        results.heap_per_call =
+            heap_per_in_flight_call(&url, if options.smoke { 1_000 } else { 10_000 }).await;
+        results.breakdown = report::call_breakdown(if options.smoke { 2_000 } else { 50_000 });
+    }
     progress(&format!(
         "done in {:.0} s\n",
         started.elapsed().as_secs_f64()
@@ -439,7 +479,7 @@ async fn heap_per_in_flight_call(url: &str, count: usize) -> Option<f64> {
         .with_timeout(Duration::from_millis(50))
         .call::<()>(&Context::new(), "warm", ())
         .await;
-    let region = Region::new(GLOBAL);
+    let region = alloc_count::start();
     let calls: Vec<_> = (0..count)
         .map(|n| {
             let client = client.clone();
@@ -452,8 +492,8 @@ async fn heap_per_in_flight_call(url: &str, count: usize) -> Option<f64> {
         .collect();
     // Let every call publish and settle into waiting.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let change = region.change();
-    let live = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
+    let live = region.change().live_bytes();
+    drop(region);
     for call in &calls {
         call.abort();
     }

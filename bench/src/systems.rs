@@ -174,6 +174,29 @@ impl AmqpSystem {
         .await
     }
 
+    /// Heap allocations per sequential `echo` call, counted over `count` calls after `warm_up`
+    /// (the whole process: with `memory://`, client and server together, plus the `String` the
+    /// caller makes for each call's argument); `None` if a call failed.
+    pub(crate) async fn allocations_per_call(
+        &self,
+        payload: &str,
+        warm_up: usize,
+        count: usize,
+    ) -> Option<f64> {
+        let payload = payload.to_owned();
+        for _ in 0..warm_up {
+            self.client.echo(payload.clone()).await.ok()?;
+        }
+        let region = crate::alloc_count::start();
+        let mut failed = false;
+        for _ in 0..count {
+            failed |= self.client.echo(payload.clone()).await.is_err();
+        }
+        let allocations = region.change().allocations;
+        drop(region);
+        (!failed && count > 0).then(|| allocations as f64 / count as f64)
+    }
+
     pub(crate) async fn casts(&self, count: u64, payload: &str, seconds: Duration) -> Sample {
         self.received.store(0, Ordering::Relaxed);
         let (client, payload) = (self.client.clone(), payload.to_owned());

@@ -6,6 +6,12 @@
 //! publishing to the default exchange with `mandatory` fails when the queue does not exist.
 //! The broker lock is a std mutex that is never held across an `.await`, and no delivery is
 //! ever dropped while it is held (a dropped delivery re-locks to requeue itself).
+//!
+//! Every call passes through here several times (request published, delivered, acknowledged;
+//! reply published, delivered, acknowledged), so the message path allocates only what it
+//! must: routing looks bindings up by borrowed names (the `<topic>.<server>` and
+//! `<topic>_fanout` names are built in a buffer kept in the broker state), and queue names are
+//! `Arc<str>`s shared with the deliveries' ackers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -61,7 +67,11 @@ impl MemoryDriver {
 
     /// The names of the queues that exist now, sorted (for tests and diagnostics).
     pub fn queue_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = lock(&self.broker.state).queues.keys().cloned().collect();
+        let mut names: Vec<String> = lock(&self.broker.state)
+            .queues
+            .keys()
+            .map(|name| name.to_string())
+            .collect();
         names.sort();
         names
     }
@@ -82,16 +92,21 @@ struct Broker {
 
 #[derive(Debug, Default)]
 struct State {
-    queues: HashMap<String, Queue>,
-    /// Topic exchanges: (exchange, routing key) -> bound queues. oslo binds exact keys only.
-    bindings: HashMap<(String, String), Vec<String>>,
+    /// Each queue is keyed by the same `Arc` as its [`Queue::name`].
+    queues: HashMap<Arc<str>, Queue>,
+    /// Topic exchanges: exchange -> routing key -> bound queues. oslo binds exact keys only.
+    bindings: HashMap<String, HashMap<String, Vec<Arc<str>>>>,
     /// Fanout exchanges: exchange -> bound queues.
-    fanouts: HashMap<String, Vec<String>>,
+    fanouts: HashMap<String, Vec<Arc<str>>>,
     next_consumer: u64,
+    /// Reused for the names [`address`] builds, so routing allocates nothing once warm.
+    scratch: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
+    /// Shared with the key in [`State::queues`] and with the ackers of its deliveries.
+    name: Arc<str>,
     messages: VecDeque<Message>,
     consumers: Vec<Consumer>,
     /// Index of the consumer to try first, for round-robin.
@@ -121,82 +136,83 @@ impl Consumer {
 /// Deliveries that could not be handed over; they must be dropped after the lock is released.
 type Orphans = Vec<Delivery>;
 
-impl State {
-    fn declare_queue(&mut self, name: &str) {
-        self.queues.entry(name.to_owned()).or_default();
-    }
-
-    fn bind(&mut self, exchange: &str, key: &str, queue: &str) {
-        let bound = self
-            .bindings
-            .entry((exchange.to_owned(), key.to_owned()))
-            .or_default();
-        if !bound.iter().any(|q| q == queue) {
-            bound.push(queue.to_owned());
+/// The exchange and routing key of `to`, as [`Destination::address`] gives them, borrowed
+/// from `to`, `control_exchange` or `scratch` (which holds a name that has to be built).
+fn address<'a>(
+    to: Destination<'a>,
+    control_exchange: &'a str,
+    scratch: &'a mut String,
+) -> (&'a str, &'a str) {
+    match to {
+        Destination::Rpc {
+            exchange,
+            topic,
+            server,
+        } => {
+            let exchange = exchange.unwrap_or(control_exchange);
+            let Some(server) = server else {
+                return (exchange, topic);
+            };
+            // `super::server_queue`, without allocating.
+            scratch.clear();
+            scratch.push_str(topic);
+            scratch.push('.');
+            scratch.push_str(server);
+            (exchange, scratch.as_str())
         }
-    }
-
-    fn delete_queue(&mut self, name: &str) {
-        self.queues.remove(name);
-        for bound in self.bindings.values_mut().chain(self.fanouts.values_mut()) {
-            bound.retain(|q| q != name);
+        Destination::Fanout { topic } => {
+            // `super::fanout_exchange`, without allocating.
+            scratch.clear();
+            scratch.push_str(topic);
+            scratch.push_str("_fanout");
+            (scratch.as_str(), "")
         }
-        self.bindings.retain(|_, bound| !bound.is_empty());
-        // Fanout exchanges are auto-delete: gone with their last queue.
-        self.fanouts.retain(|_, bound| !bound.is_empty());
+        Destination::Reply { queue } => ("", queue),
     }
+}
 
-    /// The queues a message published to `exchange` with `key` reaches (`to` tells the kind
-    /// of exchange: topic, fanout, or the default exchange).
-    fn route(&self, to: Destination<'_>, exchange: String, key: String) -> Vec<String> {
-        let bound = match to {
-            Destination::Rpc { .. } => self.bindings.get(&(exchange, key)),
-            Destination::Fanout { .. } => self.fanouts.get(&exchange),
-            Destination::Reply { .. } => {
-                return match self.queues.contains_key(&key) {
-                    true => vec![key],
-                    false => Vec::new(),
-                };
-            }
-        };
-        bound.cloned().unwrap_or_default()
+impl Queue {
+    fn new(name: Arc<str>) -> Queue {
+        Queue {
+            name,
+            messages: VecDeque::new(),
+            consumers: Vec::new(),
+            next: 0,
+        }
     }
 
     /// Hands waiting messages to consumers with room, round-robin, dropping expired ones.
-    fn pump(&mut self, broker: &Weak<Broker>, name: &str, orphans: &mut Orphans) {
-        let Some(queue) = self.queues.get_mut(name) else {
-            return;
-        };
-        let now = Instant::now();
+    fn pump(&mut self, broker: &Arc<Broker>, orphans: &mut Orphans) {
+        // Read the clock only if a message can expire.
+        let mut now = None;
         loop {
-            while queue
-                .messages
-                .front()
-                .is_some_and(|m| m.expires_at.is_some_and(|at| at <= now))
-            {
-                queue.messages.pop_front();
+            while let Some(at) = self.messages.front().and_then(|m| m.expires_at) {
+                if at > *now.get_or_insert_with(Instant::now) {
+                    break;
+                }
+                self.messages.pop_front();
             }
-            let count = queue.consumers.len();
-            if queue.messages.is_empty() || count == 0 {
+            let count = self.consumers.len();
+            if self.messages.is_empty() || count == 0 {
                 return;
             }
             let Some(index) = (0..count)
-                .map(|i| (queue.next + i) % count)
-                .find(|&i| queue.consumers[i].has_room())
+                .map(|i| (self.next + i) % count)
+                .find(|&i| self.consumers[i].has_room())
             else {
                 return;
             };
-            queue.next = (index + 1) % count;
-            let Some(message) = queue.messages.pop_front() else {
+            self.next = (index + 1) % count;
+            let Some(message) = self.messages.pop_front() else {
                 return;
             };
-            let consumer = &mut queue.consumers[index];
+            let consumer = &mut self.consumers[index];
             consumer.unacked += 1;
             let delivery = Delivery {
                 body: message.body.clone(),
                 acker: Box::new(MemoryAcker {
-                    broker: broker.clone(),
-                    queue: name.to_owned(),
+                    broker: Arc::downgrade(broker),
+                    queue: Arc::clone(&self.name),
                     consumer: consumer.id,
                     message: Some(message),
                 }),
@@ -211,10 +227,106 @@ impl State {
         }
     }
 
+    /// Appends a message and pumps.
+    fn push(
+        &mut self,
+        body: Bytes,
+        expires_at: Option<Instant>,
+        broker: &Arc<Broker>,
+        orphans: &mut Orphans,
+    ) {
+        self.messages.push_back(Message { body, expires_at });
+        self.pump(broker, orphans);
+    }
+}
+
+impl State {
+    /// Declares `name` if it does not exist; returns its shared name.
+    fn declare_queue(&mut self, name: &str) -> Arc<str> {
+        if let Some(queue) = self.queues.get(name) {
+            return Arc::clone(&queue.name);
+        }
+        let name: Arc<str> = name.into();
+        self.queues
+            .insert(Arc::clone(&name), Queue::new(Arc::clone(&name)));
+        name
+    }
+
+    fn bind(&mut self, exchange: &str, key: &str, queue: &Arc<str>) {
+        let bound = self
+            .bindings
+            .entry(exchange.to_owned())
+            .or_default()
+            .entry(key.to_owned())
+            .or_default();
+        if !bound.iter().any(|q| q == queue) {
+            bound.push(Arc::clone(queue));
+        }
+    }
+
+    fn delete_queue(&mut self, name: &str) {
+        self.queues.remove(name);
+        for keys in self.bindings.values_mut() {
+            for bound in keys.values_mut() {
+                bound.retain(|q| &**q != name);
+            }
+            keys.retain(|_, bound| !bound.is_empty());
+        }
+        self.bindings.retain(|_, keys| !keys.is_empty());
+        for bound in self.fanouts.values_mut() {
+            bound.retain(|q| &**q != name);
+        }
+        // Fanout exchanges are auto-delete: gone with their last queue.
+        self.fanouts.retain(|_, bound| !bound.is_empty());
+    }
+
+    /// Routes a message to the queues `to` reaches (through a topic exchange, a fanout
+    /// exchange, or the default exchange) and pumps them; `false` if it reached none.
+    fn publish(
+        &mut self,
+        broker: &Arc<Broker>,
+        to: Destination<'_>,
+        control_exchange: &str,
+        message: Message,
+        orphans: &mut Orphans,
+    ) -> bool {
+        let State {
+            queues,
+            bindings,
+            fanouts,
+            scratch,
+            ..
+        } = self;
+        let (exchange, key) = address(to, control_exchange, scratch);
+        let bound = match to {
+            Destination::Rpc { .. } => bindings.get(exchange).and_then(|keys| keys.get(key)),
+            Destination::Fanout { .. } => fanouts.get(exchange),
+            Destination::Reply { .. } => {
+                let Some(queue) = queues.get_mut(key) else {
+                    return false;
+                };
+                queue.push(message.body, message.expires_at, broker, orphans);
+                return true;
+            }
+        };
+        let Some((last, others)) = bound.and_then(|bound| bound.split_last()) else {
+            return false;
+        };
+        for name in others {
+            if let Some(queue) = queues.get_mut(name) {
+                queue.push(message.body.clone(), message.expires_at, broker, orphans);
+            }
+        }
+        if let Some(queue) = queues.get_mut(last) {
+            queue.push(message.body, message.expires_at, broker, orphans);
+        }
+        true
+    }
+
     /// Settles one delivery of `consumer` on `queue`: requeues `message` if given, then pumps.
     fn settle(
         &mut self,
-        broker: &Weak<Broker>,
+        broker: &Arc<Broker>,
         queue: &str,
         consumer: u64,
         requeue: Option<Message>,
@@ -229,12 +341,12 @@ impl State {
         if let Some(message) = requeue {
             q.messages.push_front(message);
         }
-        self.pump(broker, queue, orphans);
+        q.pump(broker, orphans);
     }
 
     fn add_consumer(
         &mut self,
-        broker: &Weak<Broker>,
+        broker: &Arc<Broker>,
         queue: &str,
         tx: &mpsc::UnboundedSender<Delivery>,
         prefetch: u16,
@@ -249,8 +361,8 @@ impl State {
                 prefetch: usize::from(prefetch),
                 unacked: 0,
             });
+            q.pump(broker, orphans);
         }
-        self.pump(broker, queue, orphans);
         id
     }
 
@@ -277,10 +389,10 @@ impl Broker {
     /// Runs `f` on the state under the lock, then drops any orphaned deliveries unlocked.
     fn with_state<R>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut State, &Weak<Broker>, &mut Orphans) -> R,
+        f: impl FnOnce(&mut State, &Arc<Broker>, &mut Orphans) -> R,
     ) -> R {
         let mut orphans = Orphans::new();
-        let result = f(&mut lock(&self.state), &Arc::downgrade(self), &mut orphans);
+        let result = f(&mut lock(&self.state), self, &mut orphans);
         drop(orphans);
         result
     }
@@ -295,27 +407,21 @@ impl Driver for MemoryDriver {
         options: PublishOptions,
     ) -> Result<(), TransportError> {
         self.check_open()?;
-        let expires_at = options.expiration.map(|ttl| Instant::now() + ttl);
-        self.broker.with_state(|state, weak, orphans| {
+        let message = Message {
+            body,
+            expires_at: options.expiration.map(|ttl| Instant::now() + ttl),
+        };
+        let routed = self.broker.with_state(|state, broker, orphans| {
+            state.publish(broker, to, &self.control_exchange, message, orphans)
+        });
+        if !routed && options.mandatory {
             let (exchange, routing_key) = to.address(&self.control_exchange);
-            let queues = state.route(to, exchange.clone(), routing_key.clone());
-            if queues.is_empty() && options.mandatory {
-                return Err(TransportError::NoRoute {
-                    exchange,
-                    routing_key,
-                });
-            }
-            for name in &queues {
-                if let Some(queue) = state.queues.get_mut(name) {
-                    queue.messages.push_back(Message {
-                        body: body.clone(),
-                        expires_at,
-                    });
-                }
-                state.pump(weak, name, orphans);
-            }
-            Ok(())
-        })
+            return Err(TransportError::NoRoute {
+                exchange,
+                routing_key,
+            });
+        }
+        Ok(())
     }
 
     async fn listen_rpc(
@@ -336,26 +442,25 @@ impl Driver for MemoryDriver {
         let fanout_exchange = super::fanout_exchange(topic);
         let fanout_queue = format!("{fanout_exchange}_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
-        let consumers = self.broker.with_state(|state, weak, orphans| {
-            state.declare_queue(topic);
-            state.bind(exchange, topic, topic);
-            state.declare_queue(&server_queue);
+        let (consumers, fanout_queue) = self.broker.with_state(|state, broker, orphans| {
+            let topic_queue = state.declare_queue(topic);
+            state.bind(exchange, topic, &topic_queue);
+            let server_queue = state.declare_queue(&server_queue);
             state.bind(exchange, &server_queue, &server_queue);
-            state.declare_queue(&fanout_queue);
+            let fanout_queue = state.declare_queue(&fanout_queue);
             state
                 .fanouts
                 .entry(fanout_exchange)
                 .or_default()
-                .push(fanout_queue.clone());
-            [topic, server_queue.as_str(), fanout_queue.as_str()]
+                .push(Arc::clone(&fanout_queue));
+            let consumers = [topic_queue, server_queue, Arc::clone(&fanout_queue)]
                 .into_iter()
                 .map(|q| {
-                    (
-                        q.to_owned(),
-                        state.add_consumer(weak, q, &tx, prefetch, orphans),
-                    )
+                    let id = state.add_consumer(broker, &q, &tx, prefetch, orphans);
+                    (q, id)
                 })
-                .collect()
+                .collect();
+            (consumers, fanout_queue)
         });
         Ok(Box::new(MemorySubscription {
             broker: Arc::clone(&self.broker),
@@ -374,16 +479,17 @@ impl Driver for MemoryDriver {
         self.check_open()?;
         let name = format!("reply_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
-        let consumer = self.broker.with_state(|state, weak, orphans| {
-            state.declare_queue(&name);
-            state.add_consumer(weak, &name, &tx, 0, orphans)
+        let (queue, consumer) = self.broker.with_state(|state, broker, orphans| {
+            let queue = state.declare_queue(&name);
+            let consumer = state.add_consumer(broker, &queue, &tx, 0, orphans);
+            (queue, consumer)
         });
         Ok(ReplyQueue {
             subscription: Box::new(MemorySubscription {
                 broker: Arc::clone(&self.broker),
                 rx,
-                consumers: vec![(name.clone(), consumer)],
-                owned_queues: vec![name.clone()],
+                consumers: vec![(Arc::clone(&queue), consumer)],
+                owned_queues: vec![queue],
             }),
             name,
         })
@@ -395,10 +501,10 @@ impl Driver for MemoryDriver {
 struct MemorySubscription {
     broker: Arc<Broker>,
     rx: mpsc::UnboundedReceiver<Delivery>,
-    consumers: Vec<(String, u64)>,
+    consumers: Vec<(Arc<str>, u64)>,
     /// Queues that live only as long as this listener (fanout and reply queues; RabbitMQ
     /// deletes or expires them).
-    owned_queues: Vec<String>,
+    owned_queues: Vec<Arc<str>>,
 }
 
 #[async_trait]
@@ -438,7 +544,8 @@ impl Drop for MemorySubscription {
 #[derive(Debug)]
 struct MemoryAcker {
     broker: Weak<Broker>,
-    queue: String,
+    /// The queue's shared name: cloning it per delivery costs no allocation.
+    queue: Arc<str>,
     consumer: u64,
     /// `Some` until settled; an unsettled drop requeues it.
     message: Option<Message>,
@@ -453,8 +560,8 @@ impl MemoryAcker {
             return;
         };
         let requeue = requeue.then_some(message);
-        broker.with_state(|state, weak, orphans| {
-            state.settle(weak, &self.queue, self.consumer, requeue, orphans);
+        broker.with_state(|state, broker, orphans| {
+            state.settle(broker, &self.queue, self.consumer, requeue, orphans);
         });
     }
 }
@@ -599,5 +706,109 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(body(&mut sub).await.0, "new");
+    }
+
+    #[test]
+    fn borrowed_address_matches_destination_address() {
+        let destinations = [
+            rpc("t", None),
+            rpc("t", Some("s")),
+            Destination::Rpc {
+                exchange: Some("nova"),
+                topic: "t.x",
+                server: Some("host-1"),
+            },
+            Destination::Fanout { topic: "t" },
+            Destination::Reply { queue: "reply_x" },
+        ];
+        let mut scratch = "left over".to_owned();
+        for to in destinations {
+            let (exchange, key) = to.address("openstack");
+            assert_eq!(
+                address(to, "openstack", &mut scratch),
+                (exchange.as_str(), key.as_str()),
+                "{to:?}"
+            );
+        }
+    }
+
+    /// The body of a delivery already waiting on `sub`, acknowledged.
+    fn waiting(sub: &mut Box<dyn Subscription>) -> Option<String> {
+        use futures_util::FutureExt as _;
+        let d = sub.next().now_or_never()?.unwrap_or_else(|e| panic!("{e}"));
+        let acked = d.acker.ack().now_or_never();
+        assert!(matches!(acked, Some(Ok(()))), "{acked:?}");
+        Some(String::from_utf8_lossy(&d.body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn directed_fanout_and_round_robin_routing() {
+        let driver = MemoryDriver::private();
+        let mut subs = Vec::new();
+        for server in ["s1", "s2"] {
+            let sub = driver.listen_rpc(&Target::server("t", server), 0).await;
+            subs.push(sub.unwrap_or_else(|e| panic!("{e}")));
+        }
+        let send = |to, text: &'static str| {
+            driver.publish(to, Bytes::from(text), PublishOptions::default())
+        };
+        send(rpc("t", Some("s2")), "direct")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(waiting(&mut subs[0]), None);
+        assert_eq!(waiting(&mut subs[1]).as_deref(), Some("direct"));
+        send(Destination::Fanout { topic: "t" }, "all")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for sub in &mut subs {
+            assert_eq!(waiting(sub).as_deref(), Some("all"));
+        }
+        for text in ["a", "b", "c", "d"] {
+            send(rpc("t", None), text)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(waiting(&mut subs[0]).as_deref(), Some("a"));
+        assert_eq!(waiting(&mut subs[0]).as_deref(), Some("c"));
+        assert_eq!(waiting(&mut subs[1]).as_deref(), Some("b"));
+        assert_eq!(waiting(&mut subs[1]).as_deref(), Some("d"));
+        let mandatory = PublishOptions {
+            mandatory: true,
+            ..PublishOptions::default()
+        };
+        let err = driver
+            .publish(rpc("t", Some("s3")), Bytes::new(), mandatory)
+            .await;
+        assert!(matches!(
+            err,
+            Err(TransportError::NoRoute { exchange, routing_key })
+                if exchange == "openstack" && routing_key == "t.s3"
+        ));
+    }
+
+    #[tokio::test]
+    async fn rejected_with_requeue_returns_to_the_head_in_order() {
+        let driver = MemoryDriver::private();
+        let mut sub = driver
+            .listen_rpc(&Target::server("t", "s"), 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for text in ["a", "b", "c"] {
+            let r = driver.publish(rpc("t", None), Bytes::from(text), PublishOptions::default());
+            r.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (_, a) = body(&mut sub).await;
+        let (_, b) = body(&mut sub).await;
+        assert_eq!(driver.queue_depth("t"), Some(1));
+        drop(sub);
+        b.reject(true).await.unwrap_or_else(|e| panic!("{e}"));
+        drop(a);
+        let mut again = driver
+            .listen_rpc(&Target::server("t", "s"), 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for text in ["a", "b", "c"] {
+            assert_eq!(body(&mut again).await.0, text);
+        }
     }
 }

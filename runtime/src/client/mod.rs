@@ -9,7 +9,6 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -200,9 +199,6 @@ impl RpcClient {
     ) -> Result<R, RpcError> {
         self.target.validate_call()?;
         self.check_version_cap(version)?;
-        // Neither the arguments nor their encoding are kept while the call waits.
-        let encoded = encode_args(&args)?;
-        drop(args);
         let waiter = self.transport.reply_waiter().await?;
         let msg_id = wire::new_id();
         let span = tracing::debug_span!(
@@ -215,16 +211,17 @@ impl RpcClient {
             version,
             ctx,
             method,
-            &encoded,
+            &args,
             Some(CallFields {
-                msg_id: &msg_id,
+                msg_id: msg_id.text().as_str(),
                 reply_q: waiter.queue(),
                 call_monitor_timeout: self.call_monitor_timeout.map(|d| d.as_secs_f64()),
             }),
         )?;
-        drop(encoded);
+        // The arguments are not kept while the call waits (the body goes to the driver).
+        drop(args);
         async {
-            let pending = waiter.register(&msg_id)?;
+            let pending = waiter.register(msg_id)?;
             let options = PublishOptions {
                 expiration: Some(self.timeout),
                 mandatory: false,
@@ -233,7 +230,7 @@ impl RpcClient {
                 .driver()
                 .publish(self.destination(), body, options)
                 .await?;
-            let result = self.wait_for_reply(&msg_id, &pending).await?;
+            let result = self.wait_for_reply(msg_id, &pending).await?;
             R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
         }
         .instrument(span)
@@ -261,7 +258,6 @@ impl RpcClient {
     ) -> Result<(), RpcError> {
         self.target.validate_cast()?;
         self.check_version_cap(version)?;
-        let args = encode_args(&args)?;
         let body = self.encode(version, ctx, method, &args, None)?;
         self.transport
             .driver()
@@ -298,30 +294,27 @@ impl RpcClient {
         version: Option<Version>,
         ctx: &Context,
         method: &str,
-        args: &RawValue,
+        args: &(impl Serialize + ?Sized),
         call: Option<CallFields<'_>>,
     ) -> Result<Bytes, RpcError> {
-        let unique_id = wire::new_id();
+        let unique_id = wire::new_id().text();
         let request = OutgoingRequest {
             method,
             args,
             namespace: self.target.namespace(),
             version,
             call,
-            unique_id: &unique_id,
+            unique_id: unique_id.as_str(),
             context: ctx,
         };
-        let inner = request
-            .to_json()
-            .map_err(|e| RpcError::encode("request", e))?;
-        Ok(Bytes::from(wire::seal(&inner)))
+        request.encode().map(Bytes::from)
     }
 
     /// Waits for the final reply, as oslo's waiter: a non-null result is kept, a reply with
     /// `ending` returns the last result kept, a `null`-result non-final reply is a heartbeat.
     async fn wait_for_reply(
         &self,
-        msg_id: &str,
+        msg_id: wire::Id,
         pending: &waiter::PendingCall,
     ) -> Result<Value, RpcError> {
         let started = Instant::now();
@@ -334,7 +327,7 @@ impl RpcClient {
             let reply = match event {
                 Err(_elapsed) => {
                     return Err(RpcError::Timeout {
-                        msg_id: msg_id.to_owned(),
+                        msg_id: msg_id.to_string(),
                         waited: started.elapsed(),
                     });
                 }
@@ -359,24 +352,6 @@ impl RpcClient {
             }
         }
     }
-}
-
-/// Encodes keyword arguments, which must form a JSON object.
-fn encode_args(args: &impl Serialize) -> Result<Box<RawValue>, RpcError> {
-    let raw =
-        serde_json::value::to_raw_value(args).map_err(|e| RpcError::encode("arguments", e))?;
-    let found = match raw.get().as_bytes().first() {
-        Some(b'{') => return Ok(raw),
-        Some(b'n') => {
-            return serde_json::value::to_raw_value(&serde_json::Map::new())
-                .map_err(|e| RpcError::encode("arguments", e));
-        }
-        Some(b'[') => "array",
-        Some(b'"') => "string",
-        Some(b't' | b'f') => "boolean",
-        _ => "number",
-    };
-    Err(RpcError::InvalidArguments { found })
 }
 
 /// The module of oslo's dispatcher exceptions.
@@ -411,31 +386,6 @@ fn remote_to_error(failure: RemoteError) -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn arguments_must_be_an_object_and_unit_means_none() {
-        assert_eq!(
-            encode_args(&json!({"a": 1}))
-                .map(|r| r.get().to_owned())
-                .ok(),
-            Some(r#"{"a":1}"#.into())
-        );
-        assert_eq!(
-            encode_args(&()).map(|r| r.get().to_owned()).ok(),
-            Some("{}".into())
-        );
-        for (value, found) in [
-            (json!([1]), "array"),
-            (json!("s"), "string"),
-            (json!(true), "boolean"),
-            (json!(1.5), "number"),
-        ] {
-            assert!(
-                matches!(encode_args(&value), Err(RpcError::InvalidArguments { found: f }) if f == found)
-            );
-        }
-    }
 
     #[test]
     fn dispatcher_failures_map_to_their_variants() {

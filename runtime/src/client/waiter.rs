@@ -2,13 +2,14 @@
 //! demultiplexing replies by `_msg_id` (oslo's `ReplyWaiter`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::{RpcError, TransportError};
 use crate::transport::{Driver, Subscription, lock};
-use crate::wire::{self, IncomingReply};
+use crate::wire::{Id, IncomingReply};
 
 /// What a waiting call receives.
 #[derive(Debug)]
@@ -22,13 +23,15 @@ pub(crate) enum ReplyEvent {
 pub(crate) struct ReplyWaiter {
     queue: String,
     state: Mutex<State>,
+    /// Set once the subscription has ended (`state.closed` says why).
+    closed: AtomicBool,
     /// Dropped with the waiter, which ends the consuming task.
     _shutdown: oneshot::Sender<()>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    calls: HashMap<String, Arc<Inbox>>,
+    calls: HashMap<Id, Arc<Inbox>>,
     /// Why the subscription ended, once it has.
     closed: Option<String>,
 }
@@ -52,7 +55,7 @@ impl Inbox {
 #[derive(Debug)]
 pub(crate) struct PendingCall {
     waiter: Arc<ReplyWaiter>,
-    msg_id: String,
+    msg_id: Id,
     inbox: Arc<Inbox>,
 }
 
@@ -83,6 +86,7 @@ impl ReplyWaiter {
         let waiter = Arc::new(ReplyWaiter {
             queue: queue.name,
             state: Mutex::default(),
+            closed: AtomicBool::new(false),
             _shutdown: shutdown,
         });
         tokio::spawn(consume(
@@ -99,11 +103,11 @@ impl ReplyWaiter {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.state).closed.is_some()
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Registers `msg_id` before its request is published, so no reply can be missed.
-    pub(crate) fn register(self: &Arc<Self>, msg_id: &str) -> Result<PendingCall, RpcError> {
+    pub(crate) fn register(self: &Arc<Self>, msg_id: Id) -> Result<PendingCall, RpcError> {
         let inbox = Arc::new(Inbox::default());
         let mut state = lock(&self.state);
         if let Some(reason) = &state.closed {
@@ -112,18 +116,19 @@ impl ReplyWaiter {
             }
             .into());
         }
-        state.calls.insert(msg_id.to_owned(), Arc::clone(&inbox));
+        state.calls.insert(msg_id, Arc::clone(&inbox));
         drop(state);
         Ok(PendingCall {
             waiter: Arc::clone(self),
-            msg_id: msg_id.to_owned(),
+            msg_id,
             inbox,
         })
     }
 
     fn deliver(&self, reply: IncomingReply) {
         let state = lock(&self.state);
-        match state.calls.get(&reply.msg_id) {
+        // Ids this process did not make belong to no call of it.
+        match Id::parse(&reply.msg_id).and_then(|id| state.calls.get(&id)) {
             Some(call) => call.push(ReplyEvent::Reply(reply)),
             None => {
                 tracing::warn!(msg_id = %reply.msg_id, "no calls waiting for reply; dropping it")
@@ -137,6 +142,7 @@ impl ReplyWaiter {
             call.push(ReplyEvent::Closed(reason.clone()));
         }
         state.closed = Some(reason);
+        self.closed.store(true, Ordering::Release);
     }
 }
 
@@ -164,7 +170,7 @@ async fn consume(
         if let Err(e) = delivery.acker.ack().await {
             tracing::warn!(error = %e, "failed to acknowledge a reply");
         }
-        match wire::open(&delivery.body).and_then(IncomingReply::from_message) {
+        match IncomingReply::decode(&delivery.body) {
             Ok(reply) => waiter.deliver(reply),
             Err(e) => tracing::warn!(error = %e, "dropping malformed reply"),
         }

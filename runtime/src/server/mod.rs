@@ -266,8 +266,8 @@ async fn consume(
                 break;
             }
         };
-        let message = match wire::open(&delivery.body) {
-            Ok(message) => message,
+        let request: IncomingRequest = match wire::decode(&delivery.body) {
+            Ok(request) => request,
             Err(e) => {
                 tracing::warn!(error = %e, "rejecting undecodable RPC message");
                 if let Err(e) = delivery.acker.reject(false).await {
@@ -293,7 +293,6 @@ async fn consume(
             }
         }
         while acks.try_join_next().is_some() {}
-        let request = IncomingRequest::from_message(message);
         if let Some(id) = &request.unique_id {
             if recent_ids.contains(id) {
                 tracing::info!(unique_id = %id, "dropping duplicate message");
@@ -422,15 +421,15 @@ async fn send_reply(
             (Value::Null, Some(failure.to_failure_string()))
         }
     };
-    let unique_id = wire::new_id();
+    let unique_id = wire::new_id().text();
     let reply = OutgoingReply {
         result: &result,
         failure,
         ending,
         msg_id,
-        unique_id: &unique_id,
+        unique_id: unique_id.as_str(),
     };
-    let body = Bytes::from(wire::seal(&reply.to_json()));
+    let body = Bytes::from(reply.encode());
     let options = PublishOptions {
         expiration: None,
         mandatory: true,

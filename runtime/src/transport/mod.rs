@@ -181,7 +181,9 @@ struct Inner {
     url: Option<TransportUrl>,
     config: TransportConfig,
     /// Lazily created on the first call, replaced if its subscription ends.
-    replies: tokio::sync::Mutex<Option<Arc<ReplyWaiter>>>,
+    replies: Mutex<Option<Arc<ReplyWaiter>>>,
+    /// Held while a reply waiter starts, so that only one does.
+    starting_replies: tokio::sync::Mutex<()>,
 }
 
 impl Transport {
@@ -230,7 +232,8 @@ impl Transport {
                 driver,
                 url,
                 config,
-                replies: tokio::sync::Mutex::new(None),
+                replies: Mutex::new(None),
+                starting_replies: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -255,7 +258,8 @@ impl Transport {
     /// [`TransportError::Closed`], as does every later operation; servers on a `rabbit://`
     /// transport stop receiving requests.
     pub async fn close(&self) {
-        if let Some(waiter) = self.inner.replies.lock().await.as_ref() {
+        let waiter = lock(&self.inner.replies).clone();
+        if let Some(waiter) = waiter {
             waiter.close("the transport was closed".to_owned());
         }
         self.inner.driver.close().await;
@@ -263,12 +267,16 @@ impl Transport {
 
     /// The reply waiter shared by all clients of this transport, started on first use.
     pub(crate) async fn reply_waiter(&self) -> Result<Arc<ReplyWaiter>, RpcError> {
-        let mut slot = self.inner.replies.lock().await;
-        if let Some(waiter) = slot.as_ref().filter(|w| !w.is_closed()) {
-            return Ok(Arc::clone(waiter));
+        let current = || lock(&self.inner.replies).clone().filter(|w| !w.is_closed());
+        if let Some(waiter) = current() {
+            return Ok(waiter);
+        }
+        let _starting = self.inner.starting_replies.lock().await;
+        if let Some(waiter) = current() {
+            return Ok(waiter);
         }
         let waiter = ReplyWaiter::start(self.inner.driver.as_ref()).await?;
-        *slot = Some(Arc::clone(&waiter));
+        *lock(&self.inner.replies) = Some(Arc::clone(&waiter));
         Ok(waiter)
     }
 }

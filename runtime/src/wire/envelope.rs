@@ -1,6 +1,15 @@
 //! The "2.0" envelope: `{"oslo.version": "2.0", "oslo.message": "<inner JSON as a string>"}`.
+//!
+//! The inner message is JSON text inside a JSON string, so every message is encoded twice
+//! over. Sealing writes the inner message straight into the body, escaping as it goes (one
+//! buffer, no intermediate text); opening reads the envelope's two keys without building a
+//! JSON tree and unescapes `oslo.message` into one exactly-sized string.
 
-use serde::Serialize;
+use std::io;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::WireError;
@@ -9,16 +18,10 @@ use crate::version::Version;
 /// The envelope version amqp-rpc sends and accepts.
 pub const ENVELOPE_VERSION: &str = "2.0";
 
-const VERSION_KEY: &str = "oslo.version";
-const MESSAGE_KEY: &str = "oslo.message";
-
-#[derive(Serialize)]
-struct Envelope<'a> {
-    #[serde(rename = "oslo.version")]
-    version: &'a str,
-    #[serde(rename = "oslo.message")]
-    message: &'a str,
-}
+/// Everything before the inner message.
+const PREFIX: &[u8] = br#"{"oslo.version":"2.0","oslo.message":""#;
+/// Everything after it.
+const SUFFIX: &[u8] = br#""}"#;
 
 /// Wraps an encoded inner message (JSON text) in the 2.0 envelope, giving the AMQP body.
 ///
@@ -30,12 +33,73 @@ struct Envelope<'a> {
 /// );
 /// ```
 pub fn seal(inner_json: &str) -> Vec<u8> {
-    let envelope = Envelope {
-        version: ENVELOPE_VERSION,
-        message: inner_json,
-    };
-    // Serializing two strings into a Vec cannot fail.
-    serde_json::to_vec(&envelope).unwrap_or_default()
+    let written: io::Result<_> = seal_with(inner_json.len() + inner_json.len() / 4, |out| {
+        io::Write::write_all(out, inner_json.as_bytes())
+    });
+    // Writing to a Vec cannot fail.
+    written.unwrap_or_default()
+}
+
+/// Builds a body: the envelope around whatever `write_inner` writes, escaped as the contents
+/// of a JSON string. `capacity` is a guess at the body's size.
+pub(crate) fn seal_with<E>(
+    capacity: usize,
+    write_inner: impl FnOnce(&mut Escaped<'_>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let mut body = Vec::with_capacity(PREFIX.len() + capacity + SUFFIX.len());
+    body.extend_from_slice(PREFIX);
+    write_inner(&mut Escaped(&mut body))?;
+    body.extend_from_slice(SUFFIX);
+    Ok(body)
+}
+
+/// A writer that appends what it is given as the contents of a JSON string: `"` and `\`
+/// escaped, control characters as `\u00XX` (compact JSON from serde_json has none, but any
+/// text written stays valid).
+pub(crate) struct Escaped<'a>(&'a mut Vec<u8>);
+
+impl Escaped<'_> {
+    /// The bytes written so far, escaped, after the envelope's prefix.
+    pub(crate) fn written(&self) -> &[u8] {
+        self.0.get(PREFIX.len()..).unwrap_or_default()
+    }
+
+    /// Forgets what was written after `len` bytes of [`Escaped::written`].
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.0.truncate(PREFIX.len() + len);
+    }
+}
+
+impl io::Write for Escaped<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut start = 0;
+        for (i, &byte) in buf.iter().enumerate() {
+            if byte != b'"' && byte != b'\\' && byte >= 0x20 {
+                continue;
+            }
+            self.0.extend_from_slice(&buf[start..i]);
+            match byte {
+                b'"' => self.0.extend_from_slice(br#"\""#),
+                b'\\' => self.0.extend_from_slice(br"\\"),
+                _ => self.0.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]),
+            }
+            start = i + 1;
+        }
+        self.0.extend_from_slice(&buf[start..]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes an AMQP body into the inner message object, as oslo's `deserialize_msg` does: an
@@ -52,35 +116,182 @@ pub fn seal(inner_json: &str) -> Vec<u8> {
 /// # Ok::<(), amqp_rpc::wire::WireError>(())
 /// ```
 pub fn open(body: &[u8]) -> Result<Map<String, Value>, WireError> {
-    let mut outer = as_object(serde_json::from_slice(body).map_err(WireError::Json)?)?;
-    if !(outer.contains_key(VERSION_KEY) && outer.contains_key(MESSAGE_KEY)) {
-        return Ok(outer);
-    }
-    let version = &outer[VERSION_KEY];
+    decode(body)
+}
+
+/// Decodes an AMQP body (enveloped or not, as [`open`]) straight into `T`, which must
+/// deserialize from a JSON object.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    let outer: Outer<'_> = parse_object(body)?;
+    let (Some(version), Some(message)) = (outer.version, outer.message) else {
+        return parse_object(body);
+    };
     let compatible = version
-        .as_str()
+        .get()
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(|v| unescape(v).ok())
         .and_then(|v| v.parse::<Version>().ok())
         .is_some_and(|v| Version::new(2, 0).is_compatible(&v));
     if !compatible {
         return Err(WireError::UnsupportedEnvelope {
-            version: version.to_string(),
+            version: version.get().to_owned(),
         });
     }
-    match outer.remove(MESSAGE_KEY) {
-        Some(Value::String(inner)) => {
-            as_object(serde_json::from_str(&inner).map_err(WireError::Json)?)
-        }
-        _ => Err(WireError::BadField {
-            field: MESSAGE_KEY,
+    let inner = message
+        .get()
+        .strip_prefix('"')
+        .and_then(|m| m.strip_suffix('"'))
+        .ok_or(WireError::BadField {
+            field: "oslo.message",
             expected: "string",
-        }),
+        })?;
+    parse_object(unescape(inner)?.as_bytes())
+}
+
+/// Parses `text` as a JSON object into `T`; a JSON value that is not an object is
+/// [`WireError::NotAnObject`].
+fn parse_object<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, WireError> {
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(text) {
+            Ok(_) => WireError::NotAnObject,
+            Err(e) => WireError::Json(e),
+        });
+    }
+    serde_json::from_slice(text).map_err(WireError::Json)
+}
+
+/// The envelope's two keys, borrowed from the body; every other key is skipped. A repeated
+/// key keeps its last value, as Python's `json.loads` does.
+struct Outer<'a> {
+    version: Option<&'a RawValue>,
+    message: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Outer<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OuterVisitor;
+        impl<'de> Visitor<'de> for OuterVisitor {
+            type Value = Outer<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outer<'de>, A::Error> {
+                let mut outer = Outer {
+                    version: None,
+                    message: None,
+                };
+                while let Some(key) = map.next_key::<Key<OuterKey>>()? {
+                    match key.0 {
+                        Some(OuterKey::Version) => outer.version = Some(map.next_value()?),
+                        Some(OuterKey::Message) => outer.message = Some(map.next_value()?),
+                        None => drop(map.next_value::<IgnoredAny>()?),
+                    }
+                }
+                Ok(outer)
+            }
+        }
+        deserializer.deserialize_map(OuterVisitor)
     }
 }
 
-fn as_object(value: Value) -> Result<Map<String, Value>, WireError> {
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(WireError::NotAnObject),
+#[derive(Clone, Copy)]
+enum OuterKey {
+    Version,
+    Message,
+}
+
+impl KnownKeys for OuterKey {
+    fn from_key(key: &str) -> Option<Self> {
+        match key {
+            "oslo.version" => Some(OuterKey::Version),
+            "oslo.message" => Some(OuterKey::Message),
+            _ => None,
+        }
+    }
+}
+
+/// A set of object keys recognized without allocating.
+pub(crate) trait KnownKeys: Sized {
+    /// The known key `key` is, if any.
+    fn from_key(key: &str) -> Option<Self>;
+}
+
+/// An object key: `Some` known key, or `None` for any other; never allocates.
+pub(crate) struct Key<K>(pub(crate) Option<K>);
+
+impl<'de, K: KnownKeys> Deserialize<'de> for Key<K> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor<K>(std::marker::PhantomData<K>);
+        impl<K: KnownKeys> Visitor<'_> for KeyVisitor<K> {
+            type Value = Key<K>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<K>, E> {
+                Ok(Key(K::from_key(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Unescapes the contents of a JSON string (without its quotes) into one exactly-sized
+/// string. The text was already checked as JSON, but every escape is checked again.
+fn unescape(escaped: &str) -> Result<String, WireError> {
+    let bad = || WireError::BadField {
+        field: "oslo.message",
+        expected: "string",
+    };
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let mut chars = rest[at + 1..].chars();
+        let unescaped = match chars.next().ok_or_else(bad)? {
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                let code = hex4(chars.as_str()).ok_or_else(bad)?;
+                chars = chars.as_str()[4..].chars();
+                match code {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        let low = chars
+                            .as_str()
+                            .strip_prefix("\\u")
+                            .and_then(hex4)
+                            .filter(|low| (0xDC00..=0xDFFF).contains(low))
+                            .ok_or_else(bad)?;
+                        chars = chars.as_str()[6..].chars();
+                        char::from_u32(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+                            .ok_or_else(bad)?
+                    }
+                    code => char::from_u32(code).ok_or_else(bad)?,
+                }
+            }
+            _ => return Err(bad()),
+        };
+        out.push(unescaped);
+        rest = chars.as_str();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The value of four hex digits at the start of `text`.
+fn hex4(text: &str) -> Option<u32> {
+    let digits = text.get(..4)?;
+    match digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => u32::from_str_radix(digits, 16).ok(),
+        false => None,
     }
 }
 
@@ -91,13 +302,53 @@ mod tests {
 
     #[test]
     fn seal_then_open_round_trips() {
-        let inner = json!({"method": "add", "args": {"a": "ü \"q\" \n"}}).to_string();
+        let inner = json!({"method": "add", "args": {"a": "ü \"q\" \n \\ \u{1} 😀"}}).to_string();
         let body = seal(&inner);
         let outer: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(outer["oslo.version"], "2.0");
         assert_eq!(outer["oslo.message"], Value::String(inner.clone()));
         let opened = open(&body).map(Value::Object).ok();
         assert_eq!(opened, serde_json::from_str(&inner).ok());
+    }
+
+    #[test]
+    fn escaped_writer_matches_serde_json_for_any_text() {
+        let texts = [
+            String::new(),
+            "plain".to_owned(),
+            "\"\\\u{0}\u{1f}\u{7f}é😀\n\t/".to_owned(),
+            (0u8..=127).map(char::from).collect(),
+        ];
+        for text in texts {
+            let body = seal(&text);
+            let outer: Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert_eq!(outer["oslo.message"], Value::String(text.clone()));
+        }
+    }
+
+    #[test]
+    fn unescape_matches_serde_json() {
+        let cases = [
+            r#"plain"#,
+            r#"a\"b\\c\/d\b\f\n\r\t"#,
+            r#"\u00fc\u0000\u001f"#,
+            r#"\ud83d\ude00 and \uD83D\uDE00"#,
+            r#"{\"method\": \"m\", \"args\": {\"s\": \"\\u00fc \\\" \\\\\"}}"#,
+        ];
+        for case in cases {
+            let expected: String = serde_json::from_str(&format!("\"{case}\"")).unwrap_or_default();
+            assert_eq!(unescape(case).ok(), Some(expected), "{case}");
+        }
+        for bad in [r"\", r"\x", r"\u12", r"\ud800", r"\ud800\u0041", r"\udc00x"] {
+            assert!(unescape(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn python_style_envelope_with_spaces_and_escapes_opens() {
+        let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"echo\", \"args\": {\"s\": \"\\u00fc\\ud83d\\ude00\"}}"}"#;
+        let map = open(body).unwrap_or_default();
+        assert_eq!(map["args"]["s"], "ü😀");
     }
 
     #[test]
@@ -124,6 +375,12 @@ mod tests {
     }
 
     #[test]
+    fn repeated_keys_keep_the_last_value() {
+        let body = br#"{"oslo.version": "9.9", "oslo.message": "[]", "oslo.version": "2.0", "oslo.message": "{\"a\": 1}"}"#;
+        assert_eq!(open(body).unwrap_or_default()["a"], 1);
+    }
+
+    #[test]
     fn object_missing_either_envelope_key_is_unenveloped() {
         let map = open(br#"{"oslo.version": "9.9", "method": "m"}"#).unwrap_or_default();
         assert_eq!(map["method"], "m");
@@ -133,7 +390,10 @@ mod tests {
     #[test]
     fn non_objects_and_bad_json_are_errors() {
         assert!(matches!(open(b"[1]"), Err(WireError::NotAnObject)));
+        assert!(matches!(open(b" \"s\""), Err(WireError::NotAnObject)));
         assert!(matches!(open(b"{"), Err(WireError::Json(_))));
+        assert!(matches!(open(b"nope"), Err(WireError::Json(_))));
+        assert!(matches!(open(b"\xff"), Err(WireError::Json(_))));
         assert!(matches!(
             open(br#"{"oslo.version": "2.0", "oslo.message": "[1]"}"#),
             Err(WireError::NotAnObject)
@@ -141,6 +401,10 @@ mod tests {
         assert!(matches!(
             open(br#"{"oslo.version": "2.0", "oslo.message": {"a": 1}}"#),
             Err(WireError::BadField { .. })
+        ));
+        assert!(matches!(
+            open(br#"{"oslo.version": "2.0", "oslo.message": "{\"a\": }"}"#),
+            Err(WireError::Json(_))
         ));
     }
 }

@@ -8,6 +8,7 @@ mod failure;
 mod reply;
 mod request;
 
+pub(crate) use envelope::decode;
 pub use envelope::{ENVELOPE_VERSION, open, seal};
 pub(crate) use reply::{IncomingReply, OutgoingReply};
 pub(crate) use request::{CallFields, IncomingRequest, OutgoingRequest, RequestedVersion};
@@ -45,7 +46,7 @@ pub enum WireError {
 /// A fresh id for `_msg_id`, `_unique_id` and queue names: 32 hex digits, like Python's
 /// `uuid4().hex`. Receivers never check the format (spec §1.3); what matters is uniqueness,
 /// which a random per-process prefix and a counter give without a system call per id.
-pub(crate) fn new_id() -> String {
+pub(crate) fn new_id() -> Id {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     // Both halves start from random bits, so ids differ across processes and restarts.
@@ -53,7 +54,48 @@ pub(crate) fn new_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let (prefix, start) = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair());
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{:016x}", start.wrapping_add(count))
+    Id((u128::from(prefix) << 64) | u128::from(start.wrapping_add(count)))
+}
+
+/// An id from [`new_id`]; its text is 32 lowercase hex digits, made without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Id(u128);
+
+impl Id {
+    /// The id's text, in a stack buffer.
+    pub(crate) fn text(self) -> IdText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = HEX[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        IdText(text)
+    }
+
+    /// The id whose text is `text`, if it is 32 lowercase hex digits.
+    pub(crate) fn parse(text: &str) -> Option<Id> {
+        let valid =
+            text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid
+            .then(|| u128::from_str_radix(text, 16).ok().map(Id))
+            .flatten()
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+/// The text of an [`Id`].
+pub(crate) struct IdText([u8; 32]);
+
+impl IdText {
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits only, hence ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// The JSON type name of a value, for error messages.
@@ -71,8 +113,25 @@ pub(crate) fn json_type(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod id_tests {
     #[test]
+    fn ids_parse_back_and_nothing_else_parses() {
+        let id = super::new_id();
+        assert_eq!(super::Id::parse(id.text().as_str()), Some(id));
+        for bad in [
+            "",
+            "0",
+            "F7BF1089F6F9431DB1932DEC9C1313CF",
+            "f7bf1089f6f9431db1932dec9c1313cf0",
+            "+7bf1089f6f9431db1932dec9c1313cf",
+        ] {
+            assert_eq!(super::Id::parse(bad), None, "{bad}");
+        }
+        assert!(super::Id::parse("f7bf1089f6f9431db1932dec9c1313cf").is_some());
+    }
+
+    #[test]
     fn ids_are_32_hex_digits_and_distinct() {
-        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| super::new_id()).collect();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| super::new_id().to_string()).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(
             ids.iter()

@@ -1,10 +1,12 @@
 //! RPC replies (spec §1.5): `result`, `failure` (always present), `ending`, `_msg_id`,
 //! `_unique_id`. Heartbeats are replies with `result: null, ending: false`.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::WireError;
+use super::envelope::{Key, KnownKeys, seal_with};
 use crate::error::RemoteError;
 
 /// A reply as sent.
@@ -22,10 +24,10 @@ pub(crate) struct OutgoingReply<'a> {
 }
 
 impl OutgoingReply<'_> {
-    /// The inner JSON text (to be sealed in the envelope).
-    pub(crate) fn to_json(&self) -> String {
-        // Strings, booleans and raw JSON always serialize.
-        serde_json::to_string(self).unwrap_or_default()
+    /// The AMQP body: the reply sealed in the envelope, encoded in one pass.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // Strings, booleans and JSON values always serialize, and a Vec takes every write.
+        seal_with(192, |out| serde_json::to_writer(out, self)).unwrap_or_default()
     }
 }
 
@@ -41,8 +43,10 @@ pub(crate) struct IncomingReply {
 }
 
 impl IncomingReply {
-    pub(crate) fn from_message(mut message: Map<String, Value>) -> Result<Self, WireError> {
-        let msg_id = match message.remove("_msg_id") {
+    /// Decodes an AMQP body (enveloped or not) into a reply.
+    pub(crate) fn decode(body: &[u8]) -> Result<Self, WireError> {
+        let fields: ReplyFields = super::decode(body)?;
+        let msg_id = match fields.msg_id {
             Some(Value::String(id)) => id,
             _ => {
                 return Err(WireError::BadField {
@@ -51,18 +55,15 @@ impl IncomingReply {
                 });
             }
         };
-        let failure = match message.remove("failure") {
-            None | Some(Value::Null) => None,
-            Some(failure) => Some(RemoteError::from_failure(failure)?),
+        let failure = match fields.failure {
+            Value::Null => None,
+            failure => Some(RemoteError::from_failure(failure)?),
         };
         Ok(IncomingReply {
             msg_id,
-            result: message.remove("result").unwrap_or(Value::Null),
+            result: fields.result,
             failure,
-            ending: message
-                .remove("ending")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
+            ending: fields.ending.as_bool().unwrap_or(false),
         })
     }
 
@@ -72,15 +73,73 @@ impl IncomingReply {
     }
 }
 
+/// A reply's fields, each `null` when absent; other keys are skipped.
+struct ReplyFields {
+    msg_id: Option<Value>,
+    result: Value,
+    failure: Value,
+    ending: Value,
+}
+
+#[derive(Clone, Copy)]
+enum ReplyKey {
+    MsgId,
+    Result,
+    Failure,
+    Ending,
+}
+
+impl KnownKeys for ReplyKey {
+    fn from_key(key: &str) -> Option<Self> {
+        match key {
+            "_msg_id" => Some(ReplyKey::MsgId),
+            "result" => Some(ReplyKey::Result),
+            "failure" => Some(ReplyKey::Failure),
+            "ending" => Some(ReplyKey::Ending),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplyFields {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ReplyVisitor;
+        impl<'de> Visitor<'de> for ReplyVisitor {
+            type Value = ReplyFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RPC reply object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<ReplyFields, M::Error> {
+                let mut fields = ReplyFields {
+                    msg_id: None,
+                    result: Value::Null,
+                    failure: Value::Null,
+                    ending: Value::Null,
+                };
+                while let Some(Key(key)) = map.next_key::<Key<ReplyKey>>()? {
+                    match key {
+                        Some(ReplyKey::MsgId) => fields.msg_id = Some(map.next_value()?),
+                        Some(ReplyKey::Result) => fields.result = map.next_value()?,
+                        Some(ReplyKey::Failure) => fields.failure = map.next_value()?,
+                        Some(ReplyKey::Ending) => fields.ending = map.next_value()?,
+                        None => drop(map.next_value::<IgnoredAny>()?),
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(ReplyVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{open, seal};
+    use crate::wire::open;
     use serde_json::json;
 
     fn decode(text: &str) -> IncomingReply {
-        let map = open(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        IncomingReply::from_message(map).unwrap_or_else(|e| panic!("{e}"))
+        IncomingReply::decode(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -119,9 +178,7 @@ mod tests {
             msg_id: "ede0",
             unique_id: "8893",
         };
-        let inner = open(&seal(&reply.to_json()))
-            .map(Value::Object)
-            .unwrap_or_default();
+        let inner = open(&reply.encode()).map(Value::Object).unwrap_or_default();
         assert_eq!(
             inner,
             json!({"result": {"slept": 3}, "failure": null, "ending": true, "_msg_id": "ede0", "_unique_id": "8893"})
@@ -133,7 +190,7 @@ mod tests {
             msg_id: "61e9",
             unique_id: "f3a8",
         };
-        let inner = open(&seal(&failed.to_json())).unwrap_or_default();
+        let inner = open(&failed.encode()).unwrap_or_default();
         assert!(
             inner["failure"].is_string(),
             "failure must be a JSON string"
@@ -145,6 +202,8 @@ mod tests {
     fn unenveloped_reply_without_ending_is_not_final() {
         let old = decode(r#"{"result": 5, "_msg_id": "m"}"#);
         assert!(!old.ending && !old.is_heartbeat());
-        assert!(IncomingReply::from_message(Map::new()).is_err());
+        assert!(IncomingReply::decode(b"{}").is_err());
+        assert!(IncomingReply::decode(br#"{"_msg_id": 5}"#).is_err());
+        assert!(IncomingReply::decode(br#"{"_msg_id": "m", "failure": 5}"#).is_err());
     }
 }

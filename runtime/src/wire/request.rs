@@ -1,11 +1,16 @@
 //! RPC requests (spec §1.3): `method`, `args`, optional `namespace` and `version`,
 //! `_unique_id`, the flattened context, and for calls `_msg_id`, `_reply_q`, `_timeout`.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::value::RawValue;
+use std::io::Write;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::envelope::{Escaped, Key, KnownKeys, seal_with};
 use crate::context::Context;
+use crate::error::RpcError;
 use crate::version::Version;
 
 /// The prefix of flattened context keys.
@@ -19,10 +24,11 @@ pub(crate) struct CallFields<'a> {
     pub(crate) call_monitor_timeout: Option<f64>,
 }
 
-/// A request as sent. `args` is already-encoded JSON (an object).
-pub(crate) struct OutgoingRequest<'a> {
+/// A request as sent, with its keyword arguments `A` (which must serialize as a JSON object,
+/// or as `null` for none).
+pub(crate) struct OutgoingRequest<'a, A: ?Sized> {
     pub(crate) method: &'a str,
-    pub(crate) args: &'a RawValue,
+    pub(crate) args: &'a A,
     pub(crate) namespace: Option<&'a str>,
     /// Omitted when unset: `null` would mean something else to the server (spec §1.3).
     pub(crate) version: Option<Version>,
@@ -31,34 +37,72 @@ pub(crate) struct OutgoingRequest<'a> {
     pub(crate) context: &'a Context,
 }
 
-impl Serialize for OutgoingRequest<'_> {
+/// A context key with its `_context_` prefix, written without building the string.
+struct ContextKey<'a>(&'a str);
+
+impl Serialize for ContextKey<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("method", self.method)?;
-        map.serialize_entry("args", self.args)?;
-        if let Some(namespace) = self.namespace {
-            map.serialize_entry("namespace", namespace)?;
-        }
-        if let Some(version) = &self.version {
-            map.serialize_entry("version", version)?;
-        }
-        if let Some(call) = &self.call {
-            map.serialize_entry("_msg_id", call.msg_id)?;
-            map.serialize_entry("_reply_q", call.reply_q)?;
-            map.serialize_entry("_timeout", &call.call_monitor_timeout)?;
-        }
-        map.serialize_entry("_unique_id", self.unique_id)?;
-        for (key, value) in self.context.iter() {
-            map.serialize_entry(&format_args!("{CONTEXT_PREFIX}{key}"), value)?;
-        }
-        map.end()
+        serializer.collect_str(&format_args!("{CONTEXT_PREFIX}{}", self.0))
     }
 }
 
-impl OutgoingRequest<'_> {
-    /// The inner JSON text (to be sealed in the envelope).
-    pub(crate) fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+impl<A: Serialize + ?Sized> OutgoingRequest<'_, A> {
+    /// The AMQP body: the request, sealed in the envelope, encoded in one pass. Fails with
+    /// [`RpcError::InvalidArguments`] when the arguments are not a JSON object.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, RpcError> {
+        seal_with(320 + self.method.len(), |out| self.write(out))
+    }
+
+    fn write(&self, out: &mut Escaped<'_>) -> Result<(), RpcError> {
+        let encode = |e| RpcError::encode("request", e);
+        let io = |e| RpcError::encode("request", serde_json::Error::io(e));
+        out.write_all(br#"{"method":"#).map_err(io)?;
+        serde_json::to_writer(&mut *out, self.method).map_err(encode)?;
+        out.write_all(br#","args":"#).map_err(io)?;
+        let at = out.written().len();
+        serde_json::to_writer(&mut *out, self.args)
+            .map_err(|e| RpcError::encode("arguments", e))?;
+        // Escaped, a string argument starts with `\"`.
+        let found = match out.written().get(at) {
+            Some(b'{') => None,
+            Some(b'n') => {
+                out.truncate(at);
+                out.write_all(b"{}").map_err(io)?;
+                None
+            }
+            Some(b'[') => Some("array"),
+            Some(b'\\') => Some("string"),
+            Some(b't' | b'f') => Some("boolean"),
+            _ => Some("number"),
+        };
+        if let Some(found) = found {
+            return Err(RpcError::InvalidArguments { found });
+        }
+        if let Some(namespace) = self.namespace {
+            out.write_all(br#","namespace":"#).map_err(io)?;
+            serde_json::to_writer(&mut *out, namespace).map_err(encode)?;
+        }
+        if let Some(version) = &self.version {
+            out.write_all(br#","version":"#).map_err(io)?;
+            serde_json::to_writer(&mut *out, version).map_err(encode)?;
+        }
+        if let Some(call) = &self.call {
+            out.write_all(br#","_msg_id":"#).map_err(io)?;
+            serde_json::to_writer(&mut *out, call.msg_id).map_err(encode)?;
+            out.write_all(br#","_reply_q":"#).map_err(io)?;
+            serde_json::to_writer(&mut *out, call.reply_q).map_err(encode)?;
+            out.write_all(br#","_timeout":"#).map_err(io)?;
+            serde_json::to_writer(&mut *out, &call.call_monitor_timeout).map_err(encode)?;
+        }
+        out.write_all(br#","_unique_id":"#).map_err(io)?;
+        serde_json::to_writer(&mut *out, self.unique_id).map_err(encode)?;
+        for (key, value) in self.context.iter() {
+            out.write_all(b",").map_err(io)?;
+            serde_json::to_writer(&mut *out, &ContextKey(key)).map_err(encode)?;
+            out.write_all(b":").map_err(io)?;
+            serde_json::to_writer(&mut *out, value).map_err(encode)?;
+        }
+        out.write_all(b"}").map_err(io)
     }
 }
 
@@ -99,61 +143,117 @@ pub(crate) struct IncomingRequest {
     pub(crate) context: Context,
 }
 
-impl IncomingRequest {
-    /// Splits a received message into its parts; never fails, so that a call with odd fields
-    /// still gets a failure reply rather than silence.
-    pub(crate) fn from_message(mut message: Map<String, Value>) -> Self {
-        let take_string = |m: &mut Map<String, Value>, key: &str| match m.remove(key) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
-        let method = take_string(&mut message, "method");
-        let namespace = take_string(&mut message, "namespace");
-        let unique_id = take_string(&mut message, "_unique_id");
-        let msg_id = take_string(&mut message, "_msg_id");
-        let reply_q = take_string(&mut message, "_reply_q");
-        let timeout = message.remove("_timeout").unwrap_or(Value::Null);
-        let version = match message.remove("version") {
-            None => RequestedVersion::Valid(Version::DEFAULT),
-            Some(Value::Null) => RequestedVersion::Null,
-            Some(Value::String(s)) => match s.parse() {
-                Ok(v) => RequestedVersion::Valid(v),
-                Err(_) => RequestedVersion::Invalid(Value::String(s).to_string()),
-            },
-            Some(other) => RequestedVersion::Invalid(other.to_string()),
-        };
-        let args = message
-            .remove("args")
-            .unwrap_or_else(|| Value::Object(Map::new()));
-        let mut context = Context::new();
-        for (key, value) in message {
-            if let Some(name) = key.strip_prefix(CONTEXT_PREFIX) {
-                context.insert(name, value);
+/// The keys of a request.
+enum RequestKey {
+    Method,
+    Args,
+    Namespace,
+    Version,
+    MsgId,
+    ReplyQ,
+    Timeout,
+    UniqueId,
+    /// A flattened context key, without its prefix.
+    Context(String),
+}
+
+impl KnownKeys for RequestKey {
+    fn from_key(key: &str) -> Option<Self> {
+        Some(match key {
+            "method" => RequestKey::Method,
+            "args" => RequestKey::Args,
+            "namespace" => RequestKey::Namespace,
+            "version" => RequestKey::Version,
+            "_msg_id" => RequestKey::MsgId,
+            "_reply_q" => RequestKey::ReplyQ,
+            "_timeout" => RequestKey::Timeout,
+            "_unique_id" => RequestKey::UniqueId,
+            other => RequestKey::Context(other.strip_prefix(CONTEXT_PREFIX)?.to_owned()),
+        })
+    }
+}
+
+fn string(value: Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Decodes a request without failing on odd fields, so that a call with odd fields still
+/// gets a failure reply rather than silence. Keys other than oslo's are ignored; a repeated
+/// key keeps its last value.
+impl<'de> Deserialize<'de> for IncomingRequest {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RequestVisitor;
+        impl<'de> Visitor<'de> for RequestVisitor {
+            type Value = IncomingRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RPC request object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<IncomingRequest, M::Error> {
+                let mut method = None;
+                let mut args = None;
+                let mut namespace = None;
+                let mut version = None;
+                let mut msg_id = None;
+                let mut reply_q = None;
+                let mut timeout = Value::Null;
+                let mut unique_id = None;
+                let mut context = Context::new();
+                while let Some(Key(key)) = map.next_key::<Key<RequestKey>>()? {
+                    let Some(key) = key else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let value: Value = map.next_value()?;
+                    match key {
+                        RequestKey::Method => method = string(value),
+                        RequestKey::Args => args = Some(value),
+                        RequestKey::Namespace => namespace = string(value),
+                        RequestKey::Version => version = Some(value),
+                        RequestKey::MsgId => msg_id = string(value),
+                        RequestKey::ReplyQ => reply_q = string(value),
+                        RequestKey::Timeout => timeout = value,
+                        RequestKey::UniqueId => unique_id = string(value),
+                        RequestKey::Context(name) => drop(context.insert(name, value)),
+                    }
+                }
+                let version = match version {
+                    None => RequestedVersion::Valid(Version::DEFAULT),
+                    Some(Value::Null) => RequestedVersion::Null,
+                    Some(Value::String(s)) => match s.parse() {
+                        Ok(v) => RequestedVersion::Valid(v),
+                        Err(_) => RequestedVersion::Invalid(Value::String(s).to_string()),
+                    },
+                    Some(other) => RequestedVersion::Invalid(other.to_string()),
+                };
+                let call_monitor_timeout = timeout.as_f64();
+                context.insert("client_timeout", timeout);
+                let reply = match (msg_id, reply_q) {
+                    (Some(msg_id), Some(reply_q)) => Some(ReplyTo { msg_id, reply_q }),
+                    _ => None,
+                };
+                Ok(IncomingRequest {
+                    method,
+                    args: args.unwrap_or_else(|| Value::Object(Map::new())),
+                    namespace,
+                    version,
+                    reply,
+                    call_monitor_timeout,
+                    unique_id,
+                    context,
+                })
             }
         }
-        let call_monitor_timeout = timeout.as_f64();
-        context.insert("client_timeout", timeout);
-        let reply = match (msg_id, reply_q) {
-            (Some(msg_id), Some(reply_q)) => Some(ReplyTo { msg_id, reply_q }),
-            _ => None,
-        };
-        IncomingRequest {
-            method,
-            args,
-            namespace,
-            version,
-            reply,
-            call_monitor_timeout,
-            unique_id,
-            context,
-        }
+        deserializer.deserialize_map(RequestVisitor)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{open, seal};
+    use crate::wire::{decode, open};
     use serde_json::json;
 
     /// The captured call request of spec §1.3.
@@ -171,9 +271,13 @@ mod tests {
         }
     }
 
+    fn request(text: &str) -> IncomingRequest {
+        decode(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn decodes_the_spec_request() {
-        let req = IncomingRequest::from_message(object(SPEC_REQUEST));
+        let req = request(SPEC_REQUEST);
         assert_eq!(req.method.as_deref(), Some("add"));
         assert_eq!(req.args, json!({"a": 1, "b": 2}));
         assert_eq!(req.version, RequestedVersion::Valid(Version::new(1, 2)));
@@ -199,17 +303,16 @@ mod tests {
     #[test]
     fn reencoding_the_spec_request_gives_the_same_json() {
         let original = object(SPEC_REQUEST);
-        let req = IncomingRequest::from_message(original.clone());
+        let req = request(SPEC_REQUEST);
         let mut context = req.context.clone();
         context.remove("client_timeout");
-        let args = serde_json::value::to_raw_value(&req.args).unwrap_or_else(|e| panic!("{e}"));
         let reply = req.reply.clone().unwrap_or_else(|| panic!("a call"));
         let RequestedVersion::Valid(version) = req.version else {
             panic!("version")
         };
         let out = OutgoingRequest {
             method: "add",
-            args: &args,
+            args: &req.args,
             namespace: None,
             version: Some(version),
             call: Some(CallFields {
@@ -220,47 +323,117 @@ mod tests {
             unique_id: req.unique_id.as_deref().unwrap_or_default(),
             context: &context,
         };
-        let body = seal(&out.to_json().unwrap_or_default());
+        let body = out.encode().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(open(&body).ok(), Some(original));
     }
 
     #[test]
     fn casts_carry_no_call_fields_and_unset_version_is_omitted() {
-        let args = serde_json::value::to_raw_value(&json!({})).unwrap_or_else(|e| panic!("{e}"));
         let ctx = Context::new();
         let out = OutgoingRequest {
             method: "m",
-            args: &args,
+            args: &(),
             namespace: Some("ns"),
             version: None,
             call: None,
             unique_id: "u",
             context: &ctx,
         };
-        let json: Value =
-            serde_json::from_str(&out.to_json().unwrap_or_default()).unwrap_or_default();
+        let json = out.encode().ok().and_then(|body| open(&body).ok());
         assert_eq!(
-            json,
-            json!({"method": "m", "args": {}, "namespace": "ns", "_unique_id": "u"})
+            json.map(Value::Object),
+            Some(json!({"method": "m", "args": {}, "namespace": "ns", "_unique_id": "u"}))
+        );
+    }
+
+    #[test]
+    fn arguments_must_be_an_object_and_unit_or_null_means_none() {
+        let ctx = Context::new().with_request_id("req-\"1\"");
+        let encode = |args: &Value| {
+            OutgoingRequest {
+                method: "m",
+                args,
+                namespace: None,
+                version: None,
+                call: None,
+                unique_id: "u",
+                context: &ctx,
+            }
+            .encode()
+            .map(|body| open(&body).map(|m| m["args"].clone()).ok())
+        };
+        assert_eq!(
+            encode(&json!({"a": "\"x\""})).ok().flatten(),
+            Some(json!({"a": "\"x\""}))
+        );
+        assert_eq!(encode(&Value::Null).ok().flatten(), Some(json!({})));
+        for (value, found) in [
+            (json!([1]), "array"),
+            (json!("s"), "string"),
+            (json!(true), "boolean"),
+            (json!(false), "boolean"),
+            (json!(1.5), "number"),
+            (json!(-1), "number"),
+        ] {
+            assert!(
+                matches!(encode(&value), Err(RpcError::InvalidArguments { found: f }) if f == found),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn context_keys_are_flattened_and_escaped() {
+        let ctx = Context::new()
+            .with("we\"ird", "v")
+            .with("user", json!({"n": 1}));
+        let out = OutgoingRequest {
+            method: "m",
+            args: &(),
+            namespace: None,
+            version: None,
+            call: None,
+            unique_id: "u",
+            context: &ctx,
+        };
+        let body = out.encode().unwrap_or_else(|e| panic!("{e}"));
+        let map = open(&body).unwrap_or_default();
+        assert_eq!(map["_context_we\"ird"], "v");
+        assert_eq!(map["_context_user"], json!({"n": 1}));
+        let back: IncomingRequest = decode(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.context.get("we\"ird"), Some(&json!("v")));
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_repeated_keys_keep_the_last() {
+        let req = request(
+            r#"{"method": 1, "method": "m", "x": [1, {"y": 2}], "_context_a": 1, "_context_a": 2}"#,
+        );
+        assert_eq!(req.method.as_deref(), Some("m"));
+        assert_eq!(req.context.get("a"), Some(&json!(2)));
+        let odd = request(r#"{"method": 5, "namespace": 3, "_unique_id": [], "_msg_id": "x"}"#);
+        assert_eq!(
+            (odd.method, odd.namespace, odd.unique_id, odd.reply),
+            (None, None, None, None)
         );
     }
 
     #[test]
     fn absent_version_is_1_0_but_null_is_not_absent() {
-        let absent = IncomingRequest::from_message(object(r#"{"method": "m"}"#));
+        let absent = request(r#"{"method": "m"}"#);
         assert_eq!(absent.version, RequestedVersion::Valid(Version::DEFAULT));
         assert_eq!(absent.args, json!({}));
-        let null = IncomingRequest::from_message(object(r#"{"method": "m", "version": null}"#));
+        let null = request(r#"{"method": "m", "version": null}"#);
         assert_eq!(null.version, RequestedVersion::Null);
-        let bad = IncomingRequest::from_message(object(r#"{"method": "m", "version": 1.2}"#));
+        let bad = request(r#"{"method": "m", "version": 1.2}"#);
         assert_eq!(bad.version, RequestedVersion::Invalid("1.2".into()));
     }
 
     #[test]
     fn null_namespace_is_absent_and_timeout_becomes_client_timeout() {
-        let req = IncomingRequest::from_message(object(
+        let req = request(
             r#"{"method": "m", "namespace": null, "_msg_id": "x", "_reply_q": "q", "_timeout": 4}"#,
-        ));
+        );
         assert_eq!(req.namespace, None);
         assert_eq!(req.call_monitor_timeout, Some(4.0));
         assert_eq!(req.context.client_timeout(), Some(4.0));

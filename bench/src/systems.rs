@@ -166,9 +166,10 @@ impl AmqpSystem {
     }
 
     pub(crate) async fn calls(&self, in_flight: usize, payload: &str, seconds: Duration) -> Sample {
-        let (client, payload) = (self.client.clone(), payload.to_owned());
+        // Shared, not cloned per call: a clone copies the target's strings.
+        let (client, payload) = (Arc::new(self.client.clone()), payload.to_owned());
         call_loop(in_flight, seconds, move || {
-            let (client, payload) = (client.clone(), payload.clone());
+            let (client, payload) = (Arc::clone(&client), payload.clone());
             async move { client.echo(payload).await.is_ok() }
         })
         .await

@@ -37,17 +37,34 @@ struct State {
 }
 
 /// What the waiter hands one call. Far smaller than a channel (which allocates a block of
-/// slots per call): the queue allocates only if a reply comes, and usually holds one.
+/// slots per call): one event (the usual reply) needs no allocation; only heartbeats queue.
 #[derive(Debug, Default)]
 struct Inbox {
-    events: Mutex<VecDeque<ReplyEvent>>,
+    events: Mutex<Events>,
     notify: Notify,
+}
+
+/// Events in arrival order: `first`, then `rest`.
+#[derive(Debug, Default)]
+struct Events {
+    first: Option<ReplyEvent>,
+    rest: VecDeque<ReplyEvent>,
 }
 
 impl Inbox {
     fn push(&self, event: ReplyEvent) {
-        lock(&self.events).push_back(event);
+        let mut events = lock(&self.events);
+        match events.first.is_none() && events.rest.is_empty() {
+            true => events.first = Some(event),
+            false => events.rest.push_back(event),
+        }
+        drop(events);
         self.notify.notify_one();
+    }
+
+    fn pop(&self) -> Option<ReplyEvent> {
+        let mut events = lock(&self.events);
+        events.first.take().or_else(|| events.rest.pop_front())
     }
 }
 
@@ -64,7 +81,7 @@ impl PendingCall {
     /// event pushed between the check and the wait is not missed.)
     pub(crate) async fn next(&self) -> ReplyEvent {
         loop {
-            if let Some(event) = lock(&self.inbox.events).pop_front() {
+            if let Some(event) = self.inbox.pop() {
                 return event;
             }
             self.inbox.notify.notified().await;

@@ -23,7 +23,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
 use crate::target::Target;
 use crate::transport::{Destination, PublishOptions, Subscription, Transport, lock};
-use crate::wire::{self, IncomingRequest, OutgoingReply};
+use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
 use dispatcher::Dispatcher;
 
 pub use dispatcher::PING_METHOD;
@@ -266,7 +266,7 @@ async fn consume(
                 break;
             }
         };
-        let request: IncomingRequest = match wire::decode(&delivery.body) {
+        let mut request: IncomingRequest = match wire::decode(&delivery.body) {
             Ok(request) => request,
             Err(e) => {
                 tracing::warn!(error = %e, "rejecting undecodable RPC message");
@@ -293,15 +293,15 @@ async fn consume(
             }
         }
         while acks.try_join_next().is_some() {}
-        if let Some(id) = &request.unique_id {
-            if recent_ids.contains(id) {
+        if let Some(id) = request.unique_id.take() {
+            if recent_ids.contains(&id) {
                 tracing::info!(unique_id = %id, "dropping duplicate message");
                 continue;
             }
             if recent_ids.len() == DUPLICATE_WINDOW {
                 recent_ids.pop_front();
             }
-            recent_ids.push_back(id.clone());
+            recent_ids.push_back(id);
         }
         tokio::spawn(handle(Arc::clone(&shared), request, permit));
     }
@@ -331,26 +331,19 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest, _permit: OwnedSem
         msg_id = reply.as_ref().map(|r| r.msg_id.as_str()),
     );
     async {
-        let work = shared
-            .dispatcher
-            .dispatch(context, method.as_deref(), namespace.as_deref(), &version, args);
+        let work = shared.dispatcher.dispatch(
+            context,
+            method.as_deref(),
+            namespace.as_deref(),
+            &version,
+            args,
+        );
         let work = AssertUnwindSafe(work).catch_unwind();
         let heartbeat = reply.as_ref().zip(heartbeat_interval(call_monitor_timeout));
         let outcome = match heartbeat {
             None => work.await,
-            Some((to, interval)) => {
-                let mut work = std::pin::pin!(work);
-                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                let mut beating = true;
-                loop {
-                    tokio::select! {
-                        outcome = &mut work => break outcome,
-                        _ = ticks.tick(), if beating => {
-                            beating = send_reply(&shared, &to.reply_q, &to.msg_id, Ok(Value::Null), false).await;
-                        }
-                    }
-                }
-            }
+            // Rare: boxed, so that the task of every other request stays small.
+            Some((to, interval)) => Box::pin(with_heartbeats(&shared, to, interval, work)).await,
         };
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
         match &reply {
@@ -366,6 +359,26 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest, _permit: OwnedSem
     }
     .instrument(span)
     .await;
+}
+
+/// Runs `work`, sending a heartbeat to `to` every `interval` until it ends (or one fails).
+async fn with_heartbeats<T>(
+    shared: &Shared,
+    to: &ReplyTo,
+    interval: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    let mut beating = true;
+    loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = ticks.tick(), if beating => {
+                beating = send_reply(shared, &to.reply_q, &to.msg_id, Ok(Value::Null), false).await;
+            }
+        }
+    }
 }
 
 /// oslo's watchdog period: `int(_timeout) / 2` seconds, none when under one second.
@@ -434,7 +447,8 @@ async fn send_reply(
         expiration: None,
         mandatory: true,
     };
-    let started = Instant::now();
+    // Read on the first failure only: most replies never need the clock.
+    let mut started = None;
     loop {
         let sent = shared
             .transport
@@ -443,8 +457,11 @@ async fn send_reply(
             .await;
         match sent {
             Ok(()) => return true,
-            Err(TransportError::NoRoute { .. }) if ending && started.elapsed() < retry_for => {
-                tokio::time::sleep(REPLY_RETRY_INTERVAL).await;
+            Err(TransportError::NoRoute { .. })
+                if ending && started.get_or_insert_with(Instant::now).elapsed() < retry_for =>
+            {
+                // Boxed: only a reply that must wait pays for the timer.
+                Box::pin(tokio::time::sleep(REPLY_RETRY_INTERVAL)).await;
             }
             Err(TransportError::NoRoute { .. }) if ending => {
                 tracing::warn!(

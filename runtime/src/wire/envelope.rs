@@ -70,19 +70,29 @@ impl Escaped<'_> {
     }
 }
 
+/// Which bytes need escaping inside a JSON string: `"`, `\` and control characters.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 impl io::Write for Escaped<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut start = 0;
-        for (i, &byte) in buf.iter().enumerate() {
-            if byte != b'"' && byte != b'\\' && byte >= 0x20 {
-                continue;
-            }
-            self.0.extend_from_slice(&buf[start..i]);
-            match byte {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| NEEDS_ESCAPE[usize::from(b)]) {
+            self.0.extend_from_slice(&rest[..at]);
+            match rest[at] {
                 b'"' => self.0.extend_from_slice(br#"\""#),
                 b'\\' => self.0.extend_from_slice(br"\\"),
-                _ => self.0.extend_from_slice(&[
+                byte => self.0.extend_from_slice(&[
                     b'\\',
                     b'u',
                     b'0',
@@ -91,9 +101,9 @@ impl io::Write for Escaped<'_> {
                     HEX[usize::from(byte & 0xf)],
                 ]),
             }
-            start = i + 1;
+            rest = &rest[at + 1..];
         }
-        self.0.extend_from_slice(&buf[start..]);
+        self.0.extend_from_slice(rest);
         Ok(buf.len())
     }
 
@@ -126,11 +136,7 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     let (Some(version), Some(message)) = (outer.version, outer.message) else {
         return parse_object(body);
     };
-    let compatible = version
-        .get()
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .and_then(|v| unescape(v).ok())
+    let compatible = json_str(version)
         .and_then(|v| v.parse::<Version>().ok())
         .is_some_and(|v| Version::new(2, 0).is_compatible(&v));
     if !compatible {
@@ -147,6 +153,16 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
             expected: "string",
         })?;
     parse_object(unescape(inner)?.as_bytes())
+}
+
+/// The text of a JSON string value, borrowed unless it has escapes; `None` for any other
+/// JSON value (or a string that does not unescape).
+pub(crate) fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    let text = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+    match text.contains('\\') {
+        false => Some(text.into()),
+        true => unescape(text).ok().map(Into::into),
+    }
 }
 
 /// Parses `text` as a JSON object into `T`; a JSON value that is not an object is

@@ -11,7 +11,7 @@ mod request;
 pub(crate) use envelope::decode;
 pub use envelope::{ENVELOPE_VERSION, open, seal};
 pub(crate) use reply::{IncomingReply, OutgoingReply};
-pub(crate) use request::{CallFields, IncomingRequest, OutgoingRequest, RequestedVersion};
+pub(crate) use request::{CallFields, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion};
 
 /// A message that is not valid oslo.messaging wire format.
 #[derive(Debug, thiserror::Error)]

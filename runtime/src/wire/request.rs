@@ -6,9 +6,10 @@ use std::io::Write;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::envelope::{Escaped, Key, KnownKeys, seal_with};
+use super::envelope::{Escaped, Key, KnownKeys, json_str, seal_with};
 use crate::context::Context;
 use crate::error::RpcError;
 use crate::version::Version;
@@ -50,7 +51,7 @@ impl<A: Serialize + ?Sized> OutgoingRequest<'_, A> {
     /// The AMQP body: the request, sealed in the envelope, encoded in one pass. Fails with
     /// [`RpcError::InvalidArguments`] when the arguments are not a JSON object.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, RpcError> {
-        seal_with(320 + self.method.len(), |out| self.write(out))
+        seal_with(768 + self.method.len(), |out| self.write(out))
     }
 
     fn write(&self, out: &mut Escaped<'_>) -> Result<(), RpcError> {
@@ -195,7 +196,7 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                 let mut method = None;
                 let mut args = None;
                 let mut namespace = None;
-                let mut version = None;
+                let mut version: Option<&'de RawValue> = None;
                 let mut msg_id = None;
                 let mut reply_q = None;
                 let mut timeout = Value::Null;
@@ -206,12 +207,16 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                         map.next_value::<IgnoredAny>()?;
                         continue;
                     };
+                    if let RequestKey::Version = key {
+                        version = Some(map.next_value()?);
+                        continue;
+                    }
                     let value: Value = map.next_value()?;
                     match key {
                         RequestKey::Method => method = string(value),
                         RequestKey::Args => args = Some(value),
                         RequestKey::Namespace => namespace = string(value),
-                        RequestKey::Version => version = Some(value),
+                        RequestKey::Version => {}
                         RequestKey::MsgId => msg_id = string(value),
                         RequestKey::ReplyQ => reply_q = string(value),
                         RequestKey::Timeout => timeout = value,
@@ -221,12 +226,11 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                 }
                 let version = match version {
                     None => RequestedVersion::Valid(Version::DEFAULT),
-                    Some(Value::Null) => RequestedVersion::Null,
-                    Some(Value::String(s)) => match s.parse() {
-                        Ok(v) => RequestedVersion::Valid(v),
-                        Err(_) => RequestedVersion::Invalid(Value::String(s).to_string()),
+                    Some(raw) if raw.get() == "null" => RequestedVersion::Null,
+                    Some(raw) => match json_str(raw).and_then(|v| v.parse().ok()) {
+                        Some(v) => RequestedVersion::Valid(v),
+                        None => RequestedVersion::Invalid(raw.get().to_owned()),
                     },
-                    Some(other) => RequestedVersion::Invalid(other.to_string()),
                 };
                 let call_monitor_timeout = timeout.as_f64();
                 context.insert("client_timeout", timeout);
@@ -427,6 +431,10 @@ mod tests {
         assert_eq!(null.version, RequestedVersion::Null);
         let bad = request(r#"{"method": "m", "version": 1.2}"#);
         assert_eq!(bad.version, RequestedVersion::Invalid("1.2".into()));
+        let bad = request(r#"{"method": "m", "version": "1.x"}"#);
+        assert_eq!(bad.version, RequestedVersion::Invalid(r#""1.x""#.into()));
+        let escaped = request(r#"{"method": "m", "version": "1\u002e3"}"#);
+        assert_eq!(escaped.version, RequestedVersion::Valid(Version::new(1, 3)));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! application and the broker. The server consumes a queue and answers to `reply_to` with the
 //! request's `correlation_id`; the client has one connection, one exclusive server-named reply
 //! queue consumed without acks, and pipelines requests, matching replies by correlation id.
+//! With `confirms`, every publish (request, reply, cast) waits for the broker's publisher
+//! confirm, as oslo.messaging's wire contract requires of every peer (spec §2).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -37,9 +39,15 @@ impl RefServer {
         queue: &str,
         fanout: Option<&str>,
         prefetch: u16,
+        confirms: bool,
     ) -> Result<RefServer> {
         let connection = connect(url).await?;
         let channel = connection.create_channel().await?;
+        if confirms {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+        }
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
@@ -86,7 +94,7 @@ impl RefServer {
                 match (properties.reply_to(), properties.correlation_id()) {
                     (Some(reply_to), Some(id)) => {
                         let reply = BasicProperties::default().with_correlation_id(id.clone());
-                        let _ = replies
+                        let published = replies
                             .basic_publish(
                                 "".into(),
                                 reply_to.clone(),
@@ -95,6 +103,10 @@ impl RefServer {
                                 reply,
                             )
                             .await;
+                        // The confirm is awaited beside the next request, not before it.
+                        if let (true, Ok(confirm)) = (confirms, published) {
+                            tokio::spawn(confirm);
+                        }
                     }
                     _ => {
                         casts.fetch_add(1, Ordering::Relaxed);
@@ -137,13 +149,19 @@ pub(crate) struct RefClient {
     reply_to: lapin::types::ShortString,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>,
     next_id: Arc<AtomicU64>,
+    confirms: bool,
     _connection: Arc<Connection>,
 }
 
 impl RefClient {
-    pub(crate) async fn connect(url: &str) -> Result<RefClient> {
+    pub(crate) async fn connect(url: &str, confirms: bool) -> Result<RefClient> {
         let connection = connect(url).await?;
         let channel = connection.create_channel().await?;
+        if confirms {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+        }
         let reply_queue = channel
             .queue_declare(
                 "".into(),
@@ -187,6 +205,7 @@ impl RefClient {
             reply_to,
             pending,
             next_id: Arc::default(),
+            confirms,
             _connection: Arc::new(connection),
         })
     }
@@ -199,7 +218,8 @@ impl RefClient {
         let properties = BasicProperties::default()
             .with_reply_to(self.reply_to.clone())
             .with_correlation_id(id.to_string().into());
-        self.channel
+        let confirm = self
+            .channel
             .basic_publish(
                 "".into(),
                 queue.into(),
@@ -209,12 +229,16 @@ impl RefClient {
             )
             .await
             .ok()?;
+        if self.confirms {
+            confirm.await.ok()?;
+        }
         rx.await.ok()
     }
 
     /// Sends `body` to `exchange`/`routing_key` without waiting for anything.
     pub(crate) async fn cast(&self, exchange: &str, routing_key: &str, body: &[u8]) -> bool {
-        self.channel
+        let published = self
+            .channel
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
@@ -222,7 +246,10 @@ impl RefClient {
                 body,
                 BasicProperties::default(),
             )
-            .await
-            .is_ok()
+            .await;
+        match (published, self.confirms) {
+            (Ok(confirm), true) => confirm.await.is_ok(),
+            (published, _) => published.is_ok(),
+        }
     }
 }

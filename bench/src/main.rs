@@ -34,6 +34,8 @@ pub(crate) enum SystemKind {
     Amqp,
     Lapin,
     Oslo,
+    /// The lapin reference with publisher confirms (calls only): what oslo's contract costs.
+    LapinConfirms,
 }
 
 impl SystemKind {
@@ -42,6 +44,7 @@ impl SystemKind {
             SystemKind::Amqp => "amqp-rpc",
             SystemKind::Lapin => "lapin (hand-written)",
             SystemKind::Oslo => "oslo.messaging",
+            SystemKind::LapinConfirms => "lapin + confirms (hand-written)",
         }
     }
 }
@@ -202,6 +205,8 @@ pub(crate) struct Results {
     /// (system, workload index) -> samples over rounds.
     pub(crate) samples: std::collections::BTreeMap<(SystemKind, usize), Vec<Sample>>,
     pub(crate) memory_samples: std::collections::BTreeMap<usize, Vec<Sample>>,
+    /// memory:// calls, 64 in flight, on a runtime of one thread (one sample per round).
+    pub(crate) memory_one_thread: Vec<Sample>,
     pub(crate) heap_per_call: Option<f64>,
     /// Heap allocations per sequential 100 B call over `memory://`, client and server.
     pub(crate) allocs_per_call: Option<f64>,
@@ -293,7 +298,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     progress("starting servers...");
     let amqp = AmqpSystem::start(&url, topic, 64).await?;
-    let lapin = LapinSystem::start(&amqp_url, topic, 64).await?;
+    let lapin = LapinSystem::start(&amqp_url, topic, 64, false).await?;
+    let lapin_confirms = LapinSystem::start(&amqp_url, topic, 64, true).await?;
     let oslo = match &options.python {
         Some(python) => Some(OsloSystem::start(python, &url, topic).await?),
         None => {
@@ -310,6 +316,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         memory_workloads: memory_workloads.clone(),
         samples: Default::default(),
         memory_samples: Default::default(),
+        memory_one_thread: Vec::new(),
         heap_per_call: None,
         allocs_per_call: None,
         breakdown: Vec::new(),
@@ -322,11 +329,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     for round in 0..options.rounds {
         for (index, workload) in workloads.iter().enumerate() {
-            let mut order = vec![SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo];
+            let mut order = vec![
+                SystemKind::Amqp,
+                SystemKind::Lapin,
+                SystemKind::LapinConfirms,
+                SystemKind::Oslo,
+            ];
             if round % 2 == 1 {
                 order.reverse();
             }
             for system in order {
+                if system == SystemKind::LapinConfirms
+                    && !matches!(workload, Workload::Calls { .. })
+                {
+                    continue;
+                }
                 let payload = "x".repeat(match workload {
                     Workload::Calls { payload, .. }
                     | Workload::Casts { payload, .. }
@@ -360,6 +377,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         (SystemKind::Lapin, Workload::Fanout { count, .. }) => {
                             Some(lapin.fanout(count, &payload, bound).await)
                         }
+                        (SystemKind::LapinConfirms, Workload::Calls { in_flight, .. }) => {
+                            Some(lapin_confirms.calls(in_flight, &payload, seconds).await)
+                        }
+                        (SystemKind::LapinConfirms, _) => None,
                         (SystemKind::Oslo, w) => match &oslo {
                             None => None,
                             Some(oslo) => Some(match w {
@@ -410,6 +431,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .or_default()
                 .push(sample);
         }
+        if options.only.is_none() {
+            let label = format!(
+                "[round {}/{}] memory:// calls, 64 in flight, one worker thread",
+                round + 1,
+                options.rounds
+            );
+            progress(&format!("{label} ..."));
+            if let Some(sample) = memory_one_thread(&vhost.0, topic, payload_small, seconds) {
+                progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
+                results.memory_one_thread.push(sample);
+            }
+        }
     }
     if options.only.is_none() {
         progress("counting allocations per memory:// call...");
@@ -428,6 +461,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     amqp.stop().await;
     lapin.stop().await;
+    lapin_confirms.stop().await;
     memory.stop().await;
     if let Some(oslo) = oslo {
         oslo.stop().await;
@@ -461,6 +495,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         true => Ok(()),
         false => Err(format!("no measurement for: {}", missing.join(", ")).into()),
     }
+}
+
+/// memory:// calls with 64 in flight, client and server on a runtime of one thread (in a
+/// thread of their own): the same work as the two-worker figure without hand-offs between
+/// cores.
+fn memory_one_thread(
+    vhost: &str,
+    topic: &str,
+    payload: usize,
+    seconds: Duration,
+) -> Option<Sample> {
+    let url = format!("memory:///{vhost}-one-thread");
+    let topic = topic.to_owned();
+    let run = move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let system = AmqpSystem::start(&url, &topic, 64).await.ok()?;
+            let sample = system.calls(64, &"x".repeat(payload), seconds).await;
+            system.stop().await;
+            Some(sample)
+        })
+    };
+    std::thread::spawn(run).join().ok().flatten()
 }
 
 /// Heap held by a client per call in flight: `count` calls to a queue nobody consumes.

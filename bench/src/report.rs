@@ -279,6 +279,38 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
         md,
         "\nPython publishes casts slowly, so its cast and fanout phases use a tenth of the count.\n"
     );
+    let confirm_rows: Vec<String> = results
+        .workloads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| matches!(w, Workload::Calls { .. }))
+        .filter_map(|(index, workload)| {
+            let a = results.median(SystemKind::Amqp, index)?;
+            let c = results.median(SystemKind::LapinConfirms, index)?;
+            Some(format!(
+                "| {} | {} | {} | {} | {} | {} |",
+                workload.title(),
+                fmt_rate(a.ops_per_s),
+                fmt_rate(c.ops_per_s),
+                ratio(Some(a.ops_per_s), Some(c.ops_per_s)),
+                fmt_ms(a.p50_ms),
+                ratio(a.p50_ms, c.p50_ms),
+            ))
+        })
+        .collect();
+    if !confirm_rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Publisher confirms\n\n\
+             oslo.messaging publishes every message (requests, replies, casts) on confirm-mode \
+             channels (spec §2), so amqp-rpc waits for the broker's confirm of each; the \
+             hand-written reference above does not. The same reference with confirms, in the \
+             same rounds:\n\n\
+             | workload | amqp-rpc calls/s | lapin + confirms calls/s | ratio | amqp-rpc p50 ms | p50 ratio |\n\
+             |---|---|---|---|---|---|\n{}\n",
+            confirm_rows.join("\n")
+        );
+    }
     let _ = writeln!(
         md,
         "## memory:// (in process)\n\n| workload | calls or deliveries/s | p50 ms | p99 ms |\n|---|---|---|---|"
@@ -295,6 +327,20 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
                 fmt_ms(s.p99_ms)
             );
         }
+    }
+    if !results.memory_one_thread.is_empty() {
+        let s = median(&results.memory_one_thread);
+        let _ = writeln!(
+            md,
+            "| calls, 64 in flight, 100 B, runtime of one thread | {} | {} | {} |\n\n\
+             The rows above run on the bench's runtime of two worker threads, as a server would; \
+             the last row runs the same client and server on one thread. The difference is the \
+             cost of handing work between cores (wake-ups, locks and malloc arenas shared by two \
+             threads); see [bench/PROFILING.md](bench/PROFILING.md).",
+            fmt_rate(s.ops_per_s),
+            fmt_ms(s.p50_ms),
+            fmt_ms(s.p99_ms)
+        );
     }
     let _ = writeln!(
         md,
@@ -351,20 +397,18 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
     md
 }
 
-/// amqp-rpc's CPU work for one 100 B call, step by step, over `iterations`.
+/// amqp-rpc's CPU work for one 100 B call, step by step, over `iterations`: the functions
+/// the client and server run, one after the other on one thread.
 pub(crate) fn call_breakdown(iterations: usize) -> Vec<(String, f64)> {
+    use amqp_rpc::__private_v1::wire_steps;
     let payload = "x".repeat(100);
-    let request = serde_json::json!({
-        "method": "echo", "args": {"payload": payload}, "version": "1.0",
-        "_msg_id": "f7bf1089f6f9431db1932dec9c1313cf", "_reply_q": "reply_dd16ef441b4e49eaa2e56f543aef0f11",
-        "_timeout": null, "_unique_id": "fda5a1788ba1489d938fdfd581fbe416", "_context_request_id": "req-1",
-    });
-    let reply = serde_json::json!({
-        "result": payload, "failure": null, "ending": true,
-        "_msg_id": "f7bf1089f6f9431db1932dec9c1313cf", "_unique_id": "8893a1788ba1489d938fdfd581fbe416",
-    });
-    let request_body = amqp_rpc::wire::seal(&request.to_string());
-    let reply_body = amqp_rpc::wire::seal(&reply.to_string());
+    let args = serde_json::json!({"payload": payload});
+    let ctx = amqp_rpc::Context::new().with_request_id("req-1");
+    let reply_q = "reply_dd16ef441b4e49eaa2e56f543aef0f11";
+    let msg_id = "f7bf1089f6f9431db1932dec9c1313cf";
+    let request_body = wire_steps::encode_call(&ctx, "echo", &args, reply_q).unwrap_or_default();
+    let result = serde_json::Value::String(payload.clone());
+    let reply_body = wire_steps::encode_reply(&result, msg_id);
     let endpoint = BenchEndpoint::new(crate::systems::counter_for_breakdown());
     let time = |f: &mut dyn FnMut()| {
         let started = Instant::now();
@@ -375,15 +419,15 @@ pub(crate) fn call_breakdown(iterations: usize) -> Vec<(String, f64)> {
     };
     vec![
         (
-            "client: encode the request and seal the envelope".to_owned(),
+            "client: encode the request into its envelope".to_owned(),
             time(&mut || {
-                std::hint::black_box(amqp_rpc::wire::seal(&request.to_string()));
+                std::hint::black_box(wire_steps::encode_call(&ctx, "echo", &args, reply_q).ok());
             }),
         ),
         (
-            "server: open the envelope and parse the request".to_owned(),
+            "server: open the envelope and decode the request".to_owned(),
             time(&mut || {
-                std::hint::black_box(amqp_rpc::wire::open(&request_body).ok());
+                std::hint::black_box(wire_steps::decode_request(&request_body).ok());
             }),
         ),
         (
@@ -402,15 +446,15 @@ pub(crate) fn call_breakdown(iterations: usize) -> Vec<(String, f64)> {
             }),
         ),
         (
-            "server: encode the reply and seal the envelope".to_owned(),
+            "server: encode the reply into its envelope".to_owned(),
             time(&mut || {
-                std::hint::black_box(amqp_rpc::wire::seal(&reply.to_string()));
+                std::hint::black_box(wire_steps::encode_reply(&result, msg_id));
             }),
         ),
         (
-            "client: open the reply envelope and parse it".to_owned(),
+            "client: open the envelope and decode the reply".to_owned(),
             time(&mut || {
-                std::hint::black_box(amqp_rpc::wire::open(&reply_body).ok());
+                std::hint::black_box(wire_steps::decode_reply(&reply_body).ok());
             }),
         ),
     ]

@@ -251,10 +251,15 @@ impl LapinSystem {
         amqp_url: &str,
         topic: &str,
         prefetch: u16,
+        confirms: bool,
     ) -> Result<LapinSystem, lapin::Error> {
-        let queue = format!("{topic}-lapin");
-        let exchange = format!("{topic}-lapin-fanout");
-        let server = RefServer::start(amqp_url, &queue, None, prefetch).await?;
+        let name = match confirms {
+            true => format!("{topic}-lapin-confirms"),
+            false => format!("{topic}-lapin"),
+        };
+        let queue = name.clone();
+        let exchange = format!("{name}-fanout");
+        let server = RefServer::start(amqp_url, &queue, None, prefetch, confirms).await?;
         let mut fanout_servers = Vec::new();
         for i in 0..FANOUT_SERVERS {
             fanout_servers.push(
@@ -263,12 +268,13 @@ impl LapinSystem {
                     &format!("{exchange}-{i}"),
                     Some(&exchange),
                     prefetch,
+                    confirms,
                 )
                 .await?,
             );
         }
         Ok(LapinSystem {
-            client: RefClient::connect(amqp_url).await?,
+            client: RefClient::connect(amqp_url, confirms).await?,
             queue,
             exchange,
             server,

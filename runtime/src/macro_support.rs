@@ -107,3 +107,64 @@ pub async fn cast(
 ) -> Result<(), RpcError> {
     client.cast_as(Some(version), ctx, method, args).await
 }
+
+/// The steps of one call as the client and server run them, for the benchmark's per-step
+/// timings (`amqp-rpc-bench`). Not a public API.
+pub mod wire_steps {
+    use serde::Serialize;
+    use serde_json::Value;
+
+    use crate::Context;
+    use crate::wire::{CallFields, IncomingReply, IncomingRequest, OutgoingReply, OutgoingRequest};
+
+    /// Client: encodes a call request and seals it in the envelope (the AMQP body).
+    pub fn encode_call(
+        ctx: &Context,
+        method: &str,
+        args: &impl Serialize,
+        reply_q: &str,
+    ) -> Result<Vec<u8>, crate::RpcError> {
+        let msg_id = crate::wire::new_id().text();
+        let unique_id = crate::wire::new_id().text();
+        OutgoingRequest {
+            method,
+            args,
+            namespace: None,
+            version: None,
+            call: Some(CallFields {
+                msg_id: msg_id.as_str(),
+                reply_q,
+                call_monitor_timeout: None,
+            }),
+            unique_id: unique_id.as_str(),
+            context: ctx,
+        }
+        .encode()
+    }
+
+    /// Server: opens a request body; returns the method, the arguments and the context.
+    pub fn decode_request(
+        body: &[u8],
+    ) -> Result<(Option<String>, Value, Context), crate::wire::WireError> {
+        let request: IncomingRequest = crate::wire::decode(body)?;
+        Ok((request.method, request.args, request.context))
+    }
+
+    /// Server: encodes a final reply carrying `result` and seals it.
+    pub fn encode_reply(result: &Value, msg_id: &str) -> Vec<u8> {
+        let unique_id = crate::wire::new_id().text();
+        OutgoingReply {
+            result,
+            failure: None,
+            ending: true,
+            msg_id,
+            unique_id: unique_id.as_str(),
+        }
+        .encode()
+    }
+
+    /// Client: opens a reply body; returns its result.
+    pub fn decode_reply(body: &[u8]) -> Result<Value, crate::wire::WireError> {
+        IncomingReply::decode(body).map(|reply| reply.result)
+    }
+}

@@ -70,6 +70,14 @@ fn fmt_rate(v: f64) -> String {
     }
 }
 
+/// A measured figure beside its target: ratios with two decimals, rates as rates.
+fn fmt_target(v: f64, unit: &str) -> String {
+    match unit {
+        "×" => format!("{v:.2}×"),
+        _ => format!("{}{unit}", fmt_rate(v)),
+    }
+}
+
 fn fmt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
 }
@@ -132,7 +140,7 @@ fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
         let holds = value.map(|v| v >= threshold);
         out.push((
             text,
-            value.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}{unit}")),
+            value.map_or_else(|| "–".to_owned(), |v| fmt_target(v, unit)),
             holds,
         ));
     };
@@ -163,7 +171,7 @@ fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
         let holds = value.map(|v| v >= threshold);
         out.push((
             text,
-            value.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}{unit}")),
+            value.map_or_else(|| "–".to_owned(), |v| fmt_target(v, unit)),
             holds,
         ));
     };
@@ -191,7 +199,7 @@ fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
         "memory:// calls/s at 64 in flight ≥ 200k".to_owned(),
         memory,
         200_000.0,
-        "",
+        " calls/s",
     );
     let heap = results.heap_per_call;
     out.push((
@@ -214,8 +222,9 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
          writes this file and `BENCHMARKS.svg`).\n\n\
          - Machine: {}, {} cores, {} RAM; RabbitMQ {} on the same machine.\n\
          - Peers: amqp-rpc {}; a hand-written lapin request/reply (one connection per side, an \
-           exclusive server-named reply queue, correlation ids, pipelined, no confirms); Python \
-           oslo.messaging {} (threading executor, 64 workers).\n\
+           exclusive server-named reply queue, correlation ids, pipelined, no confirms), and the \
+           same reference with publisher confirms (calls only); Python oslo.messaging {} \
+           (threading executor, 64 workers).\n\
          - Method: every phase runs {:.1} s (casts and fanout: a fixed count, time-bounded) for each \
            system in turn, {} rounds with the order of systems alternating; figures are medians over \
            rounds. Servers and clients use separate connections; amqp-rpc servers run 64 handlers \

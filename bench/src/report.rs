@@ -70,6 +70,20 @@ fn fmt_rate(v: f64) -> String {
     }
 }
 
+/// A target row for a figure that must reach `threshold`.
+fn at_least(
+    text: String,
+    value: Option<f64>,
+    threshold: f64,
+    unit: &str,
+) -> (String, String, Option<bool>) {
+    (
+        text,
+        value.map_or_else(|| "–".to_owned(), |v| fmt_target(v, unit)),
+        value.map(|v| v >= threshold),
+    )
+}
+
 /// A measured figure beside its target: ratios with two decimals, rates as rates.
 fn fmt_target(v: f64, unit: &str) -> String {
     match unit {
@@ -136,54 +150,38 @@ fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
         payload: 100,
     };
     let mut out = Vec::new();
-    let mut at_least = |text: String, value: Option<f64>, threshold: f64, unit: &str| {
-        let holds = value.map(|v| v >= threshold);
-        out.push((
-            text,
-            value.map_or_else(|| "–".to_owned(), |v| fmt_target(v, unit)),
-            holds,
-        ));
-    };
     for in_flight in [64, 256] {
         let r = rate(SystemKind::Amqp, calls(in_flight))
             .zip(rate(SystemKind::Lapin, calls(in_flight)))
             .map(|(a, b)| a / b);
-        at_least(
+        out.push(at_least(
             format!("calls/s at {in_flight} in flight ≥ 0.95× lapin"),
             r,
             0.95,
             "×",
-        );
+        ));
     }
     let r = rate(SystemKind::Amqp, casts)
         .zip(rate(SystemKind::Lapin, casts))
         .map(|(a, b)| a / b);
-    at_least("casts/s ≥ 0.9× lapin".to_owned(), r, 0.9, "×");
+    out.push(at_least("casts/s ≥ 0.9× lapin".to_owned(), r, 0.9, "×"));
     let r = p50(SystemKind::Amqp, calls(1))
         .zip(p50(SystemKind::Lapin, calls(1)))
         .map(|(a, b)| a / b);
     out.push((
         "sequential p50 ≤ 1.10× lapin".to_owned(),
-        r.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}×")),
+        r.map_or_else(|| "–".to_owned(), |v| fmt_target(v, "×")),
         r.map(|v| v <= 1.10),
     ));
-    let mut at_least = |text: String, value: Option<f64>, threshold: f64, unit: &str| {
-        let holds = value.map(|v| v >= threshold);
-        out.push((
-            text,
-            value.map_or_else(|| "–".to_owned(), |v| fmt_target(v, unit)),
-            holds,
-        ));
-    };
     let r = rate(SystemKind::Amqp, calls(64))
         .zip(rate(SystemKind::Oslo, calls(64)))
         .map(|(a, b)| a / b);
-    at_least(
+    out.push(at_least(
         "calls/s at 64 in flight ≥ 25× oslo.messaging".to_owned(),
         r,
         25.0,
         "×",
-    );
+    ));
     let memory = results
         .memory_workloads
         .iter()
@@ -195,12 +193,12 @@ fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
         })
         .and_then(|i| results.memory_samples.get(&i))
         .map(|s| median(s).ops_per_s);
-    at_least(
+    out.push(at_least(
         "memory:// calls/s at 64 in flight ≥ 200k".to_owned(),
         memory,
         200_000.0,
         " calls/s",
-    );
+    ));
     let heap = results.heap_per_call;
     out.push((
         "client heap per in-flight call ≤ 2 KiB".to_owned(),

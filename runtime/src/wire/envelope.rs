@@ -144,15 +144,11 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
             version: version.get().to_owned(),
         });
     }
-    let inner = message
-        .get()
-        .strip_prefix('"')
-        .and_then(|m| m.strip_suffix('"'))
-        .ok_or(WireError::BadField {
-            field: "oslo.message",
-            expected: "string",
-        })?;
-    parse_object(unescape(inner)?.as_bytes())
+    let inner = json_str(message).ok_or(WireError::BadField {
+        field: "oslo.message",
+        expected: "string",
+    })?;
+    parse_object(inner.as_bytes())
 }
 
 /// The text of a JSON string value, borrowed unless it has escapes; `None` for any other

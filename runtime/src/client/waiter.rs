@@ -5,10 +5,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::{Notify, oneshot};
+use bytes::Bytes;
+use tokio::sync::Notify;
 
 use crate::error::{RpcError, TransportError};
-use crate::transport::{Driver, Subscription, lock};
+use crate::transport::{Driver, ReplyConsumer, ReplyHandler, lock};
 use crate::wire::{Id, IncomingReply};
 
 /// What a waiting call receives.
@@ -19,14 +20,20 @@ pub(crate) enum ReplyEvent {
     Closed(String),
 }
 
+/// A transport's reply queue, and the calls waiting on it.
 #[derive(Debug)]
 pub(crate) struct ReplyWaiter {
-    queue: String,
+    mailbox: Arc<Mailbox>,
+    /// Dropped with the waiter, which cancels the queue's consumer.
+    consumer: ReplyConsumer,
+}
+
+/// The calls waiting for replies: the driver hands it the reply queue's messages.
+#[derive(Debug, Default)]
+struct Mailbox {
     state: Mutex<State>,
-    /// Set once the subscription has ended (`state.closed` says why).
+    /// Set once the consumer has ended (`state.closed` says why).
     closed: AtomicBool,
-    /// Dropped with the waiter, which ends the consuming task.
-    _shutdown: oneshot::Sender<()>,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +78,7 @@ impl Inbox {
 /// A registered call; dropping it unregisters the `_msg_id`.
 #[derive(Debug)]
 pub(crate) struct PendingCall {
-    waiter: Arc<ReplyWaiter>,
+    mailbox: Arc<Mailbox>,
     msg_id: Id,
     inbox: Arc<Inbox>,
 }
@@ -91,42 +98,32 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        lock(&self.waiter.state).calls.remove(&self.msg_id);
+        lock(&self.mailbox.state).calls.remove(&self.msg_id);
     }
 }
 
 impl ReplyWaiter {
     /// Declares a reply queue and starts consuming it.
-    pub(crate) async fn start(driver: &dyn Driver) -> Result<Arc<ReplyWaiter>, RpcError> {
-        let queue = driver.listen_replies().await?;
-        let (shutdown, stopped) = oneshot::channel();
-        let waiter = Arc::new(ReplyWaiter {
-            queue: queue.name,
-            state: Mutex::default(),
-            closed: AtomicBool::new(false),
-            _shutdown: shutdown,
-        });
-        tokio::spawn(consume(
-            Arc::downgrade(&waiter),
-            queue.subscription,
-            stopped,
-        ));
-        Ok(waiter)
+    pub(crate) async fn start(driver: &dyn Driver) -> Result<ReplyWaiter, RpcError> {
+        let mailbox = Arc::new(Mailbox::default());
+        let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&mailbox) as Weak<Mailbox>;
+        let consumer = driver.consume_replies(handler).await?;
+        Ok(ReplyWaiter { mailbox, consumer })
     }
 
     /// The reply queue name, sent as `_reply_q`.
     pub(crate) fn queue(&self) -> &str {
-        &self.queue
+        &self.consumer.name
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.mailbox.closed.load(Ordering::Acquire)
     }
 
     /// Registers `msg_id` before its request is published, so no reply can be missed.
-    pub(crate) fn register(self: &Arc<Self>, msg_id: Id) -> Result<PendingCall, RpcError> {
+    pub(crate) fn register(&self, msg_id: Id) -> Result<PendingCall, RpcError> {
         let inbox = Arc::new(Inbox::default());
-        let mut state = lock(&self.state);
+        let mut state = lock(&self.mailbox.state);
         if let Some(reason) = &state.closed {
             return Err(TransportError::Closed {
                 reason: reason.clone(),
@@ -136,12 +133,19 @@ impl ReplyWaiter {
         state.calls.insert(msg_id, Arc::clone(&inbox));
         drop(state);
         Ok(PendingCall {
-            waiter: Arc::clone(self),
+            mailbox: Arc::clone(&self.mailbox),
             msg_id,
             inbox,
         })
     }
 
+    /// Ends every waiting call and refuses new ones.
+    pub(crate) fn close(&self, reason: String) {
+        self.mailbox.close(reason);
+    }
+}
+
+impl Mailbox {
     fn deliver(&self, reply: IncomingReply) {
         let state = lock(&self.state);
         // Ids this process did not make belong to no call of it.
@@ -153,7 +157,7 @@ impl ReplyWaiter {
         }
     }
 
-    pub(crate) fn close(&self, reason: String) {
+    fn close(&self, reason: String) {
         let mut state = lock(&self.state);
         for (_, call) in state.calls.drain() {
             call.push(ReplyEvent::Closed(reason.clone()));
@@ -163,33 +167,15 @@ impl ReplyWaiter {
     }
 }
 
-async fn consume(
-    waiter: Weak<ReplyWaiter>,
-    mut subscription: Box<dyn Subscription>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    loop {
-        let delivery = tokio::select! {
-            _ = &mut stopped => return,
-            delivery = subscription.next() => delivery,
-        };
-        let Some(waiter) = waiter.upgrade() else {
-            return;
-        };
-        let delivery = match delivery {
-            Ok(delivery) => delivery,
-            Err(e) => {
-                tracing::error!(queue = %waiter.queue, error = %e, "reply queue consumer ended");
-                waiter.close(e.to_string());
-                return;
-            }
-        };
-        if let Err(e) = delivery.acker.ack().await {
-            tracing::warn!(error = %e, "failed to acknowledge a reply");
-        }
-        match IncomingReply::decode(&delivery.body) {
-            Ok(reply) => waiter.deliver(reply),
+impl ReplyHandler for Mailbox {
+    fn on_message(&self, body: Bytes) {
+        match IncomingReply::decode(&body) {
+            Ok(reply) => self.deliver(reply),
             Err(e) => tracing::warn!(error = %e, "dropping malformed reply"),
         }
+    }
+
+    fn on_end(&self, reason: String) {
+        self.close(reason);
     }
 }

@@ -7,9 +7,11 @@
 //! The broker lock is a std mutex that is never held across an `.await`, and no delivery is
 //! ever dropped while it is held (a dropped delivery re-locks to requeue itself).
 //!
+//! A reply queue consumed with [`Driver::consume_replies`] has no consumer task: each reply is
+//! handed to the caller's handler in the publisher's task, once the broker lock is released.
+//!
 //! Every call passes through here several times (request published, delivered, acknowledged;
-//! reply published, delivered, acknowledged), so the message path allocates only what it
-//! must: routing looks bindings up by borrowed names (the `<topic>.<server>` and
+//! reply published and handed over), so the message path allocates only what it must: routing looks bindings up by borrowed names (the `<topic>.<server>` and
 //! `<topic>_fanout` names are built in a buffer kept in the broker state), and queue names are
 //! `Arc<str>`s shared with the deliveries' ackers.
 
@@ -21,7 +23,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Acker, Delivery, Destination, Driver, PublishOptions, ReplyQueue, Subscription, lock};
+use super::{
+    Acker, Delivery, Destination, Driver, PublishOptions, ReplyConsumer, ReplyHandler, ReplyQueue,
+    Subscription, lock,
+};
 use crate::error::TransportError;
 use crate::target::Target;
 
@@ -122,9 +127,26 @@ struct Message {
 #[derive(Debug)]
 struct Consumer {
     id: u64,
-    tx: mpsc::UnboundedSender<Delivery>,
+    sink: Sink,
     prefetch: usize,
     unacked: usize,
+}
+
+/// Where a consumer's messages go.
+enum Sink {
+    /// Deliveries for a [`Subscription`], to acknowledge.
+    Channel(mpsc::UnboundedSender<Delivery>),
+    /// Messages handed to a reply handler in the publisher's task, without acknowledgement.
+    Push(Weak<dyn ReplyHandler>),
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sink::Channel(_) => "Channel",
+            Sink::Push(_) => "Push",
+        })
+    }
 }
 
 impl Consumer {
@@ -133,8 +155,40 @@ impl Consumer {
     }
 }
 
-/// Deliveries that could not be handed over; they must be dropped after the lock is released.
-type Orphans = Vec<Delivery>;
+/// A message pushed to a [`ReplyHandler`] consumer.
+type Pushed = (Weak<dyn ReplyHandler>, Bytes);
+
+/// What is done once the broker lock is released: deliveries that could not be handed over
+/// are dropped (which requeues them, taking the lock again), and pushed messages are handed to
+/// their handlers (which may take locks of their own).
+#[derive(Default)]
+struct AfterUnlock {
+    orphans: Vec<Delivery>,
+    /// The usual single pushed message, held inline; any others follow in `more_pushed`.
+    pushed: Option<Pushed>,
+    more_pushed: Vec<Pushed>,
+}
+
+impl AfterUnlock {
+    fn push(&mut self, pushed: Pushed) {
+        match self.pushed {
+            None => self.pushed = Some(pushed),
+            Some(_) => self.more_pushed.push(pushed),
+        }
+    }
+
+    /// Runs with the lock released.
+    fn run(self) {
+        drop(self.orphans);
+        for (handler, body) in self.pushed.into_iter().chain(self.more_pushed) {
+            // A handler that is gone cancels its consumer as it goes; a message that reached
+            // it in between has nobody left to read it.
+            if let Some(handler) = handler.upgrade() {
+                handler.on_message(body);
+            }
+        }
+    }
+}
 
 /// The exchange and routing key of `to`, as [`Destination::address`] gives them, borrowed
 /// from `to`, `control_exchange` or `scratch` (which holds a name that has to be built).
@@ -182,7 +236,7 @@ impl Queue {
     }
 
     /// Hands waiting messages to consumers with room, round-robin, dropping expired ones.
-    fn pump(&mut self, broker: &Arc<Broker>, orphans: &mut Orphans) {
+    fn pump(&mut self, broker: &Arc<Broker>, after: &mut AfterUnlock) {
         // Read the clock only if a message can expire.
         let mut now = None;
         loop {
@@ -207,6 +261,13 @@ impl Queue {
                 return;
             };
             let consumer = &mut self.consumers[index];
+            let tx = match &consumer.sink {
+                Sink::Push(handler) => {
+                    after.push((Weak::clone(handler), message.body));
+                    continue;
+                }
+                Sink::Channel(tx) => tx,
+            };
             consumer.unacked += 1;
             let delivery = Delivery {
                 body: message.body.clone(),
@@ -217,11 +278,11 @@ impl Queue {
                     message: Some(message),
                 }),
             };
-            if let Err(mpsc::error::SendError(delivery)) = consumer.tx.send(delivery) {
+            if let Err(mpsc::error::SendError(delivery)) = tx.send(delivery) {
                 // Cannot happen while the consumer is registered (its subscription removes it
                 // before closing the channel); if it does, the delivery requeues itself once
                 // the lock is released.
-                orphans.push(delivery);
+                after.orphans.push(delivery);
                 return;
             }
         }
@@ -233,10 +294,10 @@ impl Queue {
         body: Bytes,
         expires_at: Option<Instant>,
         broker: &Arc<Broker>,
-        orphans: &mut Orphans,
+        after: &mut AfterUnlock,
     ) {
         self.messages.push_back(Message { body, expires_at });
-        self.pump(broker, orphans);
+        self.pump(broker, after);
     }
 }
 
@@ -288,7 +349,7 @@ impl State {
         to: Destination<'_>,
         control_exchange: &str,
         message: Message,
-        orphans: &mut Orphans,
+        after: &mut AfterUnlock,
     ) -> bool {
         let State {
             queues,
@@ -305,7 +366,7 @@ impl State {
                 let Some(queue) = queues.get_mut(key) else {
                     return false;
                 };
-                queue.push(message.body, message.expires_at, broker, orphans);
+                queue.push(message.body, message.expires_at, broker, after);
                 return true;
             }
         };
@@ -314,11 +375,11 @@ impl State {
         };
         for name in others {
             if let Some(queue) = queues.get_mut(name) {
-                queue.push(message.body.clone(), message.expires_at, broker, orphans);
+                queue.push(message.body.clone(), message.expires_at, broker, after);
             }
         }
         if let Some(queue) = queues.get_mut(last) {
-            queue.push(message.body, message.expires_at, broker, orphans);
+            queue.push(message.body, message.expires_at, broker, after);
         }
         true
     }
@@ -330,7 +391,7 @@ impl State {
         queue: &str,
         consumer: u64,
         requeue: Option<Message>,
-        orphans: &mut Orphans,
+        after: &mut AfterUnlock,
     ) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
@@ -341,27 +402,27 @@ impl State {
         if let Some(message) = requeue {
             q.messages.push_front(message);
         }
-        q.pump(broker, orphans);
+        q.pump(broker, after);
     }
 
     fn add_consumer(
         &mut self,
         broker: &Arc<Broker>,
         queue: &str,
-        tx: &mpsc::UnboundedSender<Delivery>,
+        sink: Sink,
         prefetch: u16,
-        orphans: &mut Orphans,
+        after: &mut AfterUnlock,
     ) -> u64 {
         self.next_consumer += 1;
         let id = self.next_consumer;
         if let Some(q) = self.queues.get_mut(queue) {
             q.consumers.push(Consumer {
                 id,
-                tx: tx.clone(),
+                sink,
                 prefetch: usize::from(prefetch),
                 unacked: 0,
             });
-            q.pump(broker, orphans);
+            q.pump(broker, after);
         }
         id
     }
@@ -386,14 +447,14 @@ impl MemoryDriver {
 }
 
 impl Broker {
-    /// Runs `f` on the state under the lock, then drops any orphaned deliveries unlocked.
+    /// Runs `f` on the state under the lock, then what it left to do unlocked.
     fn with_state<R>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut State, &Arc<Broker>, &mut Orphans) -> R,
+        f: impl FnOnce(&mut State, &Arc<Broker>, &mut AfterUnlock) -> R,
     ) -> R {
-        let mut orphans = Orphans::new();
-        let result = f(&mut lock(&self.state), self, &mut orphans);
-        drop(orphans);
+        let mut after = AfterUnlock::default();
+        let result = f(&mut lock(&self.state), self, &mut after);
+        after.run();
         result
     }
 }
@@ -411,8 +472,8 @@ impl Driver for MemoryDriver {
             body,
             expires_at: options.expiration.map(|ttl| Instant::now() + ttl),
         };
-        let routed = self.broker.with_state(|state, broker, orphans| {
-            state.publish(broker, to, &self.control_exchange, message, orphans)
+        let routed = self.broker.with_state(|state, broker, after| {
+            state.publish(broker, to, &self.control_exchange, message, after)
         });
         if !routed && options.mandatory {
             let (exchange, routing_key) = to.address(&self.control_exchange);
@@ -442,7 +503,7 @@ impl Driver for MemoryDriver {
         let fanout_exchange = super::fanout_exchange(topic);
         let fanout_queue = format!("{fanout_exchange}_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
-        let (consumers, fanout_queue) = self.broker.with_state(|state, broker, orphans| {
+        let (consumers, fanout_queue) = self.broker.with_state(|state, broker, after| {
             let topic_queue = state.declare_queue(topic);
             state.bind(exchange, topic, &topic_queue);
             let server_queue = state.declare_queue(&server_queue);
@@ -456,7 +517,8 @@ impl Driver for MemoryDriver {
             let consumers = [topic_queue, server_queue, Arc::clone(&fanout_queue)]
                 .into_iter()
                 .map(|q| {
-                    let id = state.add_consumer(broker, &q, &tx, prefetch, orphans);
+                    let id =
+                        state.add_consumer(broker, &q, Sink::Channel(tx.clone()), prefetch, after);
                     (q, id)
                 })
                 .collect();
@@ -475,13 +537,34 @@ impl Driver for MemoryDriver {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// Hands each reply to `handler` as it is published, in the publisher's task: no
+    /// consumer task, no acknowledgement (RabbitMQ's reply consumers take no acks either).
+    async fn consume_replies(
+        &self,
+        handler: Weak<dyn ReplyHandler>,
+    ) -> Result<ReplyConsumer, TransportError> {
+        self.check_open()?;
+        let name = format!("reply_{}", crate::wire::new_id());
+        let (queue, consumer) = self.broker.with_state(|state, broker, after| {
+            let queue = state.declare_queue(&name);
+            let consumer = state.add_consumer(broker, &queue, Sink::Push(handler), 0, after);
+            (queue, consumer)
+        });
+        let cancel = PushedReplies {
+            broker: Arc::clone(&self.broker),
+            queue,
+            consumer,
+        };
+        Ok(ReplyConsumer::new(name, cancel))
+    }
+
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
         self.check_open()?;
         let name = format!("reply_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
-        let (queue, consumer) = self.broker.with_state(|state, broker, orphans| {
+        let (queue, consumer) = self.broker.with_state(|state, broker, after| {
             let queue = state.declare_queue(&name);
-            let consumer = state.add_consumer(broker, &queue, &tx, 0, orphans);
+            let consumer = state.add_consumer(broker, &queue, Sink::Channel(tx.clone()), 0, after);
             (queue, consumer)
         });
         Ok(ReplyQueue {
@@ -493,6 +576,23 @@ impl Driver for MemoryDriver {
             }),
             name,
         })
+    }
+}
+
+/// A reply queue pushed to a handler; dropping it cancels the consumer and deletes the queue
+/// (RabbitMQ lets an abandoned reply queue expire).
+struct PushedReplies {
+    broker: Arc<Broker>,
+    queue: Arc<str>,
+    consumer: u64,
+}
+
+impl Drop for PushedReplies {
+    fn drop(&mut self) {
+        self.broker.with_state(|state, _, _| {
+            state.remove_consumer(&self.queue, self.consumer);
+            state.delete_queue(&self.queue);
+        });
     }
 }
 
@@ -560,8 +660,8 @@ impl MemoryAcker {
             return;
         };
         let requeue = requeue.then_some(message);
-        broker.with_state(|state, broker, orphans| {
-            state.settle(broker, &self.queue, self.consumer, requeue, orphans);
+        broker.with_state(|state, broker, after| {
+            state.settle(broker, &self.queue, self.consumer, requeue, after);
         });
     }
 }
@@ -681,6 +781,82 @@ mod tests {
         drop(sub);
         drop(replies);
         assert_eq!(driver.queue_names(), vec!["t".to_owned(), "t.s".to_owned()]);
+    }
+
+    /// A reply handler that keeps what it is given.
+    #[derive(Default)]
+    struct Kept {
+        messages: Mutex<Vec<Bytes>>,
+        ended: Mutex<Option<String>>,
+    }
+
+    impl ReplyHandler for Kept {
+        fn on_message(&self, body: Bytes) {
+            lock(&self.messages).push(body);
+        }
+        fn on_end(&self, reason: String) {
+            *lock(&self.ended) = Some(reason);
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_are_pushed_to_the_handler_as_they_are_published() {
+        let driver = MemoryDriver::private();
+        let kept = Arc::new(Kept::default());
+        let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&kept) as Weak<Kept>;
+        let consumer = driver
+            .consume_replies(handler)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let to = Destination::Reply {
+            queue: &consumer.name,
+        };
+        let mandatory = PublishOptions {
+            mandatory: true,
+            ..PublishOptions::default()
+        };
+        for text in ["one", "two"] {
+            let sent = driver.publish(to, Bytes::from(text), mandatory);
+            sent.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Handed over within `publish`: no other task ran in between.
+        assert_eq!(*lock(&kept.messages), ["one", "two"]);
+        assert_eq!(
+            driver.queue_depth(&consumer.name),
+            Some(0),
+            "nothing waits unacked"
+        );
+        assert_eq!(*lock(&kept.ended), None);
+
+        // Dropping the consumer deletes the queue: a reply to it is now unroutable.
+        let name = consumer.name.clone();
+        drop(consumer);
+        assert!(driver.queue_names().is_empty());
+        let to = Destination::Reply { queue: &name };
+        let sent = driver.publish(to, Bytes::from("three"), mandatory).await;
+        assert!(
+            matches!(sent, Err(TransportError::NoRoute { .. })),
+            "{sent:?}"
+        );
+        assert_eq!(lock(&kept.messages).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reply_whose_handler_is_gone_is_dropped_quietly() {
+        let driver = MemoryDriver::private();
+        let kept = Arc::new(Kept::default());
+        let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&kept) as Weak<Kept>;
+        let consumer = driver
+            .consume_replies(handler)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(kept);
+        let to = Destination::Reply {
+            queue: &consumer.name,
+        };
+        let sent = driver.publish(to, Bytes::from("late"), PublishOptions::default());
+        sent.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(driver.queue_depth(&consumer.name), Some(0));
     }
 
     #[tokio::test(start_paused = true)]

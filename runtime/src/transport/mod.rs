@@ -10,7 +10,7 @@ pub mod config;
 pub mod memory;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -132,6 +132,72 @@ pub struct ReplyQueue {
     pub subscription: Box<dyn Subscription>,
 }
 
+/// Takes the messages of a reply queue as a driver delivers them, in whatever task it delivers
+/// them from (the `memory://` driver calls it in the publisher's task): it must not block.
+pub trait ReplyHandler: Send + Sync + 'static {
+    /// A message arrived on the reply queue, which is consumed without acknowledgements.
+    fn on_message(&self, body: Bytes);
+    /// The queue's consumer ended (connection lost or transport closed): nothing more arrives.
+    fn on_end(&self, reason: String);
+}
+
+/// A reply queue consumed into a [`ReplyHandler`]; dropping it cancels the consumer.
+pub struct ReplyConsumer {
+    /// The queue name, sent as `_reply_q`.
+    pub name: String,
+    /// Dropped with the consumer, which cancels it.
+    _cancel: Box<dyn Send + Sync>,
+}
+
+impl ReplyConsumer {
+    /// A consumer of queue `name` that `cancel`, when dropped, ends.
+    pub fn new(name: String, cancel: impl Send + Sync + 'static) -> ReplyConsumer {
+        ReplyConsumer {
+            name,
+            _cancel: Box::new(cancel),
+        }
+    }
+}
+
+impl fmt::Debug for ReplyConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyConsumer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Feeds a reply queue's deliveries to `handler` until cancelled, the handler is gone or the
+/// subscription ends: [`Driver::consume_replies`] for drivers that do not push.
+async fn pump_replies(
+    mut subscription: Box<dyn Subscription>,
+    handler: Weak<dyn ReplyHandler>,
+    mut cancelled: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let delivery = tokio::select! {
+            _ = &mut cancelled => return,
+            delivery = subscription.next() => delivery,
+        };
+        let Some(handler) = handler.upgrade() else {
+            return;
+        };
+        match delivery {
+            Ok(delivery) => {
+                if let Err(e) = delivery.acker.ack().await {
+                    tracing::warn!(error = %e, "failed to acknowledge a reply");
+                }
+                handler.on_message(delivery.body);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reply queue consumer ended");
+                handler.on_end(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
 /// What a transport driver provides. Implemented by `memory://` and `rabbit://`; one driver
 /// value is shared (behind an `Arc`) by every client and server of a [`Transport`].
 #[async_trait]
@@ -155,6 +221,21 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
 
     /// Declares and consumes a new reply queue.
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError>;
+
+    /// Declares a new reply queue and hands its messages to `handler` for as long as the
+    /// returned consumer and the handler live. Clients receive their replies this way.
+    ///
+    /// The default consumes [`Driver::listen_replies`] in a task of its own; a driver that
+    /// can call the handler as it routes a message (as `memory://` does) saves that task.
+    async fn consume_replies(
+        &self,
+        handler: Weak<dyn ReplyHandler>,
+    ) -> Result<ReplyConsumer, TransportError> {
+        let queue = self.listen_replies().await?;
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(pump_replies(queue.subscription, handler, cancelled));
+        Ok(ReplyConsumer::new(queue.name, cancel))
+    }
 
     /// Closes the connection: later operations fail with [`TransportError::Closed`] and
     /// subscriptions end.
@@ -275,7 +356,7 @@ impl Transport {
         if let Some(waiter) = current() {
             return Ok(waiter);
         }
-        let waiter = ReplyWaiter::start(self.inner.driver.as_ref()).await?;
+        let waiter = Arc::new(ReplyWaiter::start(self.inner.driver.as_ref()).await?);
         *lock(&self.inner.replies) = Some(Arc::clone(&waiter));
         Ok(waiter)
     }

@@ -148,7 +148,8 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
         field: "oslo.message",
         expected: "string",
     })?;
-    parse_object(inner.as_bytes())
+    // Parsed as text: it is known to be UTF-8, so its strings are not checked again.
+    parse_object(Text(&inner))
 }
 
 /// The text of a JSON string value, borrowed unless it has escapes; `None` for any other
@@ -161,17 +162,45 @@ pub(crate) fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
     }
 }
 
+/// JSON input: bytes (an AMQP body), or [`Text`] already known to be UTF-8.
+trait JsonInput<'a>: Copy {
+    fn bytes(self) -> &'a [u8];
+    fn parse<T: Deserialize<'a>>(self) -> serde_json::Result<T>;
+}
+
+impl<'a> JsonInput<'a> for &'a [u8] {
+    fn bytes(self) -> &'a [u8] {
+        self
+    }
+    fn parse<T: Deserialize<'a>>(self) -> serde_json::Result<T> {
+        serde_json::from_slice(self)
+    }
+}
+
+/// A JSON text known to be UTF-8: serde_json reads its strings without checking them again.
+#[derive(Clone, Copy)]
+struct Text<'a>(&'a str);
+
+impl<'a> JsonInput<'a> for Text<'a> {
+    fn bytes(self) -> &'a [u8] {
+        self.0.as_bytes()
+    }
+    fn parse<T: Deserialize<'a>>(self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0)
+    }
+}
+
 /// Parses `text` as a JSON object into `T`; a JSON value that is not an object is
 /// [`WireError::NotAnObject`].
-fn parse_object<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, WireError> {
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+fn parse_object<'a, T: Deserialize<'a>>(text: impl JsonInput<'a>) -> Result<T, WireError> {
+    let first = text.bytes().iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        return Err(match serde_json::from_slice::<IgnoredAny>(text) {
+        return Err(match text.parse::<IgnoredAny>() {
             Ok(_) => WireError::NotAnObject,
             Err(e) => WireError::Json(e),
         });
     }
-    serde_json::from_slice(text).map_err(WireError::Json)
+    text.parse().map_err(WireError::Json)
 }
 
 /// The envelope's two keys, borrowed from the body; every other key is skipped. A repeated
@@ -257,44 +286,46 @@ fn unescape(escaped: &str) -> Result<String, WireError> {
         expected: "string",
     };
     let mut out = String::with_capacity(escaped.len());
-    let mut rest = escaped;
-    while let Some(at) = rest.find('\\') {
-        out.push_str(&rest[..at]);
-        let mut chars = rest[at + 1..].chars();
-        let unescaped = match chars.next().ok_or_else(bad)? {
-            '"' => '"',
-            '\\' => '\\',
-            '/' => '/',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'n' => '\n',
-            'r' => '\r',
-            't' => '\t',
-            'u' => {
-                let code = hex4(chars.as_str()).ok_or_else(bad)?;
-                chars = chars.as_str()[4..].chars();
+    let bytes = escaped.as_bytes();
+    // `copied` is where the text not yet copied starts.
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(offset) = escaped[at..].find('\\') {
+        at += offset;
+        out.push_str(&escaped[copied..at]);
+        let (unescaped, length) = match bytes.get(at + 1).ok_or_else(bad)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let code = escaped.get(at + 2..).and_then(hex4).ok_or_else(bad)?;
                 match code {
                     0xD800..=0xDBFF => {
                         // A high surrogate must be followed by an escaped low surrogate.
-                        let low = chars
-                            .as_str()
-                            .strip_prefix("\\u")
+                        let low = escaped
+                            .get(at + 6..)
+                            .and_then(|rest| rest.strip_prefix("\\u"))
                             .and_then(hex4)
                             .filter(|low| (0xDC00..=0xDFFF).contains(low))
                             .ok_or_else(bad)?;
-                        chars = chars.as_str()[6..].chars();
-                        char::from_u32(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
-                            .ok_or_else(bad)?
+                        let pair = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                        (char::from_u32(pair).ok_or_else(bad)?, 12)
                     }
-                    code => char::from_u32(code).ok_or_else(bad)?,
+                    code => (char::from_u32(code).ok_or_else(bad)?, 6),
                 }
             }
             _ => return Err(bad()),
         };
         out.push(unescaped);
-        rest = chars.as_str();
+        at += length;
+        copied = at;
     }
-    out.push_str(rest);
+    out.push_str(&escaped[copied..]);
     Ok(out)
 }
 

@@ -431,12 +431,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .or_default()
                 .push(sample);
         }
-        if options.only.is_none() {
-            let label = format!(
-                "[round {}/{}] memory:// calls, 64 in flight, one worker thread",
-                round + 1,
-                options.rounds
-            );
+        let title = "memory:// calls, 64 in flight, one worker thread";
+        if options
+            .only
+            .as_ref()
+            .is_none_or(|only| title.contains(only))
+        {
+            let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
             progress(&format!("{label} ..."));
             if let Some(sample) = memory_one_thread(&vhost.0, topic, payload_small, seconds) {
                 progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));

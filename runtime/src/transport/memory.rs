@@ -799,15 +799,18 @@ mod tests {
         }
     }
 
+    /// A reply queue of `driver` consumed into a new [`Kept`].
+    async fn kept_replies(driver: &MemoryDriver) -> (Arc<Kept>, ReplyConsumer) {
+        let kept = Arc::new(Kept::default());
+        let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&kept) as Weak<Kept>;
+        let consumer = driver.consume_replies(handler).await;
+        (kept, consumer.unwrap_or_else(|e| panic!("{e}")))
+    }
+
     #[tokio::test]
     async fn replies_are_pushed_to_the_handler_as_they_are_published() {
         let driver = MemoryDriver::private();
-        let kept = Arc::new(Kept::default());
-        let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&kept) as Weak<Kept>;
-        let consumer = driver
-            .consume_replies(handler)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (kept, consumer) = kept_replies(&driver).await;
         let to = Destination::Reply {
             queue: &consumer.name,
         };
@@ -844,12 +847,7 @@ mod tests {
     #[tokio::test]
     async fn a_reply_whose_handler_is_gone_is_dropped_quietly() {
         let driver = MemoryDriver::private();
-        let kept = Arc::new(Kept::default());
-        let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&kept) as Weak<Kept>;
-        let consumer = driver
-            .consume_replies(handler)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (kept, consumer) = kept_replies(&driver).await;
         drop(kept);
         let to = Destination::Reply {
             queue: &consumer.name,

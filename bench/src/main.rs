@@ -93,6 +93,13 @@ struct Options {
     only: Option<String>,
 }
 
+impl Options {
+    /// Whether `--only` (if given) selects the workload titled `title`.
+    fn selects(&self, title: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| title.contains(only))
+    }
+}
+
 fn options() -> Options {
     let matches = clap::Command::new("amqp-rpc-bench")
         .about("Benchmarks amqp-rpc against hand-written lapin and Python oslo.messaging")
@@ -225,67 +232,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (20_000, 5_000)
     };
-    let workloads = vec![
-        Workload::Calls {
-            in_flight: 1,
-            payload: payload_small,
-        },
-        Workload::Calls {
-            in_flight: 64,
-            payload: payload_small,
-        },
-        Workload::Calls {
-            in_flight: 256,
-            payload: payload_small,
-        },
-        Workload::Calls {
-            in_flight: 64,
-            payload: 64 * 1024,
-        },
-        Workload::Casts {
-            count: casts,
-            payload: payload_small,
-        },
-        Workload::Fanout {
-            count: fanouts,
-            payload: payload_small,
-        },
-    ];
-    let memory_workloads = vec![
-        Workload::Calls {
-            in_flight: 1,
-            payload: payload_small,
-        },
-        Workload::Calls {
-            in_flight: 64,
-            payload: payload_small,
-        },
-        Workload::Calls {
-            in_flight: 256,
-            payload: payload_small,
-        },
-        Workload::Casts {
+    let calls = |in_flight, payload| Workload::Calls { in_flight, payload };
+    // The 100 B call workloads, run over RabbitMQ and over memory:// alike.
+    let small_calls = [1, 64, 256].map(|in_flight| calls(in_flight, payload_small));
+    let workloads: Vec<Workload> = small_calls
+        .into_iter()
+        .chain([
+            calls(64, 64 * 1024),
+            Workload::Casts {
+                count: casts,
+                payload: payload_small,
+            },
+            Workload::Fanout {
+                count: fanouts,
+                payload: payload_small,
+            },
+        ])
+        .filter(|w| options.selects(&w.title()))
+        .collect();
+    let memory_workloads: Vec<Workload> = small_calls
+        .into_iter()
+        .chain([Workload::Casts {
             count: casts * 5,
             payload: payload_small,
-        },
-    ];
-
-    let (workloads, memory_workloads) = match &options.only {
-        None => (workloads, memory_workloads),
-        Some(_) if options.out.is_some() => {
-            return Err("--only is for profiling: a report needs every workload".into());
-        }
-        Some(only) => (
-            workloads
-                .into_iter()
-                .filter(|w| w.title().contains(only.as_str()))
-                .collect(),
-            memory_workloads
-                .into_iter()
-                .filter(|w| format!("memory:// {}", w.title()).contains(only.as_str()))
-                .collect(),
-        ),
-    };
+        }])
+        .filter(|w| options.selects(&format!("memory:// {}", w.title())))
+        .collect();
+    if options.only.is_some() && options.out.is_some() {
+        return Err("--only is for profiling: a report needs every workload".into());
+    }
 
     let vhost = Vhost(format!("amqp-rpc-bench-{}", uuid::Uuid::new_v4().simple()));
     rabbitmqctl(&["add_vhost", &vhost.0])
@@ -432,11 +407,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .push(sample);
         }
         let title = "memory:// calls, 64 in flight, one worker thread";
-        if options
-            .only
-            .as_ref()
-            .is_none_or(|only| title.contains(only))
-        {
+        if options.selects(title) {
             let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
             progress(&format!("{label} ..."));
             if let Some(sample) = memory_one_thread(&vhost.0, topic, payload_small, seconds) {

@@ -170,6 +170,7 @@ impl fmt::Debug for ReplyConsumer {
 /// Feeds a reply queue's deliveries to `handler` until cancelled, the handler is gone or the
 /// subscription ends: [`Driver::consume_replies`] for drivers that do not push.
 async fn pump_replies(
+    queue: String,
     mut subscription: Box<dyn Subscription>,
     handler: Weak<dyn ReplyHandler>,
     mut cancelled: tokio::sync::oneshot::Receiver<()>,
@@ -190,7 +191,7 @@ async fn pump_replies(
                 handler.on_message(delivery.body);
             }
             Err(e) => {
-                tracing::error!(error = %e, "reply queue consumer ended");
+                tracing::error!(queue, error = %e, "reply queue consumer ended");
                 handler.on_end(e.to_string());
                 return;
             }
@@ -233,7 +234,8 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     ) -> Result<ReplyConsumer, TransportError> {
         let queue = self.listen_replies().await?;
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(pump_replies(queue.subscription, handler, cancelled));
+        let name = queue.name.clone();
+        tokio::spawn(pump_replies(name, queue.subscription, handler, cancelled));
         Ok(ReplyConsumer::new(queue.name, cancel))
     }
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -244,21 +245,30 @@ async fn consume(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut recent_ids = VecDeque::with_capacity(DUPLICATE_WINDOW);
-    let mut acks = tokio::task::JoinSet::new();
+    // Acknowledgements being written, polled here rather than in a task each.
+    let mut acks = FuturesUnordered::new();
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            permit = Arc::clone(&shared.permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        let mut acquire = std::pin::pin!(Arc::clone(&shared.permits).acquire_owned());
+        let permit = loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break None,
+                Some(acked) = acks.next(), if !acks.is_empty() => log_ack(acked),
+                permit = &mut acquire => break permit.ok(),
+            }
         };
-        let delivery = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            delivery = subscription.next() => delivery,
+        let Some(permit) = permit else { break };
+        let mut next = subscription.next();
+        let delivery = loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break None,
+                Some(acked) = acks.next(), if !acks.is_empty() => log_ack(acked),
+                delivery = &mut next => break Some(delivery),
+            }
         };
+        drop(next);
+        let Some(delivery) = delivery else { break };
         let delivery = match delivery {
             Ok(delivery) => delivery,
             Err(e) => {
@@ -282,17 +292,9 @@ async fn consume(
         // before the broker reads it, the broker redelivers the request (oslo has that window).
         let mut ack = delivery.acker.ack();
         match ack.as_mut().now_or_never() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "failed to acknowledge a request"),
-            None => {
-                acks.spawn(async move {
-                    if let Err(e) = ack.await {
-                        tracing::warn!(error = %e, "failed to acknowledge a request");
-                    }
-                });
-            }
+            Some(acked) => log_ack(acked),
+            None => acks.push(ack),
         }
-        while acks.try_join_next().is_some() {}
         if let Some(id) = request.unique_id.take() {
             if recent_ids.contains(&id) {
                 tracing::info!(unique_id = %id, "dropping duplicate message");
@@ -307,9 +309,18 @@ async fn consume(
     }
     // Acknowledgements of started requests go out before the channel closes; then closing
     // cancels the consumers, and requests not acknowledged (not started) requeue.
-    while acks.join_next().await.is_some() {}
+    while let Some(acked) = acks.next().await {
+        log_ack(acked);
+    }
     subscription.close().await;
     shared.consuming.send_replace(false);
+}
+
+/// Logs an acknowledgement that failed (the request runs all the same: at-most-once).
+fn log_ack(acked: Result<(), TransportError>) {
+    if let Err(e) = acked {
+        tracing::warn!(error = %e, "failed to acknowledge a request");
+    }
 }
 
 /// Runs one request and answers it if it is a call.

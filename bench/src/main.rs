@@ -10,6 +10,7 @@
 //! of systems alternating), and the report gives the medians over rounds.
 
 mod alloc_count;
+mod cpu;
 mod lapin_ref;
 mod report;
 mod stats;
@@ -221,6 +222,8 @@ pub(crate) struct Results {
     pub(crate) rounds: usize,
     pub(crate) seconds: Duration,
     pub(crate) oslo_available: bool,
+    /// Whether the broker's CPU time was read (it runs on this machine).
+    pub(crate) broker_metered: bool,
 }
 
 #[tokio::main]
@@ -270,6 +273,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = format!("{}/{}", options.base_url.trim_end_matches('/'), vhost.0);
     let amqp_url = url.replacen("rabbit://", "amqp://", 1);
     let topic = "bench";
+    let broker_is_local = amqp_rpc::TransportUrl::parse(&url).is_ok_and(|url| {
+        url.hosts()
+            .iter()
+            .all(|h| matches!(h.hostname(), "127.0.0.1" | "localhost" | "::1"))
+    });
+    let meter = cpu::CpuMeter::new(broker_is_local);
 
     progress("starting servers...");
     let amqp = AmqpSystem::start(&url, topic, 64).await?;
@@ -298,6 +307,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rounds: options.rounds,
         seconds: options.seconds,
         oslo_available: oslo.is_some(),
+        broker_metered: meter.meters_broker(),
     };
     let seconds = options.seconds;
     let bound = seconds * 10 + Duration::from_secs(5);
@@ -373,7 +383,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         },
                     }
                 };
-                if let Some(sample) = tokio::time::timeout(bound * 2, run).await.ok().flatten() {
+                let before = meter.read();
+                let got = tokio::time::timeout(bound * 2, run).await.ok().flatten();
+                let after = meter.read();
+                if let Some(mut sample) = got {
+                    // Python's clients and servers are other processes, each client started
+                    // for its phase (with its connection): only in-process systems are metered.
+                    if system != SystemKind::Oslo {
+                        sample = sample.with_cpu(before.per_op(&after, sample.ops));
+                    }
                     progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
                     results
                         .samples
@@ -392,6 +410,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             progress(&format!("{label} ..."));
             let payload = "x".repeat(payload_small);
+            let before = meter.read();
             let sample = match *workload {
                 Workload::Calls { in_flight, .. } => {
                     memory.calls(in_flight, &payload, seconds).await
@@ -399,6 +418,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Workload::Casts { count, .. } => memory.casts(count, &payload, bound).await,
                 Workload::Fanout { count, .. } => memory.fanout(count, &payload, bound).await,
             };
+            let cpu = before.per_op(&meter.read(), sample.ops);
+            // The broker is idle: only this process works.
+            let sample = sample.with_cpu(cpu::CpuPerOp {
+                broker_us: None,
+                ..cpu
+            });
             progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
             results
                 .memory_samples

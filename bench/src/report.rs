@@ -318,20 +318,22 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
             confirm_rows.join("\n")
         );
     }
+    cpu_section(&mut md, results);
     let _ = writeln!(
         md,
-        "## memory:// (in process)\n\n| workload | calls or deliveries/s | p50 ms | p99 ms |\n|---|---|---|---|"
+        "## memory:// (in process)\n\n| workload | calls or deliveries/s | p50 ms | p99 ms | CPU µs per call or delivery |\n|---|---|---|---|---|"
     );
     for (index, workload) in results.memory_workloads.iter().enumerate() {
         if let Some(samples) = results.memory_samples.get(&index) {
             let s = median(samples);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 workload.title(),
                 fmt_rate(s.ops_per_s),
                 fmt_ms(s.p50_ms),
-                fmt_ms(s.p99_ms)
+                fmt_ms(s.p99_ms),
+                fmt_us(s.cpu.process_us),
             );
         }
     }
@@ -339,7 +341,7 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
         let s = median(&results.memory_one_thread);
         let _ = writeln!(
             md,
-            "| calls, 64 in flight, 100 B, runtime of one thread | {} | {} | {} |\n\n\
+            "| calls, 64 in flight, 100 B, runtime of one thread | {} | {} | {} | – |\n\n\
              The rows above run on the bench's runtime of two worker threads, as a server would; \
              the last row runs the same client and server on one thread. The difference is the \
              cost of handing work between cores (wake-ups, locks and malloc arenas shared by two \
@@ -402,6 +404,60 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
         "\n![calls/s and p99 against calls in flight](BENCHMARKS.svg)"
     );
     md
+}
+
+fn fmt_us(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// The CPU time each system's calls and deliveries cost this process and the broker.
+fn cpu_section(md: &mut String, results: &Results) {
+    let systems = [
+        SystemKind::Amqp,
+        SystemKind::Lapin,
+        SystemKind::LapinConfirms,
+    ];
+    let part = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"));
+    let cell = |s: Option<Sample>| {
+        let Some(cpu) = s.map(|s| s.cpu) else {
+            return "–".to_owned();
+        };
+        match (cpu.process_us, cpu.broker_us, results.broker_metered) {
+            (Some(p), Some(b), _) => format!("{p:.0} + {b:.0} = **{:.0}**", p + b),
+            (p, _, false) => part(p),
+            (p, b, true) => format!("{} + {}", part(p), part(b)),
+        }
+    };
+    let rows: Vec<String> = results
+        .workloads
+        .iter()
+        .enumerate()
+        .map(|(index, workload)| {
+            let cells = systems.map(|s| cell(results.median(s, index)));
+            format!("| {} | {} |", workload.title(), cells.join(" | "))
+        })
+        .collect();
+    let whose = match results.broker_metered {
+        true => {
+            "this process (the client and the server of the system measured; the others \
+                 idle) + the broker = their sum"
+        }
+        false => {
+            "this process only (the client and the server of the system measured; the \
+                  others idle): the broker was not found on this machine"
+        }
+    };
+    let _ = writeln!(
+        md,
+        "## CPU per call\n\n\
+         CPU time in µs per call (per delivery for casts and fanout): {whose}. Read from \
+         `/proc` around each phase; medians over rounds; – where a phase spent under 0.1 s of \
+         CPU (too little to measure in 10 ms ticks). oslo.messaging's clients and servers are \
+         other processes, so it is not metered. When both peers and the broker share the \
+         machine's cores, those cores' CPU time per second divided by the sum bounds the rate.\n\n\
+         | workload | amqp-rpc | lapin | lapin + confirms |\n|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
 }
 
 /// amqp-rpc's CPU work for one 100 B call, step by step, over `iterations`: the functions

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::cpu::CpuPerOp;
+
 /// The outcome of one phase run of one system.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Sample {
@@ -13,6 +15,8 @@ pub(crate) struct Sample {
     pub(crate) p50_ms: Option<f64>,
     /// 99th percentile latency in milliseconds (calls only).
     pub(crate) p99_ms: Option<f64>,
+    /// CPU time per operation, when the phase was metered.
+    pub(crate) cpu: CpuPerOp,
 }
 
 impl Sample {
@@ -28,6 +32,7 @@ impl Sample {
             ops_per_s: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50_ms: percentile(0.50),
             p99_ms: percentile(0.99),
+            cpu: CpuPerOp::default(),
         }
     }
 
@@ -38,7 +43,13 @@ impl Sample {
             ops_per_s: ops as f64 / elapsed.as_secs_f64(),
             p50_ms: None,
             p99_ms: None,
+            cpu: CpuPerOp::default(),
         }
+    }
+
+    /// The same sample, with the CPU time its operations cost.
+    pub(crate) fn with_cpu(self, cpu: CpuPerOp) -> Sample {
+        Sample { cpu, ..self }
     }
 }
 
@@ -53,5 +64,9 @@ pub(crate) fn median(samples: &[Sample]) -> Sample {
         ops_per_s: mid(samples.iter().map(|s| s.ops_per_s).collect()).unwrap_or(0.0),
         p50_ms: mid(samples.iter().filter_map(|s| s.p50_ms).collect()),
         p99_ms: mid(samples.iter().filter_map(|s| s.p99_ms).collect()),
+        cpu: CpuPerOp {
+            process_us: mid(samples.iter().filter_map(|s| s.cpu.process_us).collect()),
+            broker_us: mid(samples.iter().filter_map(|s| s.cpu.broker_us).collect()),
+        },
     }
 }

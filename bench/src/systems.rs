@@ -429,6 +429,7 @@ impl OsloSystem {
             ops_per_s: field("ops_per_s").unwrap_or(0.0),
             p50_ms: field("p50_ms"),
             p99_ms: field("p99_ms"),
+            cpu: Default::default(),
         }
     }
 

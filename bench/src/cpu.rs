@@ -98,6 +98,7 @@ impl CpuReading {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

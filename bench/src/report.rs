@@ -399,6 +399,7 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
              after 200 to warm up; the `String` argument the caller makes is one of them)."
         );
     }
+    under_load(&mut md, results);
     let _ = writeln!(
         md,
         "\n![calls/s and p99 against calls in flight](BENCHMARKS.svg)"
@@ -408,6 +409,44 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
 
 fn fmt_us(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// Where a call's CPU goes at 64 in flight: amqp-rpc's own steps, the rest of the process, the
+/// broker; beside the two references.
+fn under_load(md: &mut String, results: &Results) {
+    let Some(index) = results.index_of(Workload::Calls {
+        in_flight: 64,
+        payload: 100,
+    }) else {
+        return;
+    };
+    let cpu = |system| results.median(system, index).map(|s| s.cpu);
+    let (Some(a), Some(l), Some(c)) = (
+        cpu(SystemKind::Amqp),
+        cpu(SystemKind::Lapin),
+        cpu(SystemKind::LapinConfirms),
+    ) else {
+        return;
+    };
+    let (Some(process), Some(broker)) = (a.process_us, a.broker_us) else {
+        return;
+    };
+    let own: f64 = results.breakdown.iter().map(|(_, us)| us).sum();
+    let reference = |r: crate::cpu::CpuPerOp| match (r.process_us, r.broker_us) {
+        (Some(p), Some(b)) => format!("{p:.0} + {b:.0} µs"),
+        _ => "not measured".to_owned(),
+    };
+    let _ = writeln!(
+        md,
+        "\nUnder load (64 calls in flight, 100 B), one call costs amqp-rpc's process (client and \
+         server) {process:.0} µs of CPU and the broker {broker:.0} µs (CPU per call above); \
+         hand-written lapin costs {} (process + broker), and lapin with confirms {}. amqp-rpc's own steps above are \
+         {own:.1} µs of its share; the rest is lapin's I/O threads and tokio (frames, wake-ups, \
+         system calls), which the references pay too. With the broker on the same cores, the \
+         sum of the two bounds the calls per second.",
+        reference(l),
+        reference(c),
+    );
 }
 
 /// The CPU time each system's calls and deliveries cost this process and the broker.

@@ -367,8 +367,15 @@ pub(crate) fn markdown(results: &Results, machine: &Machine, smoke: bool) -> Str
         md,
         "\nClient heap per in-flight call: the growth of live heap while {} `RpcClient::call`s \
          (arguments: a one-key JSON object; each call in a task of its own) wait for replies that \
-         do not come, divided by their number (a counting global allocator).\n",
-        if smoke { "1,000" } else { "10,000" }
+         do not come, divided by their number (a counting global allocator), once the heap has \
+         stopped changing. {}\n",
+        if smoke { "1,000" } else { "10,000" },
+        if smoke {
+            "One measurement."
+        } else {
+            "The median of three measurements, each on a new connection: single measurements of \
+             the same build vary with timing (see bench/PROFILING.md)."
+        }
     );
     let _ = writeln!(md, "## Where the time of one call goes\n");
     let lapin_seq = results.median(SystemKind::Lapin, 0).and_then(|s| s.p50_ms);

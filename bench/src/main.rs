@@ -448,7 +448,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
         progress("measuring client heap per in-flight call...");
         // The median of three: single measurements of the same build vary with timing (1,701 to
-        // 2,216 B on one machine), most of them at the lower figure.
+        // 2,216 B on one machine).
         let (count, repeats) = if options.smoke {
             (1_000, 1)
         } else {

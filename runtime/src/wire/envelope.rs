@@ -1,14 +1,16 @@
 //! The "2.0" envelope: `{"oslo.version": "2.0", "oslo.message": "<inner JSON as a string>"}`.
 //!
 //! The inner message is JSON text inside a JSON string, so every message is encoded twice
-//! over. Sealing writes the inner message straight into the body, escaping as it goes (one
-//! buffer, no intermediate text); opening reads the envelope's two keys without building a
-//! JSON tree and unescapes `oslo.message` into one exactly-sized string.
+//! over. Sealing serializes the inner message straight into the body already escaped (one
+//! buffer, no intermediate text, no second pass: see [`InString`]); opening reads the
+//! envelope's two keys without building a JSON tree and unescapes `oslo.message` into one
+//! exactly-sized string.
 
 use std::io;
 
-use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::ser::CharEscape;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -59,6 +61,15 @@ pub(crate) fn seal_with<E>(
 pub(crate) struct Escaped<'a>(&'a mut Vec<u8>);
 
 impl Escaped<'_> {
+    /// Serializes `value` as compact JSON, escaped: the same bytes as writing
+    /// `serde_json::to_vec(value)` to this writer, made in one pass.
+    pub(crate) fn serialize<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
+        value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut *self.0,
+            InString,
+        ))
+    }
+
     /// The bytes written so far, escaped, after the envelope's prefix.
     pub(crate) fn written(&self) -> &[u8] {
         self.0.get(PREFIX.len()..).unwrap_or_default()
@@ -109,6 +120,65 @@ impl io::Write for Escaped<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A compact JSON formatter whose output is already escaped as the contents of a JSON string.
+///
+/// Only strings need it: compact JSON's punctuation, numbers and literals hold no `"`, `\` or
+/// control character. serde_json hands a string's text to the formatter in fragments free of
+/// those, and each of them as a separate escape: the fragments are written as they are, the
+/// quotes as `\"`, and each escape with its backslash doubled.
+struct InString;
+
+impl serde_json::ser::Formatter for InString {
+    fn begin_string<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(br#"\""#)
+    }
+
+    fn end_string<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(br#"\""#)
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: CharEscape,
+    ) -> io::Result<()> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let escaped: &[u8] = match char_escape {
+            CharEscape::Quote => br#"\\\""#,
+            CharEscape::ReverseSolidus => br"\\\\",
+            CharEscape::Solidus => br"\\/",
+            CharEscape::Backspace => br"\\b",
+            CharEscape::FormFeed => br"\\f",
+            CharEscape::LineFeed => br"\\n",
+            CharEscape::CarriageReturn => br"\\r",
+            CharEscape::Tab => br"\\t",
+            CharEscape::AsciiControl(byte) => {
+                return writer.write_all(&[
+                    b'\\',
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]);
+            }
+        };
+        writer.write_all(escaped)
+    }
+
+    fn write_raw_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        // Raw JSON text (a `RawValue`) may hold anything: escape it byte by byte.
+        let mut escaped = Vec::with_capacity(fragment.len() + 16);
+        io::Write::write_all(&mut Escaped(&mut escaped), fragment.as_bytes())?;
+        writer.write_all(&escaped)
     }
 }
 
@@ -366,6 +436,44 @@ mod tests {
             let body = seal(&text);
             let outer: Value = serde_json::from_slice(&body).unwrap_or_default();
             assert_eq!(outer["oslo.message"], Value::String(text.clone()));
+        }
+    }
+
+    /// Serializing in place must give exactly the bytes of escaping the compact JSON text.
+    fn assert_serializes_as_sealed_text<T: Serialize + ?Sized>(value: &T) {
+        let in_place = seal_with(0, |out| out.serialize(value)).map_err(|e| e.to_string());
+        let text = serde_json::to_string(value).map_err(|e| e.to_string());
+        assert_eq!(
+            in_place.map(String::from_utf8),
+            text.map(|text| String::from_utf8(seal(&text))),
+        );
+    }
+
+    #[test]
+    fn serializing_in_place_gives_the_bytes_of_sealing_the_compact_text() {
+        let every_ascii: String = (0u8..=127).map(char::from).collect();
+        let values = [
+            json!(null),
+            json!(true),
+            json!(-12),
+            json!(u64::MAX),
+            json!(0.1),
+            json!(-1.5e300),
+            json!(""),
+            json!("plain"),
+            json!(every_ascii),
+            json!("\"\\/\u{8}\u{c}\n\r\t\u{0}\u{1f}\u{7f} é 😀 \\\""),
+            json!({"k\"ey\\": ["a", {"nested": "\"q\""}, [], {}], "": "", "n": 1}),
+            json!([1, "two", [3.25, null, false]]),
+        ];
+        for value in &values {
+            assert_serializes_as_sealed_text(value);
+        }
+        // Raw JSON text is escaped byte by byte.
+        let raw = RawValue::from_string(r#"{"a":"\"b\\","c":[1]}"#.to_owned());
+        assert!(raw.is_ok());
+        if let Ok(raw) = raw {
+            assert_serializes_as_sealed_text(&raw);
         }
     }
 

@@ -27,7 +27,7 @@ impl OutgoingReply<'_> {
     /// The AMQP body: the reply sealed in the envelope, encoded in one pass.
     pub(crate) fn encode(&self) -> Vec<u8> {
         // Strings, booleans and JSON values always serialize, and a Vec takes every write.
-        seal_with(512, |out| serde_json::to_writer(out, self)).unwrap_or_default()
+        seal_with(512, |out| out.serialize(self)).unwrap_or_default()
     }
 }
 

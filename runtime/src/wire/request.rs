@@ -58,10 +58,10 @@ impl<A: Serialize + ?Sized> OutgoingRequest<'_, A> {
         let encode = |e| RpcError::encode("request", e);
         let io = |e| RpcError::encode("request", serde_json::Error::io(e));
         out.write_all(br#"{"method":"#).map_err(io)?;
-        serde_json::to_writer(&mut *out, self.method).map_err(encode)?;
+        out.serialize(self.method).map_err(encode)?;
         out.write_all(br#","args":"#).map_err(io)?;
         let at = out.written().len();
-        serde_json::to_writer(&mut *out, self.args)
+        out.serialize(self.args)
             .map_err(|e| RpcError::encode("arguments", e))?;
         // Escaped, a string argument starts with `\"`.
         let found = match out.written().get(at) {
@@ -81,27 +81,27 @@ impl<A: Serialize + ?Sized> OutgoingRequest<'_, A> {
         }
         if let Some(namespace) = self.namespace {
             out.write_all(br#","namespace":"#).map_err(io)?;
-            serde_json::to_writer(&mut *out, namespace).map_err(encode)?;
+            out.serialize(namespace).map_err(encode)?;
         }
         if let Some(version) = &self.version {
             out.write_all(br#","version":"#).map_err(io)?;
-            serde_json::to_writer(&mut *out, version).map_err(encode)?;
+            out.serialize(version).map_err(encode)?;
         }
         if let Some(call) = &self.call {
             out.write_all(br#","_msg_id":"#).map_err(io)?;
-            serde_json::to_writer(&mut *out, call.msg_id).map_err(encode)?;
+            out.serialize(call.msg_id).map_err(encode)?;
             out.write_all(br#","_reply_q":"#).map_err(io)?;
-            serde_json::to_writer(&mut *out, call.reply_q).map_err(encode)?;
+            out.serialize(call.reply_q).map_err(encode)?;
             out.write_all(br#","_timeout":"#).map_err(io)?;
-            serde_json::to_writer(&mut *out, &call.call_monitor_timeout).map_err(encode)?;
+            out.serialize(&call.call_monitor_timeout).map_err(encode)?;
         }
         out.write_all(br#","_unique_id":"#).map_err(io)?;
-        serde_json::to_writer(&mut *out, self.unique_id).map_err(encode)?;
+        out.serialize(self.unique_id).map_err(encode)?;
         for (key, value) in self.context.iter() {
             out.write_all(b",").map_err(io)?;
-            serde_json::to_writer(&mut *out, &ContextKey(key)).map_err(encode)?;
+            out.serialize(&ContextKey(key)).map_err(encode)?;
             out.write_all(b":").map_err(io)?;
-            serde_json::to_writer(&mut *out, value).map_err(encode)?;
+            out.serialize(value).map_err(encode)?;
         }
         out.write_all(b"}").map_err(io)
     }

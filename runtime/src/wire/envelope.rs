@@ -2,9 +2,9 @@
 //!
 //! The inner message is JSON text inside a JSON string, so every message is encoded twice
 //! over. Sealing serializes the inner message straight into the body already escaped (one
-//! buffer, no intermediate text, no second pass: see [`InString`]); opening reads the
-//! envelope's two keys without building a JSON tree and unescapes `oslo.message` into one
-//! exactly-sized string.
+//! buffer, no intermediate text, no second pass: see [`InString`]). Opening an envelope laid
+//! out as amqp-rpc or Python write it unescapes `oslo.message` in the pass that finds its end;
+//! any other reads the envelope's two keys without building a JSON tree, then unescapes.
 
 use std::io;
 
@@ -202,6 +202,16 @@ pub fn open(body: &[u8]) -> Result<Map<String, Value>, WireError> {
 /// Decodes an AMQP body (enveloped or not, as [`open`]) straight into `T`, which must
 /// deserialize from a JSON object.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    match open_usual(body) {
+        // Parsed as text: it is known to be UTF-8, so its strings are not checked again.
+        Some(inner) => parse_object(Text(&inner)),
+        None => decode_any(body),
+    }
+}
+
+/// [`decode`] for any body: the envelope's keys found by serde_json, then its message
+/// unescaped and parsed.
+fn decode_any<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     let outer: Outer<'_> = parse_object(body)?;
     let (Some(version), Some(message)) = (outer.version, outer.message) else {
         return parse_object(body);
@@ -220,6 +230,24 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     })?;
     // Parsed as text: it is known to be UTF-8, so its strings are not checked again.
     parse_object(Text(&inner))
+}
+
+/// The beginnings of an envelope as amqp-rpc and as Python's `json.dumps` write it, up to the
+/// inner message's opening quote.
+const USUAL_PREFIXES: [&[u8]; 2] = [PREFIX, br#"{"oslo.version": "2.0", "oslo.message": ""#];
+
+/// The inner message of an envelope laid out as amqp-rpc or Python write it, unescaped in
+/// the one pass that finds its end. `None` for any other body (other keys or key order,
+/// another version, anything serde_json would refuse), which the general path then reads:
+/// for the bodies it takes, this gives what the general path would.
+fn open_usual(body: &[u8]) -> Option<String> {
+    let rest = USUAL_PREFIXES.iter().find_map(|p| body.strip_prefix(*p))?;
+    let (inner, after) = unescape_prefix(rest)?;
+    let after = after?.strip_prefix(b"}")?;
+    after
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .then_some(inner)
 }
 
 /// The text of a JSON string value, borrowed unless it has escapes; `None` for any other
@@ -351,61 +379,86 @@ impl<'de, K: KnownKeys> Deserialize<'de> for Key<K> {
 /// Unescapes the contents of a JSON string (without its quotes) into one exactly-sized
 /// string. The text was already checked as JSON, but every escape is checked again.
 fn unescape(escaped: &str) -> Result<String, WireError> {
-    let bad = || WireError::BadField {
-        field: "oslo.message",
-        expected: "string",
-    };
-    let mut out = String::with_capacity(escaped.len());
-    let bytes = escaped.as_bytes();
-    // `copied` is where the text not yet copied starts.
-    let mut copied = 0;
-    let mut at = 0;
-    while let Some(offset) = escaped[at..].find('\\') {
-        at += offset;
-        out.push_str(&escaped[copied..at]);
-        let (unescaped, length) = match bytes.get(at + 1).ok_or_else(bad)? {
-            b'"' => ('"', 2),
-            b'\\' => ('\\', 2),
-            b'/' => ('/', 2),
-            b'b' => ('\u{8}', 2),
-            b'f' => ('\u{c}', 2),
-            b'n' => ('\n', 2),
-            b'r' => ('\r', 2),
-            b't' => ('\t', 2),
-            b'u' => {
-                let code = escaped.get(at + 2..).and_then(hex4).ok_or_else(bad)?;
-                match code {
-                    0xD800..=0xDBFF => {
-                        // A high surrogate must be followed by an escaped low surrogate.
-                        let low = escaped
-                            .get(at + 6..)
-                            .and_then(|rest| rest.strip_prefix("\\u"))
-                            .and_then(hex4)
-                            .filter(|low| (0xDC00..=0xDFFF).contains(low))
-                            .ok_or_else(bad)?;
-                        let pair = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-                        (char::from_u32(pair).ok_or_else(bad)?, 12)
-                    }
-                    code => (char::from_u32(code).ok_or_else(bad)?, 6),
-                }
-            }
-            _ => return Err(bad()),
-        };
-        out.push(unescaped);
-        at += length;
-        copied = at;
+    match unescape_prefix(escaped.as_bytes()) {
+        Some((text, None)) => Ok(text),
+        _ => Err(WireError::BadField {
+            field: "oslo.message",
+            expected: "string",
+        }),
     }
-    out.push_str(&escaped[copied..]);
-    Ok(out)
+}
+
+/// Unescapes JSON string contents from the start of `bytes` up to the first unescaped `"`, or
+/// to the end if there is none: the text, and what follows the quote. `None` where
+/// serde_json would refuse the string: a bad escape (a lone surrogate included), a control
+/// character, or text that is not UTF-8.
+fn unescape_prefix(bytes: &[u8]) -> Option<(String, Option<&[u8]>)> {
+    let mut out = Vec::with_capacity(bytes.len());
+    // `copied` is where the bytes not yet copied start.
+    let (mut copied, mut at) = (0, 0);
+    loop {
+        while bytes
+            .get(at)
+            .is_some_and(|&b| !NEEDS_ESCAPE[usize::from(b)])
+        {
+            at += 1;
+        }
+        out.extend_from_slice(bytes.get(copied..at)?);
+        let rest = match bytes.get(at) {
+            None => None,
+            Some(b'"') => Some(bytes.get(at + 1..)?),
+            Some(b'\\') => {
+                let (unescaped, length) = unescape_one(bytes.get(at + 1..)?)?;
+                out.extend_from_slice(unescaped.encode_utf8(&mut [0; 4]).as_bytes());
+                at += 1 + length;
+                copied = at;
+                continue;
+            }
+            // A control character.
+            Some(_) => return None,
+        };
+        return Some((String::from_utf8(out).ok()?, rest));
+    }
+}
+
+/// The character of the escape that `after` follows the backslash of, and the escape's length
+/// after the backslash.
+fn unescape_one(after: &[u8]) -> Option<(char, usize)> {
+    Some(match after.first()? {
+        b'"' => ('"', 1),
+        b'\\' => ('\\', 1),
+        b'/' => ('/', 1),
+        b'b' => ('\u{8}', 1),
+        b'f' => ('\u{c}', 1),
+        b'n' => ('\n', 1),
+        b'r' => ('\r', 1),
+        b't' => ('\t', 1),
+        b'u' => {
+            let code = hex4(after.get(1..)?)?;
+            match code {
+                0xD800..=0xDBFF => {
+                    // A high surrogate must be followed by an escaped low surrogate.
+                    let low = after
+                        .get(5..)
+                        .and_then(|rest| rest.strip_prefix(b"\\u"))
+                        .and_then(hex4)
+                        .filter(|low| (0xDC00..=0xDFFF).contains(low))?;
+                    let pair = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                    (char::from_u32(pair)?, 11)
+                }
+                code => (char::from_u32(code)?, 5),
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// The value of four hex digits at the start of `text`.
-fn hex4(text: &str) -> Option<u32> {
+fn hex4(text: &[u8]) -> Option<u32> {
     let digits = text.get(..4)?;
-    match digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        true => u32::from_str_radix(digits, 16).ok(),
-        false => None,
-    }
+    digits.iter().try_fold(0, |value, &digit| {
+        Some(value << 4 | char::from(digit).to_digit(16)?)
+    })
 }
 
 #[cfg(test)]
@@ -475,6 +528,67 @@ mod tests {
         if let Ok(raw) = raw {
             assert_serializes_as_sealed_text(&raw);
         }
+    }
+
+    #[test]
+    fn the_usual_envelope_opens_as_any_envelope_does() {
+        let every_ascii: String = (0u8..=127).map(char::from).collect();
+        let inner_texts = [
+            json!({"method": "echo", "args": {"s": every_ascii}}).to_string(),
+            json!({"a": "ü \"q\" \n \\ \u{1} 😀 \u{7f}", "b": [1, 2.5, null]}).to_string(),
+            r#"{"s": "\u00fc\ud83d\ude00 \/"}"#.to_owned(),
+            "{}".to_owned(),
+            "[1]".to_owned(),
+            "{".to_owned(),
+        ];
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for inner in &inner_texts {
+            let ours = seal(inner);
+            let python = [
+                &br#"{"oslo.version": "2.0", "oslo.message": "#[..],
+                &serde_json::to_vec(inner).unwrap_or_default(),
+                b"}",
+            ]
+            .concat();
+            for body in [ours, python] {
+                bodies.push([&body[..], b"\n"].concat());
+                bodies.push([&body[..], b"x"].concat());
+                bodies.push(body[..body.len() - 2].to_vec());
+                bodies.push(body);
+            }
+        }
+        for inside in [
+            &b"\x01"[..],
+            b"\xff",
+            br"\x",
+            br"\ud800",
+            br"\udc00",
+            br"\u12",
+            b"\\",
+        ] {
+            bodies.push([PREFIX, inside, SUFFIX].concat());
+        }
+        bodies.push(br#"{"oslo.message": "{}", "oslo.version": "2.0"}"#.to_vec());
+        bodies.push(br#"{"oslo.version":"2.0","oslo.message":"{}","other":1}"#.to_vec());
+        bodies.push(br#"{"oslo.version":"2.1","oslo.message":"{}"}"#.to_vec());
+        let mut usual = 0;
+        for body in &bodies {
+            let shown = String::from_utf8_lossy(body);
+            let any = decode_any::<Map<String, Value>>(body).map_err(|e| e.to_string());
+            if let Some(inner) = open_usual(body) {
+                usual += 1;
+                let fast = parse_object::<Map<String, Value>>(Text(&inner));
+                assert_eq!(fast.map_err(|e| e.to_string()), any, "{shown}");
+            }
+            let decoded = decode::<Map<String, Value>>(body).map_err(|e| e.to_string());
+            assert_eq!(decoded, any, "{shown}");
+        }
+        // Each inner text, in both layouts, as it is and with a newline after it.
+        assert_eq!(
+            usual,
+            4 * inner_texts.len(),
+            "the usual bodies take the fast path"
+        );
     }
 
     #[test]

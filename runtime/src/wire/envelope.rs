@@ -96,21 +96,13 @@ static NEEDS_ESCAPE: [bool; 256] = {
 
 impl io::Write for Escaped<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut rest = buf;
         while let Some(at) = rest.iter().position(|&b| NEEDS_ESCAPE[usize::from(b)]) {
             self.0.extend_from_slice(&rest[..at]);
             match rest[at] {
                 b'"' => self.0.extend_from_slice(br#"\""#),
                 b'\\' => self.0.extend_from_slice(br"\\"),
-                byte => self.0.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 0xf)],
-                ]),
+                byte => self.0.extend_from_slice(&control_escape(byte)),
             }
             rest = &rest[at + 1..];
         }
@@ -121,6 +113,13 @@ impl io::Write for Escaped<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The JSON escape of a control character: `\u00XX`.
+fn control_escape(byte: u8) -> [u8; 6] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |nibble: u8| HEX[usize::from(nibble & 0xf)];
+    [b'\\', b'u', b'0', b'0', hex(byte >> 4), hex(byte)]
 }
 
 /// A compact JSON formatter whose output is already escaped as the contents of a JSON string.
@@ -145,7 +144,6 @@ impl serde_json::ser::Formatter for InString {
         writer: &mut W,
         char_escape: CharEscape,
     ) -> io::Result<()> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let escaped: &[u8] = match char_escape {
             CharEscape::Quote => br#"\\\""#,
             CharEscape::ReverseSolidus => br"\\\\",
@@ -156,15 +154,8 @@ impl serde_json::ser::Formatter for InString {
             CharEscape::CarriageReturn => br"\\r",
             CharEscape::Tab => br"\\t",
             CharEscape::AsciiControl(byte) => {
-                return writer.write_all(&[
-                    b'\\',
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 0xf)],
-                ]);
+                writer.write_all(b"\\")?;
+                return writer.write_all(&control_escape(byte));
             }
         };
         writer.write_all(escaped)

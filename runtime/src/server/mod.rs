@@ -248,27 +248,13 @@ async fn consume(
     // Acknowledgements being written, polled here rather than in a task each.
     let mut acks = FuturesUnordered::new();
     loop {
-        let mut acquire = std::pin::pin!(Arc::clone(&shared.permits).acquire_owned());
-        let permit = loop {
-            tokio::select! {
-                biased;
-                _ = &mut stop => break None,
-                Some(acked) = acks.next(), if !acks.is_empty() => log_ack(acked),
-                permit = &mut acquire => break permit.ok(),
-            }
+        let acquire = Arc::clone(&shared.permits).acquire_owned();
+        let Some(Ok(permit)) = until_stopped(&mut stop, &mut acks, acquire).await else {
+            break;
         };
-        let Some(permit) = permit else { break };
-        let mut next = subscription.next();
-        let delivery = loop {
-            tokio::select! {
-                biased;
-                _ = &mut stop => break None,
-                Some(acked) = acks.next(), if !acks.is_empty() => log_ack(acked),
-                delivery = &mut next => break Some(delivery),
-            }
+        let Some(delivery) = until_stopped(&mut stop, &mut acks, subscription.next()).await else {
+            break;
         };
-        drop(next);
-        let Some(delivery) = delivery else { break };
         let delivery = match delivery {
             Ok(delivery) => delivery,
             Err(e) => {
@@ -314,6 +300,27 @@ async fn consume(
     }
     subscription.close().await;
     shared.consuming.send_replace(false);
+}
+
+/// Waits for `work` while polling the acknowledgements being written; `None` if told to stop
+/// first.
+async fn until_stopped<T, A>(
+    stop: &mut oneshot::Receiver<()>,
+    acks: &mut FuturesUnordered<A>,
+    work: impl Future<Output = T>,
+) -> Option<T>
+where
+    A: Future<Output = Result<(), TransportError>>,
+{
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return None,
+            Some(acked) = acks.next(), if !acks.is_empty() => log_ack(acked),
+            done = &mut work => return Some(done),
+        }
+    }
 }
 
 /// Logs an acknowledgement that failed (the request runs all the same: at-most-once).

@@ -321,25 +321,26 @@ impl Driver for RabbitDriver {
         options: PublishOptions,
     ) -> Result<(), TransportError> {
         let publisher = self.publish_channel().await?;
-        let (exchange, routing_key) = to.address(&self.config.control_exchange);
-        if !exchange.is_empty() && !lock(&publisher.declared).contains(&exchange) {
+        let mut scratch = String::new();
+        let (exchange, routing_key) = to.address_in(&self.config.control_exchange, &mut scratch);
+        if !exchange.is_empty() && !lock(&publisher.declared).contains(exchange) {
             match to {
                 Destination::Fanout { .. } => {
-                    self.declare_fanout_exchange(&publisher.channel, &exchange)
+                    self.declare_fanout_exchange(&publisher.channel, exchange)
                         .await?;
                 }
                 _ => {
-                    self.declare_control_exchange(&publisher.channel, &exchange)
+                    self.declare_control_exchange(&publisher.channel, exchange)
                         .await?
                 }
             }
-            lock(&publisher.declared).insert(exchange.clone());
+            lock(&publisher.declared).insert(exchange.to_owned());
         }
         let confirm = publisher
             .channel
             .basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
                 BasicPublishOptions {
                     mandatory: options.mandatory,
                     immediate: false,
@@ -355,8 +356,8 @@ impl Driver for RabbitDriver {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
                 Err(TransportError::NoRoute {
-                    exchange,
-                    routing_key,
+                    exchange: exchange.to_owned(),
+                    routing_key: routing_key.to_owned(),
                 })
             }
             Confirmation::Nack(None) => Err(TransportError::Closed {
@@ -420,7 +421,7 @@ impl Driver for RabbitDriver {
 
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
         let channel = self.listen_channel(0).await?;
-        let name = format!("reply_{}", crate::wire::new_id());
+        let name = super::reply_queue_name();
         self.declare_transient_queue(&channel, &name).await?;
         // Replies are acknowledged on receipt (oslo acks them at once too): consuming without
         // acks spares an acknowledgement round on every call.

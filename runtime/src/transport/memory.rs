@@ -11,9 +11,10 @@
 //! handed to the caller's handler in the publisher's task, once the broker lock is released.
 //!
 //! Every call passes through here several times (request published, delivered, acknowledged;
-//! reply published and handed over), so the message path allocates only what it must: routing looks bindings up by borrowed names (the `<topic>.<server>` and
-//! `<topic>_fanout` names are built in a buffer kept in the broker state), and queue names are
-//! `Arc<str>`s shared with the deliveries' ackers.
+//! reply published and handed over), so the message path allocates only what it must:
+//! routing looks bindings up by borrowed names (the `<topic>.<server>` and `<topic>_fanout`
+//! names are built by [`Destination::address_in`] in a buffer kept in the broker state), and
+//! queue names are `Arc<str>`s shared with the deliveries' ackers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -104,7 +105,8 @@ struct State {
     /// Fanout exchanges: exchange -> bound queues.
     fanouts: HashMap<String, Vec<Arc<str>>>,
     next_consumer: u64,
-    /// Reused for the names [`address`] builds, so routing allocates nothing once warm.
+    /// Reused for the names [`Destination::address_in`] builds, so routing allocates nothing
+    /// once warm.
     scratch: String,
 }
 
@@ -187,41 +189,6 @@ impl AfterUnlock {
                 handler.on_message(body);
             }
         }
-    }
-}
-
-/// The exchange and routing key of `to`, as [`Destination::address`] gives them, borrowed
-/// from `to`, `control_exchange` or `scratch` (which holds a name that has to be built).
-fn address<'a>(
-    to: Destination<'a>,
-    control_exchange: &'a str,
-    scratch: &'a mut String,
-) -> (&'a str, &'a str) {
-    match to {
-        Destination::Rpc {
-            exchange,
-            topic,
-            server,
-        } => {
-            let exchange = exchange.unwrap_or(control_exchange);
-            let Some(server) = server else {
-                return (exchange, topic);
-            };
-            // `super::server_queue`, without allocating.
-            scratch.clear();
-            scratch.push_str(topic);
-            scratch.push('.');
-            scratch.push_str(server);
-            (exchange, scratch.as_str())
-        }
-        Destination::Fanout { topic } => {
-            // `super::fanout_exchange`, without allocating.
-            scratch.clear();
-            scratch.push_str(topic);
-            scratch.push_str("_fanout");
-            (scratch.as_str(), "")
-        }
-        Destination::Reply { queue } => ("", queue),
     }
 }
 
@@ -358,7 +325,7 @@ impl State {
             scratch,
             ..
         } = self;
-        let (exchange, key) = address(to, control_exchange, scratch);
+        let (exchange, key) = to.address_in(control_exchange, scratch);
         let bound = match to {
             Destination::Rpc { .. } => bindings.get(exchange).and_then(|keys| keys.get(key)),
             Destination::Fanout { .. } => fanouts.get(exchange),
@@ -443,6 +410,19 @@ impl MemoryDriver {
             }),
             false => Ok(()),
         }
+    }
+
+    /// Declares a new reply queue consumed into `sink`: its name, its shared name and the
+    /// consumer's id.
+    fn reply_queue(&self, sink: Sink) -> Result<(String, Arc<str>, u64), TransportError> {
+        self.check_open()?;
+        let name = super::reply_queue_name();
+        let (queue, consumer) = self.broker.with_state(|state, broker, after| {
+            let queue = state.declare_queue(&name);
+            let consumer = state.add_consumer(broker, &queue, sink, 0, after);
+            (queue, consumer)
+        });
+        Ok((name, queue, consumer))
     }
 }
 
@@ -543,13 +523,7 @@ impl Driver for MemoryDriver {
         &self,
         handler: Weak<dyn ReplyHandler>,
     ) -> Result<ReplyConsumer, TransportError> {
-        self.check_open()?;
-        let name = format!("reply_{}", crate::wire::new_id());
-        let (queue, consumer) = self.broker.with_state(|state, broker, after| {
-            let queue = state.declare_queue(&name);
-            let consumer = state.add_consumer(broker, &queue, Sink::Push(handler), 0, after);
-            (queue, consumer)
-        });
+        let (name, queue, consumer) = self.reply_queue(Sink::Push(handler))?;
         let cancel = PushedReplies {
             broker: Arc::clone(&self.broker),
             queue,
@@ -559,14 +533,8 @@ impl Driver for MemoryDriver {
     }
 
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
-        self.check_open()?;
-        let name = format!("reply_{}", crate::wire::new_id());
         let (tx, rx) = mpsc::unbounded_channel();
-        let (queue, consumer) = self.broker.with_state(|state, broker, after| {
-            let queue = state.declare_queue(&name);
-            let consumer = state.add_consumer(broker, &queue, Sink::Channel(tx.clone()), 0, after);
-            (queue, consumer)
-        });
+        let (name, queue, consumer) = self.reply_queue(Sink::Channel(tx))?;
         Ok(ReplyQueue {
             subscription: Box::new(MemorySubscription {
                 broker: Arc::clone(&self.broker),
@@ -702,17 +670,25 @@ mod tests {
         (String::from_utf8_lossy(&d.body).into_owned(), d.acker)
     }
 
-    #[tokio::test]
-    async fn prefetch_limits_unacked_and_ack_releases_the_next() {
-        let driver = MemoryDriver::private();
-        let mut sub = driver
-            .listen_rpc(&Target::server("t", "s"), 1)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for text in ["a", "b"] {
+    /// A listener of server `s` of topic `t`, with `prefetch`.
+    async fn listen(driver: &MemoryDriver, prefetch: u16) -> Box<dyn Subscription> {
+        let sub = driver.listen_rpc(&Target::server("t", "s"), prefetch).await;
+        sub.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Publishes each of `texts` to topic `t`.
+    async fn publish_to_topic(driver: &MemoryDriver, texts: &[&'static str]) {
+        for &text in texts {
             let r = driver.publish(rpc("t", None), Bytes::from(text), PublishOptions::default());
             r.await.unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    #[tokio::test]
+    async fn prefetch_limits_unacked_and_ack_releases_the_next() {
+        let driver = MemoryDriver::private();
+        let mut sub = listen(&driver, 1).await;
+        publish_to_topic(&driver, &["a", "b"]).await;
         let (first, acker) = body(&mut sub).await;
         assert_eq!(first, "a");
         assert_eq!(driver.queue_depth("t"), Some(1), "prefetch 1 holds b back");
@@ -724,24 +700,14 @@ mod tests {
     #[tokio::test]
     async fn dropped_subscription_returns_unacked_messages_to_the_queue() {
         let driver = MemoryDriver::private();
-        let target = Target::server("t", "s");
-        let mut sub = driver
-            .listen_rpc(&target, 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for text in ["a", "b", "c"] {
-            let r = driver.publish(rpc("t", None), Bytes::from(text), PublishOptions::default());
-            r.await.unwrap_or_else(|e| panic!("{e}"));
-        }
+        let mut sub = listen(&driver, 0).await;
+        publish_to_topic(&driver, &["a", "b", "c"]).await;
         let (first, acker) = body(&mut sub).await;
         assert_eq!(first, "a");
         acker.ack().await.unwrap_or_else(|e| panic!("{e}"));
         drop(sub);
         assert_eq!(driver.queue_depth("t"), Some(2));
-        let mut again = driver
-            .listen_rpc(&target, 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut again = listen(&driver, 0).await;
         assert_eq!(body(&mut again).await.0, "b");
         assert_eq!(body(&mut again).await.0, "c");
     }
@@ -769,10 +735,7 @@ mod tests {
     #[tokio::test]
     async fn fanout_queue_and_reply_queue_are_deleted_with_their_listener() {
         let driver = MemoryDriver::private();
-        let sub = driver
-            .listen_rpc(&Target::server("t", "s"), 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let sub = listen(&driver, 0).await;
         let replies = driver
             .listen_replies()
             .await
@@ -899,7 +862,7 @@ mod tests {
         for to in destinations {
             let (exchange, key) = to.address("openstack");
             assert_eq!(
-                address(to, "openstack", &mut scratch),
+                to.address_in("openstack", &mut scratch),
                 (exchange.as_str(), key.as_str()),
                 "{to:?}"
             );
@@ -963,24 +926,15 @@ mod tests {
     #[tokio::test]
     async fn rejected_with_requeue_returns_to_the_head_in_order() {
         let driver = MemoryDriver::private();
-        let mut sub = driver
-            .listen_rpc(&Target::server("t", "s"), 2)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for text in ["a", "b", "c"] {
-            let r = driver.publish(rpc("t", None), Bytes::from(text), PublishOptions::default());
-            r.await.unwrap_or_else(|e| panic!("{e}"));
-        }
+        let mut sub = listen(&driver, 2).await;
+        publish_to_topic(&driver, &["a", "b", "c"]).await;
         let (_, a) = body(&mut sub).await;
         let (_, b) = body(&mut sub).await;
         assert_eq!(driver.queue_depth("t"), Some(1));
         drop(sub);
         b.reject(true).await.unwrap_or_else(|e| panic!("{e}"));
         drop(a);
-        let mut again = driver
-            .listen_rpc(&Target::server("t", "s"), 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut again = listen(&driver, 0).await;
         for text in ["a", "b", "c"] {
             assert_eq!(body(&mut again).await.0, text);
         }

@@ -50,30 +50,75 @@ pub enum Destination<'a> {
 
 /// The queue of one server of `topic` (oslo: `<topic>.<server>`), also its routing key.
 pub(crate) fn server_queue(topic: &str, server: &str) -> String {
-    format!("{topic}.{server}")
+    let mut name = String::new();
+    push_server_queue(&mut name, topic, server);
+    name
+}
+
+fn push_server_queue(name: &mut String, topic: &str, server: &str) {
+    name.push_str(topic);
+    name.push('.');
+    name.push_str(server);
 }
 
 /// The fanout exchange of `topic` (oslo: `<topic>_fanout`, whatever the control exchange).
 pub(crate) fn fanout_exchange(topic: &str) -> String {
-    format!("{topic}_fanout")
+    let mut name = String::new();
+    push_fanout_exchange(&mut name, topic);
+    name
 }
 
-impl Destination<'_> {
+fn push_fanout_exchange(name: &mut String, topic: &str) {
+    name.push_str(topic);
+    name.push_str("_fanout");
+}
+
+/// A new reply queue's name (oslo: `reply_<32 hex digits>`).
+pub(crate) fn reply_queue_name() -> String {
+    format!("reply_{}", crate::wire::new_id())
+}
+
+impl<'a> Destination<'a> {
     /// The exchange and routing key oslo publishes such a message with (spec §2.2):
     /// `control_exchange` stands for an RPC destination naming no exchange, and `""` is the
     /// default exchange.
     pub(crate) fn address(&self, control_exchange: &str) -> (String, String) {
+        let mut scratch = String::new();
+        let (exchange, key) = self.address_in(control_exchange, &mut scratch);
+        (exchange.to_owned(), key.to_owned())
+    }
+
+    /// [`Destination::address`], borrowed from the destination, `control_exchange` or
+    /// `scratch`, which holds a name that has to be built (so that, reused, it allocates
+    /// nothing once warm).
+    pub(crate) fn address_in<'b>(
+        &self,
+        control_exchange: &'b str,
+        scratch: &'b mut String,
+    ) -> (&'b str, &'b str)
+    where
+        'a: 'b,
+    {
         match *self {
             Destination::Rpc {
                 exchange,
                 topic,
                 server,
-            } => (
-                exchange.unwrap_or(control_exchange).to_owned(),
-                server.map_or_else(|| topic.to_owned(), |s| server_queue(topic, s)),
-            ),
-            Destination::Fanout { topic } => (fanout_exchange(topic), String::new()),
-            Destination::Reply { queue } => (String::new(), queue.to_owned()),
+            } => {
+                let exchange = exchange.unwrap_or(control_exchange);
+                let Some(server) = server else {
+                    return (exchange, topic);
+                };
+                scratch.clear();
+                push_server_queue(scratch, topic, server);
+                (exchange, scratch.as_str())
+            }
+            Destination::Fanout { topic } => {
+                scratch.clear();
+                push_fanout_exchange(scratch, topic);
+                (scratch.as_str(), "")
+            }
+            Destination::Reply { queue } => ("", queue),
         }
     }
 }

@@ -458,8 +458,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..repeats {
             heap.extend(heap_per_in_flight_call(&url, count).await);
         }
-        heap.sort_by(f64::total_cmp);
-        results.heap_per_call = heap.get(heap.len() / 2).copied();
+        results.heap_per_call = stats::mid(heap);
         results.breakdown = report::call_breakdown(if options.smoke { 2_000 } else { 50_000 });
     }
     progress(&format!(

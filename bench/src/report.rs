@@ -447,8 +447,8 @@ fn under_load(md: &mut String, results: &Results) {
         md,
         "\nUnder load (64 calls in flight, 100 B), one call costs amqp-rpc's process (client and \
          server) {process:.0} µs of CPU and the broker {broker:.0} µs (CPU per call above); \
-         hand-written lapin costs {} (process + broker), and lapin with confirms {}. amqp-rpc's own steps above are \
-         {own:.1} µs of its share; the rest is lapin's I/O threads and tokio (frames, wake-ups, \
+         hand-written lapin costs {} (process + broker), and lapin with confirms {}. \
+         amqp-rpc's own steps above are {own:.1} µs of its share; the rest is lapin's I/O threads and tokio (frames, wake-ups, \
          system calls), which the references pay too. With the broker on the same cores, the \
          sum of the two bounds the calls per second.",
         reference(l),

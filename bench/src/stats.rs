@@ -53,12 +53,14 @@ impl Sample {
     }
 }
 
+/// The median of `values` (the upper one of an even count); `None` if there are none.
+pub(crate) fn mid(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
 /// The median, per field, of several rounds.
 pub(crate) fn median(samples: &[Sample]) -> Sample {
-    fn mid(mut values: Vec<f64>) -> Option<f64> {
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied()
-    }
     Sample {
         ops: mid(samples.iter().map(|s| s.ops as f64).collect()).unwrap_or(0.0) as u64,
         ops_per_s: mid(samples.iter().map(|s| s.ops_per_s).collect()).unwrap_or(0.0),

@@ -257,8 +257,8 @@ impl LapinSystem {
             true => format!("{topic}-lapin-confirms"),
             false => format!("{topic}-lapin"),
         };
-        let queue = name.clone();
         let exchange = format!("{name}-fanout");
+        let queue = name;
         let server = RefServer::start(amqp_url, &queue, None, prefetch, confirms).await?;
         let mut fanout_servers = Vec::new();
         for i in 0..FANOUT_SERVERS {

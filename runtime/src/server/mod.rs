@@ -5,6 +5,7 @@
 //! not yet started go back to the queue when the server stops.
 
 mod dispatcher;
+mod workers;
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -26,6 +27,7 @@ use crate::target::Target;
 use crate::transport::{Destination, PublishOptions, Subscription, Transport, lock};
 use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
 use dispatcher::Dispatcher;
+use workers::Workers;
 
 pub use dispatcher::PING_METHOD;
 
@@ -247,6 +249,11 @@ async fn consume(
     let mut recent_ids = VecDeque::with_capacity(DUPLICATE_WINDOW);
     // Acknowledgements being written, polled here rather than in a task each.
     let mut acks = FuturesUnordered::new();
+    let workers = Workers::new();
+    let run = {
+        let shared = Arc::clone(&shared);
+        move |request| handle(Arc::clone(&shared), request)
+    };
     loop {
         let acquire = Arc::clone(&shared.permits).acquire_owned();
         let Some(Ok(permit)) = until_stopped(&mut stop, &mut acks, acquire).await else {
@@ -291,8 +298,10 @@ async fn consume(
             }
             recent_ids.push_back(id);
         }
-        tokio::spawn(handle(Arc::clone(&shared), request, permit));
+        workers.submit(request, permit, &run);
     }
+    // Idle workers end now, busy ones when their request is answered.
+    drop(workers);
     // Acknowledgements of started requests go out before the channel closes; then closing
     // cancels the consumers, and requests not acknowledged (not started) requeue.
     while let Some(acked) = acks.next().await {
@@ -331,7 +340,7 @@ fn log_ack(acked: Result<(), TransportError>) {
 }
 
 /// Runs one request and answers it if it is a call.
-async fn handle(shared: Arc<Shared>, request: IncomingRequest, _permit: OwnedSemaphorePermit) {
+async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
     let IncomingRequest {
         method,
         args,

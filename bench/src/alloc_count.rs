@@ -7,12 +7,27 @@
 //! once, their cache line bounced between the cores on each allocation and cost about a
 //! quarter of the throughput, distorting the very figures the bench reports. Here a disabled
 //! allocator costs one relaxed load of a flag that is only written when a region opens or
-//! closes (so the line stays shared, never bounced), then forwards to [`System`].
+//! closes (so the line stays shared, never bounced), then forwards to [`Inner`]: the system
+//! allocator, or jemalloc when the bench is built with `--features jemalloc`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// [`System`], counting while [`ENABLED`].
+/// The allocator that allocates: the system's (glibc's `malloc` on Linux).
+#[cfg(not(feature = "jemalloc"))]
+use std::alloc::System as Inner;
+/// The allocator that allocates: jemalloc.
+#[cfg(feature = "jemalloc")]
+use tikv_jemallocator::Jemalloc as Inner;
+
+/// The name of the allocator in use, for the report.
+pub(crate) const ALLOCATOR: &str = if cfg!(feature = "jemalloc") {
+    "jemalloc"
+} else {
+    "the system allocator"
+};
+
+/// [`Inner`], counting while [`ENABLED`].
 pub(crate) struct CountingAlloc;
 
 /// Whether allocations are counted: set while a [`Region`] is open.
@@ -50,15 +65,15 @@ impl CountingAlloc {
     }
 }
 
-// Every method forwards to `System` with the caller's arguments unchanged, so `System`'s
+// Every method forwards to `Inner` with the caller's arguments unchanged, so `Inner`'s
 // guarantees are the caller's; the counting touches only atomics and never allocates.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size), which
-        // is `System.alloc`'s.
-        let ptr = unsafe { System.alloc(layout) };
+        // is `Inner.alloc`'s.
+        let ptr = unsafe { Inner.alloc(layout) };
         if !ptr.is_null() {
             Self::count_alloc(layout.size());
         }
@@ -67,8 +82,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`: the caller's contract is `System.alloc_zeroed`'s.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
+        // SAFETY: as for `alloc`: the caller's contract is `Inner.alloc_zeroed`'s.
+        let ptr = unsafe { Inner.alloc_zeroed(layout) };
         if !ptr.is_null() {
             Self::count_alloc(layout.size());
         }
@@ -78,16 +93,16 @@ unsafe impl GlobalAlloc for CountingAlloc {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` was allocated by this allocator with `layout` (the caller's
-        // contract), and this allocator allocates only through `System`.
-        unsafe { System.dealloc(ptr, layout) };
+        // contract), and this allocator allocates only through `Inner`.
+        unsafe { Inner.dealloc(ptr, layout) };
         Self::count_dealloc(layout.size());
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` was allocated by this allocator (so by `System`) with `layout`, and
-        // `new_size` is valid for it (the caller's contract, which is `System.realloc`'s).
-        let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: `ptr` was allocated by this allocator (so by `Inner`) with `layout`, and
+        // `new_size` is valid for it (the caller's contract, which is `Inner.realloc`'s).
+        let new_ptr = unsafe { Inner.realloc(ptr, layout, new_size) };
         if !new_ptr.is_null() {
             Self::count_realloc(layout.size(), new_size);
         }

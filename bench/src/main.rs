@@ -489,7 +489,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let machine = report::Machine::read(rabbitmqctl(&["version"]), options.python.as_deref());
-    let markdown = report::markdown(&results, &machine, options.smoke);
+    // The report names itself and its chart as written (`BENCHMARKS.md` by default).
+    let out_name = options
+        .out
+        .as_ref()
+        .and_then(|out| out.file_name())
+        .map_or_else(|| "BENCHMARKS.md".into(), |name| name.to_string_lossy());
+    let markdown = report::markdown(&results, &machine, options.smoke, &out_name);
     println!("{markdown}");
     if let Some(out) = &options.out {
         std::fs::write(out, &markdown)?;

@@ -359,8 +359,10 @@ pub(crate) fn markdown(
             "| calls, 64 in flight, 100 B, runtime of one thread | {} | {} | {} | – |\n\n\
              The rows above run on the bench's runtime of two worker threads, as a server would; \
              the last row runs the same client and server on one thread. The difference is the \
-             cost of handing work between cores (wake-ups, locks and malloc arenas shared by two \
-             threads); see [bench/PROFILING.md](bench/PROFILING.md).",
+             cost of handing work between cores: wake-ups, locks, and blocks allocated on one \
+             core and freed on the other, which glibc's allocator serves slowly (the bench's \
+             `--features jemalloc` measures the same on jemalloc); see \
+             [bench/PROFILING.md](bench/PROFILING.md).",
             fmt_rate(s.ops_per_s),
             fmt_ms(s.p50_ms),
             fmt_ms(s.p99_ms)

@@ -5,7 +5,8 @@ Run it with the project's venv (scripts/setup.sh creates it): .venv/bin/python
 bench/oslo_bench.py MODE ...  The URL is an oslo transport URL
 (rabbit://guest:guest@127.0.0.1:5672/VHOST); its query may carry [oslo_messaging_rabbit]
 options, and also control_exchange as amqp-rpc's URLs do (taken out of the URL and used
-as oslo's control exchange, as tests/interop/peer.py does). Logging goes to stderr at
+as oslo's control exchange, as tests/interop/peer.py does; the two share
+tests/interop/oslo_common.py). Logging goes to stderr at
 WARNING; stdout carries nothing but the lines described below (file descriptor 1 is
 pointed at stderr, so stray prints of libraries cannot corrupt it).
 
@@ -79,7 +80,6 @@ import time
 _T0 = time.monotonic()  # the run's start, for the S + 10 s bound (before the imports)
 
 import argparse  # noqa: E402
-import importlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
@@ -87,14 +87,15 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import traceback  # noqa: E402
-from urllib import parse  # noqa: E402
 import warnings  # noqa: E402
 
-# Importing oslo.messaging imports eventlet (through oslo.service), which warns about its
-# own deprecation on every start; nothing here uses eventlet.
-warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
-
-from oslo_config import cfg  # noqa: E402
+# What this peer shares with the interop tests' peer lives beside that one. Importing it
+# silences eventlet's deprecation warning before it imports oslo.messaging.
+sys.dont_write_bytecode = True  # no __pycache__ in tests/interop
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "interop"))
+from oslo_common import (  # noqa: E402
+    claim_stdout, make_conf, split_control_exchange, wait_consuming)
 import oslo_messaging  # noqa: E402
 
 LOG = logging.getLogger("oslo_bench")
@@ -113,10 +114,7 @@ class Output:
     JSON result is written (the watchdog and the main thread race for it)."""
 
     def __init__(self):
-        sys.stdout.flush()
-        self._out = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
+        self._out = claim_stdout()
         self._lock = threading.Lock()
         self._result_sent = False
 
@@ -136,41 +134,9 @@ class Output:
             return True
 
 
-def make_conf(control_exchange):
-    """A private ConfigOpts usable with oslo.messaging 18.3.1 (see make_conf in
-    tests/interop/peer.py): the [oslo_messaging_metrics] and [oslo_messaging_tracing]
-    groups are registered on it as oslo_messaging.conffixture does, without which
-    call()/cast() raise NoSuchOptError and servers never answer."""
-    conf = cfg.ConfigOpts()
-    conf(args=[], project="amqp-rpc-bench", default_config_files=[],
-         default_config_dirs=[])
-    for module, attr in (("oslo_messaging._metrics.client", "oslo_messaging_metrics"),
-                         ("oslo_messaging._tracing.client", "oslo_messaging_tracing")):
-        try:
-            opts = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):  # not in this oslo.messaging version
-            continue
-        conf.register_opts(opts, group=attr)
-    if control_exchange:
-        oslo_messaging.set_transport_defaults(control_exchange)
-    return conf
-
-
-def split_control_exchange(url):
-    """`url` without its control_exchange query parameter, and that parameter's value
-    (the last one if repeated; None if absent)."""
-    parts = parse.urlsplit(url)
-    query = parse.parse_qsl(parts.query, keep_blank_values=True)
-    values = [value for name, value in query if name == "control_exchange"]
-    if not values:
-        return url, None
-    rest = [(name, value) for name, value in query if name != "control_exchange"]
-    return parse.urlunsplit(parts._replace(query=parse.urlencode(rest))), values[-1]
-
-
 def make_transport(url):
     url, control_exchange = split_control_exchange(url)
-    conf = make_conf(control_exchange)
+    conf = make_conf(control_exchange, "amqp-rpc-bench")
     return oslo_messaging.get_rpc_transport(conf, url=url)
 
 
@@ -215,22 +181,6 @@ class BenchEndpoint:
             self._count = 0
 
 
-def _wait_consuming(server, timeout=10.0):
-    """Return once the server's listener has issued basic.consume on all its queues (as in
-    tests/interop/peer.py: start() declares and binds the queues, the poll thread
-    registers the consumers a moment later). Uses driver internals (impl_rabbit
-    Connection._new_tags); falls back to a short sleep if they move."""
-    try:
-        conn = server.listener._poll_style_listener.conn.connection
-        conn._new_tags  # noqa: B018 - probe the attribute
-    except AttributeError:
-        time.sleep(0.3)
-        return
-    deadline = time.monotonic() + timeout
-    while conn._new_tags and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
 def run_server(args, out):
     stop_event = threading.Event()
     ready = threading.Event()
@@ -269,7 +219,7 @@ def run_server(args, out):
     # start() reads it.
     transport.conf.set_override("executor_thread_pool_size", args.pool)
     server.start()
-    _wait_consuming(server)
+    wait_consuming(server)
     ready.set()
     out.line("READY")
     while not stop_event.wait(1.0):

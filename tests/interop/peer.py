@@ -47,7 +47,6 @@ protocol and file descriptor 1 is pointed at stderr, where logging goes (WARNING
 """
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -55,20 +54,19 @@ import sys
 import threading
 import time
 import traceback
-from urllib import parse
 import warnings
 
-sys.dont_write_bytecode = True  # no __pycache__ in tests/interop for interop_errors
+sys.dont_write_bytecode = True  # no __pycache__ in tests/interop for its modules
 
-# Importing oslo.messaging imports eventlet (through oslo.service), which warns about
-# its own deprecation on every start; the peer never uses eventlet.
-warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
-
+# tests/interop is sys.path[0]. oslo_common silences eventlet's warning before it imports
+# oslo.messaging, so it comes first.
+from oslo_common import (  # noqa: E402
+    claim_stdout, make_conf, split_control_exchange, wait_consuming)
 from oslo_config import cfg  # noqa: E402
 import oslo_messaging  # noqa: E402
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher  # noqa: E402
 
-import interop_errors  # noqa: E402  (tests/interop is sys.path[0])
+import interop_errors  # noqa: E402
 
 EXMODS = ["oslo_messaging.rpc.dispatcher", "interop_errors"]
 
@@ -82,10 +80,7 @@ class Output:
     """Protocol lines on the original stdout; fd 1 is redirected to stderr."""
 
     def __init__(self):
-        sys.stdout.flush()
-        self._out = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
+        self._out = claim_stdout()
         self._lock = threading.Lock()
 
     def send(self, obj):
@@ -209,41 +204,11 @@ class Calc:
 # ---------------------------------------------------------------------------------------
 # The peer
 
-def make_conf(control_exchange):
-    """A private ConfigOpts, made usable with oslo.messaging 18.3.1.
-
-    oslo.messaging registers two option groups on the global cfg.CONF only, at import,
-    yet reads them from the transport's own conf: [oslo_messaging_tracing] (new in
-    18.3.x; tracing_enabled, read by RPCClient.call()/cast() and by the RPC server for
-    every request) and [oslo_messaging_metrics] (metrics_enabled, read by call()/cast()).
-    With a bare private ConfigOpts, call()/cast() raise NoSuchOptError (tracing first,
-    then metrics once tracing is registered), and an RPC server acks every request and
-    never answers it (its callers time out; nothing is logged at WARNING). Registering
-    the same option lists on the private instance, as oslo_messaging.conffixture does,
-    fixes both.
-    """
-    conf = cfg.ConfigOpts()
-    conf(args=[], project="amqp-rpc-interop", default_config_files=[],
-         default_config_dirs=[])
-    for module, attr in (("oslo_messaging._metrics.client", "oslo_messaging_metrics"),
-                         ("oslo_messaging._tracing.client", "oslo_messaging_tracing")):
-        try:
-            opts = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):  # not in this oslo.messaging version
-            continue
-        conf.register_opts(opts, group=attr)
-    if control_exchange:
-        # Changes the default of the [DEFAULT] control_exchange option, which
-        # get_rpc_transport() registers and reads.
-        oslo_messaging.set_transport_defaults(control_exchange)
-    return conf
-
-
 class Peer:
     def __init__(self, url, out, control_exchange=None, exmods=(),
                  default_exmods=True):
         self.out = out
-        self.conf = make_conf(control_exchange)
+        self.conf = make_conf(control_exchange, "amqp-rpc-interop")
         self.exmods = (EXMODS if default_exmods else []) + list(exmods)
         self.transport = oslo_messaging.get_rpc_transport(
             self.conf, url=url, allowed_remote_exmods=self.exmods)
@@ -359,7 +324,7 @@ class Peer:
         server.start()
         with self.servers_lock:
             self.servers[name] = server
-        _wait_consuming(server)
+        wait_consuming(server)
         return "started"
 
     def _take_server(self, name):
@@ -401,37 +366,6 @@ class Peer:
             self.transport.cleanup()
         except Exception:  # noqa: BLE001
             LOG.warning("transport cleanup failed", exc_info=True)
-
-
-def split_control_exchange(url):
-    """Return `url` without its control_exchange query parameter, and that parameter's
-    value (the last one if repeated; None if absent). Other parameters are kept in order."""
-    parts = parse.urlsplit(url)
-    query = parse.parse_qsl(parts.query, keep_blank_values=True)
-    values = [value for name, value in query if name == "control_exchange"]
-    if not values:
-        return url, None
-    rest = [(name, value) for name, value in query if name != "control_exchange"]
-    return parse.urlunsplit(parts._replace(query=parse.urlencode(rest))), values[-1]
-
-
-def _wait_consuming(server, timeout=10.0):
-    """Return once the server's listener has issued basic.consume on all its queues.
-
-    start() declares and binds the queues (so nothing published afterwards is lost), but
-    the consumers are registered a moment later by the listener's poll thread. Waiting
-    makes "started" mean "consuming", e.g. for round-robin tests. Uses driver internals
-    (impl_rabbit Connection._new_tags); falls back to a short sleep if they move.
-    """
-    try:
-        conn = server.listener._poll_style_listener.conn.connection
-        conn._new_tags  # noqa: B018 - probe the attribute
-    except AttributeError:
-        time.sleep(0.3)
-        return
-    deadline = time.monotonic() + timeout
-    while conn._new_tags and time.monotonic() < deadline:
-        time.sleep(0.005)
 
 
 def main(argv=None):

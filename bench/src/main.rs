@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release -p amqp-rpc-bench -- --out BENCHMARKS.md     # full run, a few minutes
 //! cargo run --release -p amqp-rpc-bench -- --smoke                 # seconds; what CI runs
+//! cargo run --release -p amqp-rpc-bench -- --only sequential --system amqp-rpc  # profiling
+//! cargo run --release -p amqp-rpc-bench --features jemalloc -- --out BENCHMARKS-jemalloc.md
 //! ```
 //!
 //! Each phase runs for a bounded time for each system in turn, round after round (the order
@@ -46,6 +48,16 @@ impl SystemKind {
             SystemKind::Lapin => "lapin (hand-written)",
             SystemKind::Oslo => "oslo.messaging",
             SystemKind::LapinConfirms => "lapin + confirms (hand-written)",
+        }
+    }
+
+    /// The name `--system` selects it by.
+    fn keyword(self) -> &'static str {
+        match self {
+            SystemKind::Amqp => "amqp-rpc",
+            SystemKind::Lapin => "lapin",
+            SystemKind::Oslo => "oslo",
+            SystemKind::LapinConfirms => "lapin-confirms",
         }
     }
 }
@@ -92,12 +104,29 @@ struct Options {
     python: Option<String>,
     base_url: String,
     only: Option<String>,
+    /// `--system`: the one system to run (for profiling).
+    system: Option<String>,
 }
 
 impl Options {
     /// Whether `--only` (if given) selects the workload titled `title`.
     fn selects(&self, title: &str) -> bool {
         self.only.as_ref().is_none_or(|only| title.contains(only))
+    }
+
+    /// Whether `--system` (if given) selects `system` over RabbitMQ.
+    fn runs(&self, system: SystemKind) -> bool {
+        self.system.as_deref().is_none_or(|s| s == system.keyword())
+    }
+
+    /// Whether `--system` (if given) selects the memory:// phases.
+    fn runs_memory(&self) -> bool {
+        self.system.as_deref().is_none_or(|s| s == "memory")
+    }
+
+    /// Whether a filter leaves part of the report out.
+    fn filtered(&self) -> bool {
+        self.only.is_some() || self.system.is_some()
     }
 }
 
@@ -139,6 +168,12 @@ fn options() -> Options {
                 .help("run only the workloads whose title contains this text (e.g. \"sequential\", \"memory://\"); for profiling, not for the report"),
         )
         .arg(
+            Arg::new("system")
+                .long("system")
+                .value_parser(["amqp-rpc", "lapin", "lapin-confirms", "oslo", "memory"])
+                .help("run only this system (memory: amqp-rpc over memory://); for profiling, not for the report"),
+        )
+        .arg(
             Arg::new("no-oslo")
                 .long("no-oslo")
                 .action(ArgAction::SetTrue)
@@ -158,7 +193,9 @@ fn options() -> Options {
             .exists()
             .then(|| default_python.to_owned())
     });
-    let python = python.filter(|_| !matches.get_flag("no-oslo"));
+    let system = matches.get_one::<String>("system").cloned();
+    let python = python
+        .filter(|_| !matches.get_flag("no-oslo") && system.as_deref().is_none_or(|s| s == "oslo"));
     Options {
         smoke,
         rounds: matches
@@ -178,6 +215,7 @@ fn options() -> Options {
             .cloned()
             .unwrap_or_default(),
         only: matches.get_one::<String>("only").cloned(),
+        system,
     }
 }
 
@@ -259,10 +297,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             count: casts * 5,
             payload: payload_small,
         }])
-        .filter(|w| options.selects(&format!("memory:// {}", w.title())))
+        .filter(|w| options.runs_memory() && options.selects(&format!("memory:// {}", w.title())))
         .collect();
-    if options.only.is_some() && options.out.is_some() {
-        return Err("--only is for profiling: a report needs every workload".into());
+    if options.filtered() && options.out.is_some() {
+        return Err("--only and --system are for profiling: a report needs everything".into());
     }
 
     let vhost = Vhost(format!("amqp-rpc-bench-{}", uuid::Uuid::new_v4().simple()));
@@ -324,6 +362,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 order.reverse();
             }
             for system in order {
+                if !options.runs(system) {
+                    continue;
+                }
                 if system == SystemKind::LapinConfirms
                     && !matches!(workload, Workload::Calls { .. })
                 {
@@ -432,7 +473,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .push(sample);
         }
         let title = "memory:// calls, 64 in flight, one worker thread";
-        if options.selects(title) {
+        if options.runs_memory() && options.selects(title) {
             let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
             progress(&format!("{label} ..."));
             if let Some(sample) = memory_one_thread(&vhost.0, topic, payload_small, seconds) {
@@ -441,7 +482,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    if options.only.is_none() {
+    if !options.filtered() {
         progress("counting allocations per memory:// call...");
         results.allocs_per_call = memory
             .allocations_per_call(&"x".repeat(payload_small), 200, 2_000)
@@ -478,6 +519,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut missing = Vec::new();
     for (index, workload) in workloads.iter().enumerate() {
         for system in [SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo] {
+            if !options.runs(system) {
+                continue;
+            }
             let measured = results
                 .samples
                 .get(&(system, index))

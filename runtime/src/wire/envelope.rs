@@ -97,16 +97,20 @@ static NEEDS_ESCAPE: [bool; 256] = {
 impl io::Write for Escaped<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
-        while let Some(at) = rest.iter().position(|&b| NEEDS_ESCAPE[usize::from(b)]) {
-            self.0.extend_from_slice(&rest[..at]);
-            match rest[at] {
+        loop {
+            let at = next_needing_escape(rest, 0);
+            let (plain, special) = rest.split_at_checked(at).unwrap_or((rest, &[]));
+            self.0.extend_from_slice(plain);
+            let Some((&byte, after)) = special.split_first() else {
+                break;
+            };
+            match byte {
                 b'"' => self.0.extend_from_slice(br#"\""#),
                 b'\\' => self.0.extend_from_slice(br"\\"),
                 byte => self.0.extend_from_slice(&control_escape(byte)),
             }
-            rest = &rest[at + 1..];
+            rest = after;
         }
-        self.0.extend_from_slice(rest);
         Ok(buf.len())
     }
 
@@ -385,12 +389,7 @@ fn unescape_prefix(bytes: &[u8]) -> Option<(String, Option<&[u8]>)> {
     // `copied` is where the bytes not yet copied start.
     let (mut copied, mut at) = (0, 0);
     loop {
-        while bytes
-            .get(at)
-            .is_some_and(|&b| !NEEDS_ESCAPE[usize::from(b)])
-        {
-            at += 1;
-        }
+        at = next_needing_escape(bytes, at);
         out.extend_from_slice(bytes.get(copied..at)?);
         let rest = match bytes.get(at) {
             None => None,
@@ -407,6 +406,36 @@ fn unescape_prefix(bytes: &[u8]) -> Option<(String, Option<&[u8]>)> {
         };
         return Some((String::from_utf8(out).ok()?, rest));
     }
+}
+
+/// The index of the first byte from `at` on that [`NEEDS_ESCAPE`], or `bytes.len()`.
+///
+/// Eight bytes at a time: for each byte, `byte - n` borrows into its top bit where `byte < n`
+/// (the classic "has a byte less than n" word test), and `"` and `\` are found as zero bytes of the word
+/// XORed with them. A borrow can flag bytes above a true match, never below one, so the lowest
+/// flagged byte is the first match.
+fn next_needing_escape(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const TOPS: u64 = ONES << 7;
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
+    while let Some(&chunk) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(chunk);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let found = (below(word, 0x20) | below(quote, 1) | below(backslash, 1)) & TOPS;
+        if found != 0 {
+            // Little-endian: the lowest bit is the first byte.
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while bytes
+        .get(at)
+        .is_some_and(|&b| !NEEDS_ESCAPE[usize::from(b)])
+    {
+        at += 1;
+    }
+    at
 }
 
 /// The character of the escape that `after` follows the backslash of, and the escape's length
@@ -515,6 +544,37 @@ mod tests {
         assert!(raw.is_ok());
         if let Ok(raw) = raw {
             assert_serializes_as_sealed_text(&raw);
+        }
+    }
+
+    #[test]
+    fn the_word_scan_finds_the_first_byte_needing_escape_as_a_byte_scan_does() {
+        let byte_scan = |bytes: &[u8], at: usize| {
+            (at..bytes.len())
+                .find(|&i| NEEDS_ESCAPE[usize::from(bytes[i])])
+                .unwrap_or(bytes.len())
+        };
+        // Every byte value at every place of a 19-byte run (two words and a tail), alone and
+        // after another special byte, on a background of plain bytes of every kind.
+        for background in [b'x', b' ', 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'] {
+            for special in 0..=255u8 {
+                for place in 0..19 {
+                    for earlier in [None, Some((b'"', 3)), Some((0x1f, 11))] {
+                        let mut bytes = vec![background; 19];
+                        bytes[place] = special;
+                        if let Some((byte, at)) = earlier {
+                            bytes[at] = byte;
+                        }
+                        for from in [0, 1, 5, 8, 12, 19] {
+                            assert_eq!(
+                                next_needing_escape(&bytes, from),
+                                byte_scan(&bytes, from),
+                                "{bytes:?} from {from}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -408,12 +408,13 @@ fn unescape_prefix(bytes: &[u8]) -> Option<(String, Option<&[u8]>)> {
     }
 }
 
-/// The index of the first byte from `at` on that [`NEEDS_ESCAPE`], or `bytes.len()`.
+/// The index of the first byte from `at` on that needs escaping ([`NEEDS_ESCAPE`]), or
+/// `bytes.len()`.
 ///
 /// Eight bytes at a time: for each byte, `byte - n` borrows into its top bit where `byte < n`
-/// (the classic "has a byte less than n" word test), and `"` and `\` are found as zero bytes of the word
-/// XORed with them. A borrow can flag bytes above a true match, never below one, so the lowest
-/// flagged byte is the first match.
+/// (the classic "has a byte less than n" word test), and `"` and `\` are found as zero bytes
+/// of the word XORed with them. A borrow can flag bytes above a true match, never below one, so
+/// the lowest flagged byte is the first match.
 fn next_needing_escape(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const TOPS: u64 = ONES << 7;

@@ -102,6 +102,8 @@ struct Options {
     seconds: Duration,
     out: Option<PathBuf>,
     python: Option<String>,
+    /// Whether no oslo.messaging virtualenv was found (as opposed to oslo left out by a flag).
+    no_venv: bool,
     base_url: String,
     only: Option<String>,
     /// `--system`: the one system to run (for profiling).
@@ -194,9 +196,9 @@ fn options() -> Options {
             .then(|| default_python.to_owned())
     });
     let system = matches.get_one::<String>("system").cloned();
-    let python = python
-        .filter(|_| !matches.get_flag("no-oslo") && system.as_deref().is_none_or(|s| s == "oslo"));
-    Options {
+    let no_venv = python.is_none();
+    let python = python.filter(|_| !matches.get_flag("no-oslo"));
+    let mut options = Options {
         smoke,
         rounds: matches
             .get_one::<usize>("rounds")
@@ -210,13 +212,19 @@ fn options() -> Options {
         ),
         out: matches.get_one::<PathBuf>("out").cloned(),
         python,
+        no_venv,
         base_url: matches
             .get_one::<String>("url")
             .cloned()
             .unwrap_or_default(),
         only: matches.get_one::<String>("only").cloned(),
         system,
+    };
+    // oslo.messaging's peers are started only if `--system` leaves them in.
+    if !options.runs(SystemKind::Oslo) {
+        options.python = None;
     }
+    options
 }
 
 fn rabbitmqctl(args: &[&str]) -> Option<String> {
@@ -325,9 +333,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let oslo = match &options.python {
         Some(python) => Some(OsloSystem::start(python, &url, topic).await?),
         None => {
-            eprintln!(
-                "\nno oslo.messaging virtualenv (run scripts/setup.sh): oslo.messaging is left out"
-            );
+            if options.no_venv {
+                eprintln!(
+                    "\nno oslo.messaging virtualenv (run scripts/setup.sh): oslo.messaging is left out"
+                );
+            }
             None
         }
     };

@@ -14,8 +14,8 @@ use amqp_rpc::{
 };
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -301,6 +301,59 @@ async fn stopping_a_server_returns_unstarted_requests_to_the_queue() {
     assert_eq!(results, (0..10).collect::<Vec<u64>>(), "no request lost");
     assert_eq!(second_started.load(Ordering::SeqCst), 8);
     s2.stop().await;
+}
+
+/// Undecodable requests are rejected without requeue (spec §2.5): the server goes on serving,
+/// and once it has stopped nothing is back in its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_requests_are_rejected_not_requeued() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("undecodable");
+    let server = serve(&transport, &topic, Named::new("s1"), 4).await;
+    let channel = raw(&url).await;
+    // Confirmed, so they are queued before the call below.
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let bodies: [&[u8]; 3] = [
+        b"not json",
+        br#"{"oslo.version": "9.9", "oslo.message": "{}"}"#,
+        b"[1, 2]",
+    ];
+    for body in bodies {
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        channel
+            .basic_publish(
+                "".into(),
+                topic.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let client = WorkerClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(10));
+    assert_eq!(
+        client.whoami().await.unwrap(),
+        "s1",
+        "the server still serves"
+    );
+    server.stop().await;
+    server.wait().await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = channel
+        .queue_declare(topic.as_str().into(), passive, FieldTable::default())
+        .await
+        .unwrap();
+    assert_eq!(queue.message_count(), 0, "rejected, not requeued");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -402,10 +402,10 @@ impl Driver for RabbitDriver {
             consumers.push(self.consume(&channel, queue, false).await?);
         }
         Ok(Box::new(RabbitSubscription {
+            acks: Some(Arc::new(channel.clone())),
             channel: Some(channel),
             deliveries: select_all(consumers),
             owned_queue: Some(fanout_queue),
-            no_ack: false,
         }))
     }
 
@@ -428,11 +428,11 @@ impl Driver for RabbitDriver {
         let consumer = self.consume(&channel, &name, true).await?;
         Ok(ReplyQueue {
             subscription: Box::new(RabbitSubscription {
+                acks: None,
                 channel: Some(channel),
                 deliveries: select_all([consumer]),
                 // Reply queues are left to expire, as oslo does.
                 owned_queue: None,
-                no_ack: true,
             }),
             name,
         })
@@ -446,8 +446,9 @@ struct RabbitSubscription {
     deliveries: SelectAll<Consumer>,
     /// A queue deleted when the listener closes (its fanout queue).
     owned_queue: Option<String>,
-    /// Consumed without acknowledgements: deliveries need none.
-    no_ack: bool,
+    /// The channel that acknowledges deliveries; `None` when they are consumed without
+    /// acknowledgements.
+    acks: Option<Arc<Channel>>,
 }
 
 impl std::fmt::Debug for RabbitSubscription {
@@ -480,11 +481,14 @@ impl Subscription for RabbitSubscription {
     async fn next(&mut self) -> Result<Delivery, TransportError> {
         match self.deliveries.next().await {
             Some(Ok(delivery)) => Ok(Delivery {
-                body: Bytes::from(delivery.data),
-                acker: match self.no_ack {
-                    true => Box::new(Acknowledged),
-                    false => Box::new(RabbitAcker(delivery.acker)),
+                acker: match &self.acks {
+                    None => Box::new(Acknowledged),
+                    Some(channel) => Box::new(RabbitAcker {
+                        channel: Arc::clone(channel),
+                        delivery_tag: delivery.delivery_tag,
+                    }),
                 },
+                body: Bytes::from(delivery.data),
             }),
             Some(Err(e)) => Err(driver_error(e)),
             None => Err(TransportError::Closed {
@@ -530,24 +534,31 @@ impl Acker for Acknowledged {
     }
 }
 
+/// Settles one delivery on its channel.
+///
+/// It writes `basic.ack` on the channel itself rather than through the delivery's
+/// `lapin::Acker`: the acker hands each acknowledgement to lapin's internal task, which spawns
+/// a task for it, and that cost a task and two wake-ups per request. The frame is queued when
+/// the future is first polled, as the acker's is.
 #[derive(Debug)]
-struct RabbitAcker(lapin::Acker);
+struct RabbitAcker {
+    channel: Arc<Channel>,
+    delivery_tag: u64,
+}
 
 #[async_trait]
 impl Acker for RabbitAcker {
     async fn ack(self: Box<Self>) -> Result<(), TransportError> {
-        self.0
-            .ack(BasicAckOptions::default())
+        self.channel
+            .basic_ack(self.delivery_tag, BasicAckOptions::default())
             .await
-            .map(drop)
             .map_err(driver_error)
     }
 
     async fn reject(self: Box<Self>, requeue: bool) -> Result<(), TransportError> {
-        self.0
-            .reject(BasicRejectOptions { requeue })
+        self.channel
+            .basic_reject(self.delivery_tag, BasicRejectOptions { requeue })
             .await
-            .map(drop)
             .map_err(driver_error)
     }
 }

@@ -2,14 +2,19 @@
 //! application and the broker. The server consumes a queue and answers to `reply_to` with the
 //! request's `correlation_id`; the client has one connection, one exclusive server-named reply
 //! queue consumed without acks, and pipelines requests, matching replies by correlation id.
-//! With `confirms`, every publish (request, reply, cast) waits for the broker's publisher
-//! confirm, as oslo.messaging's wire contract requires of every peer (spec §2).
+//!
+//! With `contract`, the same code does on the wire what oslo.messaging's contract asks of every
+//! peer, and nothing else: every publish waits for its publisher confirm (spec §2); requests go
+//! through a topic exchange; requests and replies carry oslo's properties (§1.1), requests with
+//! an expiration; replies are published mandatory (§2.2); and a request is acknowledged before
+//! its reply is published (§2.5). Bodies stay the caller's bytes: the envelope, the context and
+//! routing replies by `_msg_id` are the work of the library measured against it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -29,6 +34,8 @@ pub(crate) struct RefServer {
     _connection: Connection,
     channel: Channel,
     queue: String,
+    /// The contract's topic exchange.
+    exchange: Option<String>,
     received_casts: Arc<AtomicU64>,
 }
 
@@ -39,11 +46,11 @@ impl RefServer {
         queue: &str,
         fanout: Option<&str>,
         prefetch: u16,
-        confirms: bool,
+        contract: bool,
     ) -> Result<RefServer> {
         let connection = connect(url).await?;
         let channel = connection.create_channel().await?;
-        if confirms {
+        if contract {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
@@ -58,6 +65,26 @@ impl RefServer {
                 FieldTable::default(),
             )
             .await?;
+        if contract {
+            let exchange = topic_exchange(queue);
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    queue.into(),
+                    exchange.as_str().into(),
+                    queue.into(),
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         if let Some(exchange) = fanout {
             channel
                 .exchange_declare(
@@ -90,6 +117,14 @@ impl RefServer {
         let casts = Arc::clone(&received_casts);
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = consumer.next().await {
+                let ack = replies.basic_ack(delivery.delivery_tag, BasicAckOptions::default());
+                let mut ack = std::pin::pin!(ack);
+                // With the contract, acknowledged before it runs: the first poll queues the
+                // frame (and may find it written); the write is waited for after the reply.
+                let mut acked = match contract {
+                    true => ack.as_mut().now_or_never(),
+                    false => None,
+                };
                 let properties = &delivery.properties;
                 match (properties.reply_to(), properties.correlation_id()) {
                     (Some(reply_to), Some(id)) => {
@@ -98,13 +133,16 @@ impl RefServer {
                             .basic_publish(
                                 "".into(),
                                 reply_to.clone(),
-                                BasicPublishOptions::default(),
+                                BasicPublishOptions {
+                                    mandatory: contract,
+                                    immediate: false,
+                                },
                                 &delivery.data,
-                                reply,
+                                oslo_properties(contract, reply),
                             )
                             .await;
                         // The confirm is awaited beside the next request, not before it.
-                        if let (true, Ok(confirm)) = (confirms, published) {
+                        if let (true, Ok(confirm)) = (contract, published) {
                             tokio::spawn(confirm);
                         }
                     }
@@ -112,13 +150,17 @@ impl RefServer {
                         casts.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                if acked.is_none() {
+                    acked = Some(ack.await);
+                }
+                drop(acked);
             }
         });
         Ok(RefServer {
             _connection: connection,
             channel,
             queue: queue.to_owned(),
+            exchange: contract.then(|| topic_exchange(queue)),
             received_casts,
         })
     }
@@ -133,12 +175,18 @@ impl RefServer {
         self.received_casts.store(0, Ordering::Relaxed);
     }
 
-    /// Deletes the queue.
+    /// Deletes the queue and the contract's exchange.
     pub(crate) async fn close(self) {
         let _ = self
             .channel
             .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
             .await;
+        if let Some(exchange) = self.exchange {
+            let _ = self
+                .channel
+                .exchange_delete(exchange.as_str().into(), Default::default())
+                .await;
+        }
     }
 }
 
@@ -149,15 +197,15 @@ pub(crate) struct RefClient {
     reply_to: lapin::types::ShortString,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>,
     next_id: Arc<AtomicU64>,
-    confirms: bool,
+    contract: bool,
     _connection: Arc<Connection>,
 }
 
 impl RefClient {
-    pub(crate) async fn connect(url: &str, confirms: bool) -> Result<RefClient> {
+    pub(crate) async fn connect(url: &str, contract: bool) -> Result<RefClient> {
         let connection = connect(url).await?;
         let channel = connection.create_channel().await?;
-        if confirms {
+        if contract {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
@@ -205,7 +253,7 @@ impl RefClient {
             reply_to,
             pending,
             next_id: Arc::default(),
-            confirms,
+            contract,
             _connection: Arc::new(connection),
         })
     }
@@ -218,10 +266,17 @@ impl RefClient {
         let properties = BasicProperties::default()
             .with_reply_to(self.reply_to.clone())
             .with_correlation_id(id.to_string().into());
+        let (exchange, properties) = match self.contract {
+            true => (
+                topic_exchange(queue),
+                oslo_properties(true, properties).with_expiration("60000".into()),
+            ),
+            false => (String::new(), properties),
+        };
         let confirm = self
             .channel
             .basic_publish(
-                "".into(),
+                exchange.as_str().into(),
                 queue.into(),
                 BasicPublishOptions::default(),
                 body,
@@ -229,7 +284,7 @@ impl RefClient {
             )
             .await
             .ok()?;
-        if self.confirms {
+        if self.contract {
             confirm.await.ok()?;
         }
         rx.await.ok()
@@ -247,9 +302,27 @@ impl RefClient {
                 BasicProperties::default(),
             )
             .await;
-        match (published, self.confirms) {
+        match (published, self.contract) {
             (Ok(confirm), true) => confirm.await.is_ok(),
             (published, _) => published.is_ok(),
         }
+    }
+}
+
+/// The topic exchange a contract server's queue is bound to, with the queue's name as key.
+fn topic_exchange(queue: &str) -> String {
+    format!("{queue}-topic")
+}
+
+/// With `contract`, oslo's properties (spec §1.1) added to `properties`.
+fn oslo_properties(contract: bool, properties: BasicProperties) -> BasicProperties {
+    match contract {
+        true => properties
+            .with_content_type("application/json".into())
+            .with_content_encoding("utf-8".into())
+            .with_delivery_mode(2)
+            .with_priority(0)
+            .with_headers(FieldTable::default()),
+        false => properties,
     }
 }

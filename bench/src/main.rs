@@ -37,8 +37,9 @@ pub(crate) enum SystemKind {
     Amqp,
     Lapin,
     Oslo,
-    /// The lapin reference with publisher confirms (calls only): what oslo's contract costs.
-    LapinConfirms,
+    /// The lapin reference doing what oslo's wire contract asks of every peer (calls only):
+    /// what the contract costs, apart from amqp-rpc's own work.
+    LapinContract,
 }
 
 impl SystemKind {
@@ -47,7 +48,7 @@ impl SystemKind {
             SystemKind::Amqp => "amqp-rpc",
             SystemKind::Lapin => "lapin (hand-written)",
             SystemKind::Oslo => "oslo.messaging",
-            SystemKind::LapinConfirms => "lapin + confirms (hand-written)",
+            SystemKind::LapinContract => "lapin + oslo's contract (hand-written)",
         }
     }
 
@@ -57,7 +58,7 @@ impl SystemKind {
             SystemKind::Amqp => "amqp-rpc",
             SystemKind::Lapin => "lapin",
             SystemKind::Oslo => "oslo",
-            SystemKind::LapinConfirms => "lapin-confirms",
+            SystemKind::LapinContract => "lapin-contract",
         }
     }
 }
@@ -172,7 +173,7 @@ fn options() -> Options {
         .arg(
             Arg::new("system")
                 .long("system")
-                .value_parser(["amqp-rpc", "lapin", "lapin-confirms", "oslo", "memory"])
+                .value_parser(["amqp-rpc", "lapin", "lapin-contract", "oslo", "memory"])
                 .help("run only this system (memory: amqp-rpc over memory://); for profiling, not for the report"),
         )
         .arg(
@@ -329,7 +330,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     progress("starting servers...");
     let amqp = AmqpSystem::start(&url, topic, 64).await?;
     let lapin = LapinSystem::start(&amqp_url, topic, 64, false).await?;
-    let lapin_confirms = LapinSystem::start(&amqp_url, topic, 64, true).await?;
+    let lapin_contract = LapinSystem::start(&amqp_url, topic, 64, true).await?;
     let oslo = match &options.python {
         Some(python) => Some(OsloSystem::start(python, &url, topic).await?),
         None => {
@@ -365,7 +366,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut order = vec![
                 SystemKind::Amqp,
                 SystemKind::Lapin,
-                SystemKind::LapinConfirms,
+                SystemKind::LapinContract,
                 SystemKind::Oslo,
             ];
             if round % 2 == 1 {
@@ -375,7 +376,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if !options.runs(system) {
                     continue;
                 }
-                if system == SystemKind::LapinConfirms
+                if system == SystemKind::LapinContract
                     && !matches!(workload, Workload::Calls { .. })
                 {
                     continue;
@@ -413,10 +414,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         (SystemKind::Lapin, Workload::Fanout { count, .. }) => {
                             Some(lapin.fanout(count, &payload, bound).await)
                         }
-                        (SystemKind::LapinConfirms, Workload::Calls { in_flight, .. }) => {
-                            Some(lapin_confirms.calls(in_flight, &payload, seconds).await)
+                        (SystemKind::LapinContract, Workload::Calls { in_flight, .. }) => {
+                            Some(lapin_contract.calls(in_flight, &payload, seconds).await)
                         }
-                        (SystemKind::LapinConfirms, _) => None,
+                        (SystemKind::LapinContract, _) => None,
                         (SystemKind::Oslo, w) => match &oslo {
                             None => None,
                             Some(oslo) => Some(match w {
@@ -519,7 +520,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     amqp.stop().await;
     lapin.stop().await;
-    lapin_confirms.stop().await;
+    lapin_contract.stop().await;
     memory.stop().await;
     if let Some(oslo) = oslo {
         oslo.stop().await;

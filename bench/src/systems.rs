@@ -251,15 +251,15 @@ impl LapinSystem {
         amqp_url: &str,
         topic: &str,
         prefetch: u16,
-        confirms: bool,
+        contract: bool,
     ) -> Result<LapinSystem, lapin::Error> {
-        let name = match confirms {
-            true => format!("{topic}-lapin-confirms"),
+        let name = match contract {
+            true => format!("{topic}-lapin-contract"),
             false => format!("{topic}-lapin"),
         };
         let exchange = format!("{name}-fanout");
         let queue = name;
-        let server = RefServer::start(amqp_url, &queue, None, prefetch, confirms).await?;
+        let server = RefServer::start(amqp_url, &queue, None, prefetch, contract).await?;
         let mut fanout_servers = Vec::new();
         for i in 0..FANOUT_SERVERS {
             fanout_servers.push(
@@ -268,13 +268,13 @@ impl LapinSystem {
                     &format!("{exchange}-{i}"),
                     Some(&exchange),
                     prefetch,
-                    confirms,
+                    contract,
                 )
                 .await?,
             );
         }
         Ok(LapinSystem {
-            client: RefClient::connect(amqp_url, confirms).await?,
+            client: RefClient::connect(amqp_url, contract).await?,
             queue,
             exchange,
             server,

@@ -128,23 +128,33 @@ impl Results {
 }
 
 /// A target: its text, the measured value, and whether it holds.
-fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
-    let rate = |system, workload| {
-        results
-            .index_of(workload)
-            .and_then(|i| results.median(system, i))
-            .map(|s| s.ops_per_s)
-    };
-    let p50 = |system, workload| {
-        results
-            .index_of(workload)
-            .and_then(|i| results.median(system, i))
-            .and_then(|s| s.p50_ms)
-    };
-    let calls = |in_flight| Workload::Calls {
+/// The median calls or deliveries per second of `system` on `workload`.
+fn rate_of(results: &Results, system: SystemKind, workload: Workload) -> Option<f64> {
+    results
+        .index_of(workload)
+        .and_then(|i| results.median(system, i))
+        .map(|s| s.ops_per_s)
+}
+
+/// The median p50 of `system` on `workload`.
+fn p50_of(results: &Results, system: SystemKind, workload: Workload) -> Option<f64> {
+    results
+        .index_of(workload)
+        .and_then(|i| results.median(system, i))
+        .and_then(|s| s.p50_ms)
+}
+
+/// 100 B calls with `in_flight` in flight.
+fn calls(in_flight: usize) -> Workload {
+    Workload::Calls {
         in_flight,
         payload: 100,
-    };
+    }
+}
+
+fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
+    let rate = |system, workload| rate_of(results, system, workload);
+    let p50 = |system, workload| p50_of(results, system, workload);
     let casts = Workload::Casts {
         count: 0,
         payload: 100,
@@ -385,6 +395,7 @@ pub(crate) fn markdown(
         };
         let _ = writeln!(md, "| {text} | {value} | {verdict} |");
     }
+    references_beside_targets(&mut md, results);
     let _ = writeln!(
         md,
         "\nClient heap per in-flight call: the growth of live heap while {} `RpcClient::call`s \
@@ -435,6 +446,30 @@ pub(crate) fn markdown(
 
 fn fmt_us(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// What the references themselves make of the two ratio targets that do not compare with
+/// plain lapin alone: the sequential p50 that oslo's contract allows, and lapin's own
+/// multiple of oslo.messaging.
+fn references_beside_targets(md: &mut String, results: &Results) {
+    let ratio_of = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| fmt_target(a / b, "×"));
+    let p50 = |system| p50_of(results, system, calls(1));
+    let contract = ratio_of(p50(SystemKind::LapinContract), p50(SystemKind::Lapin));
+    let amqp = ratio_of(p50(SystemKind::Amqp), p50(SystemKind::LapinContract));
+    if let (Some(contract), Some(amqp)) = (contract, amqp) {
+        let _ = writeln!(
+            md,
+            "\nThe same run's references: hand-written lapin doing oslo's wire contract has a \
+             sequential p50 of {contract} plain lapin's, and amqp-rpc's is {amqp} its."
+        );
+    }
+    let rate = |system| rate_of(results, system, calls(64));
+    if let Some(lapin) = ratio_of(rate(SystemKind::Lapin), rate(SystemKind::Oslo)) {
+        let _ = writeln!(
+            md,
+            "\nAt 64 in flight, hand-written lapin makes {lapin} oslo.messaging's calls/s."
+        );
+    }
 }
 
 /// Where a call's CPU goes at 64 in flight: amqp-rpc's own steps, the rest of the process, the

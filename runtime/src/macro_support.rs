@@ -86,15 +86,15 @@ pub fn with_namespace(client: RpcClient, namespace: Option<&str>) -> RpcClient {
     client.set_namespace(namespace)
 }
 
-/// A call sending `version`.
-pub async fn call<R: DeserializeOwned>(
+/// A call sending `version` (the future of [`RpcClient::call`]).
+pub fn call<R: DeserializeOwned>(
     client: &RpcClient,
     version: Version,
     ctx: &Context,
     method: &str,
     args: impl Serialize,
-) -> Result<R, RpcError> {
-    client.call_as(Some(version), ctx, method, args).await
+) -> impl Future<Output = Result<R, RpcError>> {
+    client.call_as(Some(version), ctx, method, args)
 }
 
 /// A cast sending `version`.

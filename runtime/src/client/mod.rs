@@ -3,9 +3,11 @@
 
 pub(crate) mod waiter;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -18,7 +20,7 @@ use crate::target::Target;
 use crate::transport::{Destination, PublishOptions, Transport};
 use crate::version::Version;
 use crate::wire::{self, CallFields, OutgoingRequest};
-use waiter::ReplyEvent;
+use waiter::{ReplyEvent, ReplyWaiter};
 
 /// How long a call waits for its reply unless told otherwise (oslo's `rpc_response_timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -178,49 +180,76 @@ impl RpcClient {
 
     /// Calls `method` with keyword arguments `args` and waits for its result.
     ///
-    /// `args` must serialize to a JSON object (or to `null`/`()`, sent as `{}`).
-    pub async fn call<R: DeserializeOwned>(
+    /// `args` must serialize to a JSON object (or to `null`/`()`, sent as `{}`). The request is
+    /// encoded when `call` is called (on a transport's first call, when the future first runs),
+    /// so the future does not keep the arguments while it waits.
+    pub fn call<R: DeserializeOwned>(
         &self,
         ctx: &Context,
         method: &str,
         args: impl Serialize,
-    ) -> Result<R, RpcError> {
-        self.call_as(self.target.version(), ctx, method, args).await
+    ) -> impl Future<Output = Result<R, RpcError>> {
+        self.call_as(self.target.version(), ctx, method, args)
     }
 
     /// [`RpcClient::call`] sending `version` instead of the target's (generated clients send
     /// each method's `since` version).
-    pub(crate) async fn call_as<R: DeserializeOwned>(
+    ///
+    /// Not an `async fn`: thousands of calls may wait at once, and the future of an `async fn`
+    /// would keep slots for the arguments and for starting the reply queue beside the wait.
+    pub(crate) fn call_as<R: DeserializeOwned>(
         &self,
         version: Option<Version>,
         ctx: &Context,
         method: &str,
         args: impl Serialize,
-    ) -> Result<R, RpcError> {
-        self.target.validate_call()?;
-        self.check_version_cap(version)?;
-        let waiter = self.transport.reply_waiter().await?;
-        let msg_id = wire::new_id();
+    ) -> impl Future<Output = Result<R, RpcError>> {
+        let checked = self
+            .target
+            .validate_call()
+            .and_then(|()| self.check_version_cap(version));
+        // Every call but a transport's first finds its reply queue running.
+        let prepared = match (checked, self.transport.current_reply_waiter()) {
+            (Err(e), _) => Prepared::Failed(e),
+            (Ok(()), Some(waiter)) => {
+                let msg_id = wire::new_id();
+                match self.encode_call(version, ctx, method, &args, msg_id, &waiter) {
+                    Ok(body) => return Either::Left(self.send_call(method, waiter, msg_id, body)),
+                    Err(e) => Prepared::Failed(e),
+                }
+            }
+            (Ok(()), None) => Prepared::Later(args),
+        };
+        // Boxed: only a failed call or a transport's first call (which starts the reply queue)
+        // comes here.
+        Either::Right(Box::pin(async move {
+            let args = match prepared {
+                Prepared::Failed(e) => return Err(e),
+                Prepared::Later(args) => args,
+            };
+            let waiter = self.transport.reply_waiter().await?;
+            let msg_id = wire::new_id();
+            let body = self.encode_call(version, ctx, method, &args, msg_id, &waiter)?;
+            drop(args);
+            self.send_call(method, waiter, msg_id, body).await
+        }))
+    }
+
+    /// Publishes an encoded call request and waits for its reply.
+    fn send_call<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        waiter: Arc<ReplyWaiter>,
+        msg_id: wire::Id,
+        body: Bytes,
+    ) -> impl Future<Output = Result<R, RpcError>> {
         let span = tracing::debug_span!(
             "rpc.call",
             method,
             namespace = self.target.namespace(),
             msg_id = %msg_id
         );
-        let body = self.encode(
-            version,
-            ctx,
-            method,
-            &args,
-            Some(CallFields {
-                msg_id: msg_id.text().as_str(),
-                reply_q: waiter.queue(),
-                call_monitor_timeout: self.call_monitor_timeout.map(|d| d.as_secs_f64()),
-            }),
-        )?;
-        // The arguments are not kept while the call waits (the body goes to the driver).
-        drop(args);
-        async {
+        async move {
             let pending = waiter.register(msg_id)?;
             let options = PublishOptions {
                 expiration: Some(self.timeout),
@@ -234,7 +263,29 @@ impl RpcClient {
             R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
         }
         .instrument(span)
-        .await
+    }
+
+    /// The body of a call request with id `msg_id`, answered to `waiter`'s queue.
+    fn encode_call(
+        &self,
+        version: Option<Version>,
+        ctx: &Context,
+        method: &str,
+        args: &impl Serialize,
+        msg_id: wire::Id,
+        waiter: &ReplyWaiter,
+    ) -> Result<Bytes, RpcError> {
+        self.encode(
+            version,
+            ctx,
+            method,
+            args,
+            Some(CallFields {
+                msg_id: msg_id.text().as_str(),
+                reply_q: waiter.queue(),
+                call_monitor_timeout: self.call_monitor_timeout.map(|d| d.as_secs_f64()),
+            }),
+        )
     }
 
     /// Sends `method` with keyword arguments `args` and returns once it is published; no reply
@@ -354,6 +405,14 @@ impl RpcClient {
     }
 }
 
+/// A call that could not be sent at once.
+enum Prepared<A> {
+    /// Refused before sending.
+    Failed(RpcError),
+    /// The transport's first call: encoded once the reply queue runs.
+    Later(A),
+}
+
 /// The module of oslo's dispatcher exceptions.
 pub(crate) const DISPATCHER_MODULE: &str = "oslo_messaging.rpc.dispatcher";
 
@@ -386,6 +445,24 @@ fn remote_to_error(failure: RemoteError) -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Thousands of calls may wait at once: the future of a waiting call keeps neither its
+    /// arguments nor the start-up of the reply queue.
+    #[tokio::test]
+    async fn a_waiting_calls_future_does_not_keep_its_arguments() {
+        #[derive(Serialize)]
+        struct Big {
+            data: [u64; 32],
+        }
+        let transport = Transport::memory();
+        let client = RpcClient::new(&transport, Target::new("t"));
+        let ctx = Context::new();
+        // The first call starts the reply queue, in a box of its own; later calls are encoded
+        // before their future exists. (An `async fn` kept 800 B besides the arguments.)
+        drop(transport.reply_waiter().await);
+        let call = client.call::<Value>(&ctx, "m", Big { data: [7; 32] });
+        assert!(size_of_val(&call) <= 600, "{} B", size_of_val(&call));
+    }
 
     #[test]
     fn dispatcher_failures_map_to_their_variants() {

@@ -393,14 +393,18 @@ impl Transport {
         self.inner.driver.close().await;
     }
 
+    /// The reply waiter shared by all clients of this transport, if it runs.
+    pub(crate) fn current_reply_waiter(&self) -> Option<Arc<ReplyWaiter>> {
+        lock(&self.inner.replies).clone().filter(|w| !w.is_closed())
+    }
+
     /// The reply waiter shared by all clients of this transport, started on first use.
     pub(crate) async fn reply_waiter(&self) -> Result<Arc<ReplyWaiter>, RpcError> {
-        let current = || lock(&self.inner.replies).clone().filter(|w| !w.is_closed());
-        if let Some(waiter) = current() {
+        if let Some(waiter) = self.current_reply_waiter() {
             return Ok(waiter);
         }
         let _starting = self.inner.starting_replies.lock().await;
-        if let Some(waiter) = current() {
+        if let Some(waiter) = self.current_reply_waiter() {
             return Ok(waiter);
         }
         let waiter = Arc::new(ReplyWaiter::start(self.inner.driver.as_ref()).await?);

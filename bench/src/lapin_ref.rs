@@ -67,42 +67,10 @@ impl RefServer {
             .await?;
         if contract {
             let exchange = topic_exchange(queue);
-            channel
-                .exchange_declare(
-                    exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    Default::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            channel
-                .queue_bind(
-                    queue.into(),
-                    exchange.as_str().into(),
-                    queue.into(),
-                    Default::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            bind(&channel, queue, &exchange, ExchangeKind::Topic, queue).await?;
         }
         if let Some(exchange) = fanout {
-            channel
-                .exchange_declare(
-                    exchange.into(),
-                    ExchangeKind::Fanout,
-                    Default::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            channel
-                .queue_bind(
-                    queue.into(),
-                    exchange.into(),
-                    "".into(),
-                    Default::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            bind(&channel, queue, exchange, ExchangeKind::Fanout, "").await?;
         }
         let mut consumer = channel
             .basic_consume(
@@ -307,6 +275,33 @@ impl RefClient {
             (published, _) => published.is_ok(),
         }
     }
+}
+
+/// Declares `exchange` of `kind` and binds `queue` to it with `key`.
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    kind: ExchangeKind,
+    key: &str,
+) -> Result<()> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            kind,
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// The topic exchange a contract server's queue is bound to, with the queue's name as key.

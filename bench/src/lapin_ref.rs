@@ -65,9 +65,9 @@ impl RefServer {
                 FieldTable::default(),
             )
             .await?;
-        if contract {
-            let exchange = topic_exchange(queue);
-            bind(&channel, queue, &exchange, ExchangeKind::Topic, queue).await?;
+        let exchange = contract.then(|| topic_exchange(queue));
+        if let Some(exchange) = &exchange {
+            bind(&channel, queue, exchange, ExchangeKind::Topic, queue).await?;
         }
         if let Some(exchange) = fanout {
             bind(&channel, queue, exchange, ExchangeKind::Fanout, "").await?;
@@ -89,10 +89,7 @@ impl RefServer {
                 let mut ack = std::pin::pin!(ack);
                 // With the contract, acknowledged before it runs: the first poll queues the
                 // frame (and may find it written); the write is waited for after the reply.
-                let mut acked = match contract {
-                    true => ack.as_mut().now_or_never(),
-                    false => None,
-                };
+                let acked = contract && ack.as_mut().now_or_never().is_some();
                 let properties = &delivery.properties;
                 match (properties.reply_to(), properties.correlation_id()) {
                     (Some(reply_to), Some(id)) => {
@@ -118,17 +115,16 @@ impl RefServer {
                         casts.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                if acked.is_none() {
-                    acked = Some(ack.await);
+                if !acked {
+                    let _ = ack.await;
                 }
-                drop(acked);
             }
         });
         Ok(RefServer {
             _connection: connection,
             channel,
             queue: queue.to_owned(),
-            exchange: contract.then(|| topic_exchange(queue)),
+            exchange,
             received_casts,
         })
     }

@@ -127,7 +127,6 @@ impl Results {
     }
 }
 
-/// A target: its text, the measured value, and whether it holds.
 /// The median calls or deliveries per second of `system` on `workload`.
 fn rate_of(results: &Results, system: SystemKind, workload: Workload) -> Option<f64> {
     results
@@ -152,6 +151,7 @@ fn calls(in_flight: usize) -> Workload {
     }
 }
 
+/// A target: its text, the measured value, and whether it holds.
 fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
     let rate = |system, workload| rate_of(results, system, workload);
     let p50 = |system, workload| p50_of(results, system, workload);

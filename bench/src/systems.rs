@@ -260,8 +260,10 @@ impl LapinSystem {
         let exchange = format!("{name}-fanout");
         let queue = name;
         let server = RefServer::start(amqp_url, &queue, None, prefetch, contract).await?;
+        // The contract reference runs calls only: no fanout servers.
+        let fanout_count = if contract { 0 } else { FANOUT_SERVERS };
         let mut fanout_servers = Vec::new();
-        for i in 0..FANOUT_SERVERS {
+        for i in 0..fanout_count {
             fanout_servers.push(
                 RefServer::start(
                     amqp_url,

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amqp_rpc::transport::memory::MemoryDriver;
-use amqp_rpc::transport::{Destination, PublishOptions, Subscription};
+use amqp_rpc::driver::memory::MemoryDriver;
+use amqp_rpc::driver::{Destination, PublishOptions, Subscription};
 use amqp_rpc::{
     APPLICATION_ERROR_MODULE, CallError, Context, Endpoint, RemoteError, RpcClient, RpcError,
     RpcServer, Target, Transport, Version, async_trait, rpc_client, rpc_endpoint, wire,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use amqp_rpc::transport::memory::MemoryDriver;
-use amqp_rpc::transport::{Destination, PublishOptions, Subscription};
+use amqp_rpc::driver::memory::MemoryDriver;
+use amqp_rpc::driver::{Destination, PublishOptions, Subscription};
 use amqp_rpc::{
     APPLICATION_ERROR_MODULE, CallError, Context, Endpoint, PING_METHOD, RemoteError, RpcClient,
     RpcError, RpcServer, ServerConfig, Target, Transport, Version, async_trait, rpc_client,
@@ -1254,13 +1254,14 @@ async fn duplicate_unique_ids_are_dropped() {
     peer.publish("raw", &bare).await;
     assert_eq!(expect_events(&mut events, 2).await.len(), 2);
 
-    // The listener remembers the last 16 ids (oslo's `_MsgIdCache`): after 16 newer ids the
-    // oldest is forgotten, while the newest is still known.
-    for i in 0..17 {
+    // The server remembers the last 1024 ids (oslo's `_MsgIdCache` keeps 16; redeliveries
+    // after a lost connection need more): after 1024 newer ids the oldest is forgotten, while
+    // the newest is still known.
+    for i in 0..1025 {
         peer.publish("raw", &cast(&format!("w-{i}"))).await;
     }
-    assert_eq!(expect_events(&mut events, 17).await.len(), 17);
-    peer.publish("raw", &cast("w-16")).await;
+    assert_eq!(expect_events(&mut events, 1025).await.len(), 1025);
+    peer.publish("raw", &cast("w-1024")).await;
     peer.publish("raw", &cast("w-0")).await;
     assert_eq!(expect_events(&mut events, 1).await, ["s1:record"]);
 }

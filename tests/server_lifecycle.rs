@@ -294,7 +294,7 @@ async fn transport_options_set_the_default_timeout_and_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_queue_missing_for_the_retry_time_is_then_skipped_at_once() {
-    use amqp_rpc::transport::{Destination, PublishOptions};
+    use amqp_rpc::driver::{Destination, PublishOptions};
     let url = format!(
         "memory:///{}?kombu_missing_consumer_retry_timeout=1",
         uuid::Uuid::new_v4().simple()

@@ -412,9 +412,15 @@ impl<'a> Generator<'a> {
                     self.map(|c| c.with_server(server))
                 }
 
-                /// Waits `timeout` for replies (default 60 s).
+                /// Lets calls take `timeout` in all, and casts try for as long (default 60 s).
                 pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
                     self.map(|c| c.with_timeout(timeout))
+                }
+
+                /// oslo's `retry` for sending: `None` keeps trying until the timeout, `Some(0)`
+                /// tries once, `Some(n)` retries `n` times.
+                pub fn with_retry(&self, retry: ::core::option::Option<u32>) -> Self {
+                    self.map(|c| c.with_retry(retry))
                 }
 
                 /// Asks servers for heartbeats and fails a call when none arrives for

@@ -58,6 +58,7 @@
 //!     pub fn with_context(&self, context: Context) -> Self;
 //!     pub fn with_server(&self, server: impl Into<String>) -> Self;
 //!     pub fn with_timeout(&self, timeout: Duration) -> Self;
+//!     pub fn with_retry(&self, retry: Option<u32>) -> Self;
 //!     pub fn with_call_monitor_timeout(&self, timeout: Duration) -> Self;
 //!     pub fn with_version_cap(&self, cap: Version) -> Self;
 //!     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self;

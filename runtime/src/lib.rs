@@ -44,12 +44,15 @@
 #![warn(unreachable_pub, rustdoc::broken_intra_doc_links)]
 
 mod client;
+mod config;
 mod context;
+pub mod driver;
 mod endpoint;
 mod error;
 mod server;
+mod sync;
 mod target;
-pub mod transport;
+mod transport;
 mod url;
 mod version;
 pub mod wire;
@@ -160,13 +163,14 @@ pub use amqp_rpc_macros::rpc_endpoint;
 /// Arguments as for [`rpc_endpoint`]; on a trait carrying both, give them once.
 pub use amqp_rpc_macros::rpc_client;
 pub use client::{DEFAULT_TIMEOUT, RpcClient};
+pub use config::TransportConfig;
 pub use context::Context;
+pub use driver::ConnectionState;
 pub use endpoint::Endpoint;
 pub use error::{APPLICATION_ERROR_MODULE, CallError, RemoteError, RpcError, TransportError};
 pub use server::{PING_METHOD, RpcServer, ServerConfig};
 pub use target::Target;
 pub use transport::Transport;
-pub use transport::config::TransportConfig;
 pub use url::{Scheme, TransportHost, TransportUrl, UrlError};
 pub use version::{ParseVersionError, Version};
 

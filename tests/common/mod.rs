@@ -8,6 +8,7 @@ use std::time::Duration;
 use amqp_rpc::{Endpoint, RpcServer, ServerConfig, Target, Transport};
 
 pub(crate) mod peer;
+pub(crate) mod proxy;
 use tokio::sync::mpsc;
 
 /// Long enough for anything that should answer; short enough that a hang fails fast.
@@ -95,7 +96,7 @@ pub(crate) fn unique(prefix: &str) -> String {
 /// The broker URL, or returns from the test (see [`broker_url`]).
 macro_rules! broker_or_skip {
     () => {
-        match common::broker_url() {
+        match crate::common::broker_url() {
             Some(url) => url,
             None => return,
         }

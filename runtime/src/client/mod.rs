@@ -1,8 +1,6 @@
 //! The RPC client: `call` (request and reply), `cast` (one way) and fanout casts, with oslo's
 //! `prepare()` overrides, version cap and call-monitor timeout.
 
-pub(crate) mod waiter;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +13,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::context::Context;
+use crate::driver::{Destination, PublishOptions};
 use crate::error::{RemoteError, RpcError, TransportError};
 use crate::target::Target;
-use crate::transport::{Destination, PublishOptions, Transport};
+use crate::transport::replies::{PendingCall, ReplyEvent, ReplyWaiter};
+use crate::transport::{Delivery, Transport, deadline_after, unconfirmed};
 use crate::version::Version;
 use crate::wire::{self, CallFields, OutgoingRequest};
-use waiter::{ReplyEvent, ReplyWaiter};
 
 /// How long a call waits for its reply unless told otherwise (oslo's `rpc_response_timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,6 +51,7 @@ pub struct RpcClient {
     timeout: Duration,
     call_monitor_timeout: Option<Duration>,
     version_cap: Option<Version>,
+    retry: Option<u32>,
 }
 
 impl RpcClient {
@@ -64,6 +64,7 @@ impl RpcClient {
             timeout: transport.config().rpc_response_timeout,
             call_monitor_timeout: None,
             version_cap: None,
+            retry: None,
         }
     }
 
@@ -77,10 +78,18 @@ impl RpcClient {
         &self.transport
     }
 
-    /// How long a call waits for its reply (default [`DEFAULT_TIMEOUT`]); also the `expiration`
-    /// of call requests, so an unanswered request does not outlive its caller's interest.
+    /// How long a call may take from start to result (default [`DEFAULT_TIMEOUT`]), whatever
+    /// happens meanwhile (the broker down, the network stalled, the connection being
+    /// restored); also the `expiration` of call requests, so an unanswered request does not
+    /// outlive its caller's interest, and how long a cast may try to reach the broker.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// oslo's `retry` for sending: `None` (the default) keeps trying until the timeout,
+    /// `Some(0)` tries once, `Some(n)` retries `n` times.
+    pub fn retry(&self) -> Option<u32> {
+        self.retry
     }
 
     /// The version cap, if any.
@@ -150,10 +159,24 @@ impl RpcClient {
         self
     }
 
-    /// Waits `timeout` for replies.
+    /// Lets calls take `timeout` in all, and casts try for as long (see
+    /// [`RpcClient::timeout`]).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How often a message is sent again when the connection is lost before the broker
+    /// confirmed it (oslo's `retry`): `None` keeps trying, while the transport reconnects, until
+    /// the timeout; `Some(0)` tries once and fails at once if the connection is down;
+    /// `Some(n)` retries `n` times. A message sent again is the same message (same
+    /// `_unique_id`), which servers use to drop duplicates. Giving up fails a cast with
+    /// [`TransportError::DeliveryFailed`], a call with the same or, past its timeout,
+    /// [`RpcError::Timeout`].
+    #[must_use]
+    pub fn with_retry(mut self, retry: Option<u32>) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -214,7 +237,12 @@ impl RpcClient {
             (Ok(()), Some(waiter)) => {
                 let msg_id = wire::new_id();
                 match self.encode_call(version, ctx, method, &args, msg_id, &waiter) {
-                    Ok(body) => return Either::Left(self.send_call(method, waiter, msg_id, body)),
+                    Ok(body) => {
+                        let deadline = deadline_after(self.timeout);
+                        return Either::Left(
+                            self.send_call(method, waiter, msg_id, body, deadline),
+                        );
+                    }
                     Err(e) => Prepared::Failed(e),
                 }
             }
@@ -227,21 +255,26 @@ impl RpcClient {
                 Prepared::Failed(e) => return Err(e),
                 Prepared::Later(args) => args,
             };
-            let waiter = self.transport.reply_waiter().await?;
+            // Starting the reply queue counts against the call's time too.
+            let deadline = deadline_after(self.timeout);
             let msg_id = wire::new_id();
+            let waiter = tokio::time::timeout_at(deadline, self.transport.reply_waiter())
+                .await
+                .map_err(|_| self.timed_out(msg_id, deadline))??;
             let body = self.encode_call(version, ctx, method, &args, msg_id, &waiter)?;
             drop(args);
-            self.send_call(method, waiter, msg_id, body).await
+            self.send_call(method, waiter, msg_id, body, deadline).await
         }))
     }
 
-    /// Publishes an encoded call request and waits for its reply.
+    /// Publishes an encoded call request and waits for its reply, all before `deadline`.
     fn send_call<R: DeserializeOwned>(
         &self,
         method: &str,
         waiter: Arc<ReplyWaiter>,
         msg_id: wire::Id,
         body: Bytes,
+        deadline: Instant,
     ) -> impl Future<Output = Result<R, RpcError>> {
         let span = tracing::debug_span!(
             "rpc.call",
@@ -251,15 +284,42 @@ impl RpcClient {
         );
         async move {
             let pending = waiter.register(msg_id)?;
-            let options = PublishOptions {
-                expiration: Some(self.timeout),
-                mandatory: false,
-            };
-            self.transport
+            // The first attempt inline, the rest boxed (`Transport::republish`): the future of
+            // a call keeps only what a first attempt needs. Each wait is bounded by the call's
+            // deadline, however long the connection takes to come back or the broker to
+            // confirm.
+            let options = self.call_options();
+            let first = self
+                .transport
                 .driver()
-                .publish(self.destination(), body, options)
-                .await?;
-            let result = self.wait_for_reply(msg_id, &pending).await?;
+                .publish(self.destination(), body.clone(), options);
+            let first = tokio::time::timeout_at(deadline, first).await;
+            let sent = match first {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => {
+                    let delivery = Delivery {
+                        retry: self.retry,
+                        deadline,
+                    };
+                    let (to, options) = (self.destination(), self.call_options());
+                    let retry = self
+                        .transport
+                        .republish(to, &body, options, delivery, error);
+                    Box::pin(tokio::time::timeout_at(deadline, retry))
+                        .await
+                        .unwrap_or_else(|_elapsed| Err(unconfirmed(0, deadline)))
+                }
+                Err(_elapsed) => return Err(self.timed_out(msg_id, deadline)),
+            };
+            match sent {
+                Ok(()) => {}
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(self.timed_out(msg_id, deadline));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            drop(body);
+            let result = self.wait_for_reply(&pending, deadline).await?;
             R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
         }
         .instrument(span)
@@ -288,8 +348,10 @@ impl RpcClient {
         )
     }
 
-    /// Sends `method` with keyword arguments `args` and returns once it is published; no reply
-    /// is expected. With fanout, every server of the topic receives it.
+    /// Sends `method` with keyword arguments `args` and returns once the broker has confirmed
+    /// it; no reply is expected. With fanout, every server of the topic receives it. While the
+    /// connection is being restored it waits, by [`RpcClient::retry`], for at most the
+    /// client's timeout.
     pub async fn cast(
         &self,
         ctx: &Context,
@@ -310,11 +372,40 @@ impl RpcClient {
         self.target.validate_cast()?;
         self.check_version_cap(version)?;
         let body = self.encode(version, ctx, method, &args, None)?;
-        self.transport
-            .driver()
-            .publish(self.destination(), body, PublishOptions::default())
+        let delivery = Delivery {
+            retry: self.retry,
+            deadline: deadline_after(self.timeout),
+        };
+        let options = PublishOptions::default();
+        delivery
+            .publish(&self.transport, self.destination(), &body, options)
             .await?;
         Ok(())
+    }
+
+    /// How call requests are published: expiring with the timeout.
+    fn call_options(&self) -> PublishOptions {
+        PublishOptions {
+            expiration: Some(self.timeout),
+            mandatory: false,
+        }
+    }
+
+    /// The timeout error of a call whose call monitor heard nothing in time.
+    fn monitor_timed_out(&self, pending: &PendingCall) -> RpcError {
+        RpcError::Timeout {
+            msg_id: pending.msg_id().to_string(),
+            waited: self.call_monitor_timeout.unwrap_or_default(),
+        }
+    }
+
+    /// The timeout error of call `msg_id`, whose deadline was `deadline`.
+    fn timed_out(&self, msg_id: wire::Id, deadline: Instant) -> RpcError {
+        let started = deadline.checked_sub(self.timeout).unwrap_or(deadline);
+        RpcError::Timeout {
+            msg_id: msg_id.to_string(),
+            waited: started.elapsed(),
+        }
     }
 
     fn check_version_cap(&self, version: Option<Version>) -> Result<(), RpcError> {
@@ -365,31 +456,29 @@ impl RpcClient {
     /// `ending` returns the last result kept, a `null`-result non-final reply is a heartbeat.
     async fn wait_for_reply(
         &self,
-        msg_id: wire::Id,
-        pending: &waiter::PendingCall,
+        pending: &PendingCall,
+        deadline: Instant,
     ) -> Result<Value, RpcError> {
-        let started = Instant::now();
-        let deadline = started + self.timeout;
-        let mut monitor_deadline = self.call_monitor_timeout.map(|d| started + d);
+        let mut monitor_deadline = self.call_monitor_timeout.map(deadline_after);
         let mut result = Value::Null;
         loop {
             let until = monitor_deadline.map_or(deadline, |m| m.min(deadline));
-            let event = tokio::time::timeout_at(until, pending.next()).await;
-            let reply = match event {
-                Err(_elapsed) => {
-                    return Err(RpcError::Timeout {
-                        msg_id: msg_id.to_string(),
-                        waited: started.elapsed(),
-                    });
+            let event = match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(event) => event,
+                Err(_elapsed) if monitor_deadline.is_some_and(|m| m < deadline) => {
+                    return Err(self.monitor_timed_out(pending));
                 }
-                Ok(ReplyEvent::Reply(reply)) => reply,
-                Ok(ReplyEvent::Closed(reason)) => {
+                Err(_elapsed) => return Err(self.timed_out(pending.msg_id(), deadline)),
+            };
+            let reply = match event {
+                ReplyEvent::Reply(reply) => reply,
+                ReplyEvent::Closed(reason) => {
                     return Err(TransportError::Closed { reason }.into());
                 }
             };
             if reply.is_heartbeat() {
                 tracing::debug!("call monitor heartbeat received; renewing timeout timer");
-                monitor_deadline = self.call_monitor_timeout.map(|d| Instant::now() + d);
+                monitor_deadline = self.call_monitor_timeout.map(deadline_after);
                 continue;
             }
             if let Some(failure) = reply.failure {
@@ -458,10 +547,12 @@ mod tests {
         let client = RpcClient::new(&transport, Target::new("t"));
         let ctx = Context::new();
         // The first call starts the reply queue, in a box of its own; later calls are encoded
-        // before their future exists. (An `async fn` kept 800 B besides the arguments.)
+        // before their future exists. (An `async fn` kept 800 B besides the arguments; bounding
+        // the publish by the call's deadline took the future from 512 to 608 B, the retries
+        // after a lost connection being boxed.)
         drop(transport.reply_waiter().await);
         let call = client.call::<Value>(&ctx, "m", Big { data: [7; 32] });
-        assert!(size_of_val(&call) <= 600, "{} B", size_of_val(&call));
+        assert!(size_of_val(&call) <= 640, "{} B", size_of_val(&call));
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl From<RemoteError> for RpcError {
     }
 }
 
-/// Errors of a transport driver.
+/// Errors of a transport and its driver.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -207,10 +207,63 @@ pub enum TransportError {
         routing_key: String,
     },
 
-    /// The transport was closed, or the connection was lost.
+    /// The application closed the transport; nothing more can be done with it.
     #[error("transport closed: {reason}")]
     Closed {
         /// Why.
+        reason: String,
+    },
+
+    /// The connection is down, or was lost during the operation (before the broker confirmed
+    /// a message, for a publish). The transport reconnects by itself; trying again once it has
+    /// may succeed.
+    #[error("connection to the broker lost: {reason}")]
+    ConnectionLost {
+        /// What failed.
+        reason: String,
+    },
+
+    /// No host of the URL could be connected to (oslo has no such error: its transports
+    /// connect lazily and retry forever).
+    #[error("could not connect to any broker host: {}", attempts.join("; "))]
+    Unreachable {
+        /// Each host tried (`user:****@host:port`) and why it failed, in the order tried.
+        attempts: Vec<String>,
+    },
+
+    /// A message could not be delivered within its retry budget or its deadline (oslo's
+    /// `MessageDeliveryFailure`).
+    #[error("message not delivered after {attempts} attempt(s) in {elapsed:?}: {reason}")]
+    DeliveryFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent trying.
+        elapsed: std::time::Duration,
+        /// Why the last attempt failed.
+        reason: String,
+    },
+
+    /// The broker refused to take a published message (a negative publisher confirm).
+    #[error("the broker refused a message to exchange {exchange:?} (negative confirm)")]
+    Refused {
+        /// The exchange published to.
+        exchange: String,
+    },
+
+    /// The broker refused an operation with an AMQP error, such as `PRECONDITION_FAILED` (a
+    /// queue declared with other arguments elsewhere) or `ACCESS_REFUSED`.
+    #[error("the broker refused the operation: {code} {text}")]
+    Broker {
+        /// The AMQP reply code (e.g. 406).
+        code: u16,
+        /// The broker's reply text.
+        text: String,
+    },
+
+    /// A TLS setting is unusable (a CA, certificate or key file that cannot be read or parsed).
+    #[error("TLS configuration: {reason}")]
+    Tls {
+        /// What is wrong.
         reason: String,
     },
 
@@ -220,12 +273,31 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Whether the operation may succeed if tried again.
+    /// Whether the operation may succeed if tried again: after a lost connection, an
+    /// unreachable broker, a delivery that ran out of time or retries, a refused message, or a
+    /// missing route (a reply queue may come back). Not after the application closed the
+    /// transport, a refusal by the broker's rules, or a configuration error.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            TransportError::NoRoute { .. } | TransportError::Driver(_)
+            TransportError::NoRoute { .. }
+                | TransportError::ConnectionLost { .. }
+                | TransportError::Unreachable { .. }
+                | TransportError::DeliveryFailed { .. }
+                | TransportError::Refused { .. }
         )
+    }
+
+    pub(crate) fn delivery_failed(
+        attempts: u32,
+        elapsed: std::time::Duration,
+        reason: impl Into<String>,
+    ) -> TransportError {
+        TransportError::DeliveryFailed {
+            attempts,
+            elapsed,
+            reason: reason.into(),
+        }
     }
 }
 

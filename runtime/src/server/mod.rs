@@ -7,12 +7,13 @@
 mod dispatcher;
 mod workers;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::OptionFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
@@ -21,10 +22,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::driver::{Destination, PublishOptions, Subscription};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
+use crate::sync::lock;
 use crate::target::Target;
-use crate::transport::{Destination, PublishOptions, Subscription, Transport, lock};
+use crate::transport::{Delivery, Transport, deadline_after};
 use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
 use dispatcher::Dispatcher;
 use workers::Workers;
@@ -110,8 +113,11 @@ struct Running {
     consumer: JoinHandle<()>,
 }
 
-/// How many `_unique_id`s a listener remembers to drop duplicates (oslo's `_MsgIdCache`).
-const DUPLICATE_WINDOW: usize = 16;
+/// How many `_unique_id`s a server remembers at least, to drop duplicates. oslo's
+/// `_MsgIdCache` keeps 16; after a lost connection the broker redelivers every request not
+/// acknowledged yet (up to the prefetch), and clients send again messages not confirmed, so
+/// the window here also covers twice the concurrency limit.
+const DUPLICATE_WINDOW: usize = 1024;
 
 /// How often a reply to a missing reply queue is tried again (oslo: 0.25 s).
 const REPLY_RETRY_INTERVAL: Duration = Duration::from_millis(250);
@@ -246,7 +252,7 @@ async fn consume(
     mut subscription: Box<dyn Subscription>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut recent_ids = VecDeque::with_capacity(DUPLICATE_WINDOW);
+    let mut recent_ids = RecentIds::new(DUPLICATE_WINDOW.max(2 * shared.max_concurrency as usize));
     // Acknowledgements being written, polled here rather than in a task each.
     let mut acks = FuturesUnordered::new();
     let workers = Workers::new();
@@ -282,21 +288,23 @@ async fn consume(
         // At-most-once: the request is acknowledged before it runs. One poll hands the
         // acknowledgement to the driver (a memory ack completes there); the wait for its write
         // runs beside the request, like oslo's write to the socket: if the connection fails
-        // before the broker reads it, the broker redelivers the request (oslo has that window).
+        // before the broker reads it, the broker redelivers the request (oslo has that window,
+        // and the duplicate check below closes it for this server). An acknowledgement that
+        // fails at once (its channel is gone) means the broker has the request back: as oslo,
+        // it is not run here.
         let mut ack = delivery.acker.ack();
         match ack.as_mut().now_or_never() {
-            Some(acked) => log_ack(acked),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "request not acknowledged; the broker redelivers it");
+                continue;
+            }
+            Some(Ok(())) => {}
             None => acks.push(ack),
         }
         if let Some(id) = request.unique_id.take() {
-            if recent_ids.contains(&id) {
-                tracing::info!(unique_id = %id, "dropping duplicate message");
+            if !recent_ids.insert(id) {
                 continue;
             }
-            if recent_ids.len() == DUPLICATE_WINDOW {
-                recent_ids.pop_front();
-            }
-            recent_ids.push_back(id);
         }
         workers.submit(request, permit, &run);
     }
@@ -309,6 +317,40 @@ async fn consume(
     }
     subscription.close().await;
     shared.consuming.send_replace(false);
+}
+
+/// The `_unique_id`s a server saw last, to drop duplicates (spec §3.7).
+struct RecentIds {
+    order: VecDeque<Arc<str>>,
+    seen: HashSet<Arc<str>>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> RecentIds {
+        RecentIds {
+            order: VecDeque::with_capacity(capacity),
+            seen: HashSet::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Records `id`; `false` (and a log line) if it was seen already.
+    fn insert(&mut self, id: String) -> bool {
+        if self.seen.contains(id.as_str()) {
+            tracing::info!(unique_id = %id, "dropping duplicate message");
+            return false;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        let id: Arc<str> = id.into();
+        self.seen.insert(Arc::clone(&id));
+        self.order.push_back(id);
+        true
+    }
 }
 
 /// Waits for `work` while polling the acknowledgements being written; `None` if told to stop
@@ -332,7 +374,7 @@ where
     }
 }
 
-/// Logs an acknowledgement that failed (the request runs all the same: at-most-once).
+/// Logs an acknowledgement that failed after its request started (it runs all the same).
 fn log_ack(acked: Result<(), TransportError>) {
     if let Err(e) = acked {
         tracing::warn!(error = %e, "failed to acknowledge a request");
@@ -375,7 +417,11 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
         match &reply {
             Some(to) => {
-                send_reply(&shared, &to.reply_q, &to.msg_id, outcome, true).await;
+                let retry_for = shared
+                    .transport
+                    .config()
+                    .kombu_missing_consumer_retry_timeout;
+                send_reply(&shared, &to.reply_q, &to.msg_id, outcome, retry_for, true).await;
             }
             None => {
                 if let Err(failure) = outcome {
@@ -388,7 +434,10 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
     .await;
 }
 
-/// Runs `work`, sending a heartbeat to `to` every `interval` until it ends (or one fails).
+/// Runs `work`, sending a heartbeat to `to` every `interval` until it ends (or the reply
+/// queue is found missing). A heartbeat is sent beside the work, never holding it up, and
+/// given up when not confirmed within its interval (the connection may be stalled or being
+/// restored): the next tick sends another.
 async fn with_heartbeats<T>(
     shared: &Shared,
     to: &ReplyTo,
@@ -397,12 +446,18 @@ async fn with_heartbeats<T>(
 ) -> T {
     let mut work = std::pin::pin!(work);
     let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    let mut beat = std::pin::pin!(None);
     let mut beating = true;
     loop {
         tokio::select! {
             outcome = &mut work => break outcome,
-            _ = ticks.tick(), if beating => {
-                beating = send_reply(shared, &to.reply_q, &to.msg_id, Ok(Value::Null), false).await;
+            Some(sent) = OptionFuture::from(beat.as_mut().as_pin_mut()) => {
+                beat.set(None);
+                // A missing reply queue ends the heartbeats (oslo).
+                beating = sent != Sent::NoQueue;
+            }
+            _ = ticks.tick(), if beating && beat.is_none() => {
+                beat.set(Some(send_reply(shared, &to.reply_q, &to.msg_id, Ok(Value::Null), interval, false)));
             }
         }
     }
@@ -430,19 +485,31 @@ fn panic_failure(panic: &(dyn std::any::Any + Send)) -> RemoteError {
     RemoteError::builtin("RuntimeError", format!("RPC handler panicked: {text}"))
 }
 
-/// Sends a reply (final when `ending`, else a heartbeat); returns whether it was delivered.
+/// What became of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Delivered,
+    /// The reply queue does not exist (for a final reply: for the whole retry time).
+    NoQueue,
+    /// The broker could not be reached in time, or refused the reply.
+    Failed,
+}
+
+/// Sends a reply (final when `ending`, else a heartbeat).
 ///
 /// oslo's rule for a missing reply queue (the caller may be reconnecting): a final reply is
 /// tried again every 0.25 s for `kombu_missing_consumer_retry_timeout`, after which the queue
-/// is remembered as obsolete for as long and later replies to it are dropped at once. A
-/// heartbeat is not retried: its failure ends the heartbeats.
+/// is remembered as obsolete for as long and later replies to it are dropped at once. The
+/// reply is given up `within` (also when the connection is not restored by then); a heartbeat
+/// is tried once.
 async fn send_reply(
     shared: &Shared,
     reply_q: &str,
     msg_id: &str,
     outcome: Result<Value, RemoteError>,
+    within: Duration,
     ending: bool,
-) -> bool {
+) -> Sent {
     let retry_for = shared
         .transport
         .config()
@@ -452,7 +519,7 @@ async fn send_reply(
             reply_q,
             "dropping a reply to a reply queue found missing earlier"
         );
-        return false;
+        return Sent::NoQueue;
     }
     let (result, failure) = match outcome {
         Ok(value) => (value, None),
@@ -474,33 +541,33 @@ async fn send_reply(
         expiration: None,
         mandatory: true,
     };
-    // Read on the first failure only: most replies never need the clock.
-    let mut started = None;
+    let delivery = Delivery {
+        retry: if ending { None } else { Some(0) },
+        deadline: deadline_after(within),
+    };
     loop {
-        let sent = shared
-            .transport
-            .driver()
-            .publish(Destination::Reply { queue: reply_q }, body.clone(), options)
-            .await;
-        match sent {
-            Ok(()) => return true,
-            Err(TransportError::NoRoute { .. })
-                if ending && started.get_or_insert_with(Instant::now).elapsed() < retry_for =>
-            {
+        let to = Destination::Reply { queue: reply_q };
+        match delivery
+            .publish(&shared.transport, to, &body, options)
+            .await
+        {
+            Ok(()) => return Sent::Delivered,
+            Err(TransportError::NoRoute { .. }) if !ending => return Sent::NoQueue,
+            Err(TransportError::NoRoute { .. }) if Instant::now() < delivery.deadline => {
                 // Boxed: only a reply that must wait pays for the timer.
                 Box::pin(tokio::time::sleep(REPLY_RETRY_INTERVAL)).await;
             }
-            Err(TransportError::NoRoute { .. }) if ending => {
+            Err(TransportError::NoRoute { .. }) => {
                 tracing::warn!(
                     reply_q,
                     "reply queue missing for {retry_for:?}; reply dropped"
                 );
                 shared.mark_obsolete(reply_q);
-                return false;
+                return Sent::NoQueue;
             }
             Err(e) => {
                 tracing::warn!(reply_q, error = %e, "could not deliver reply");
-                return false;
+                return Sent::Failed;
             }
         }
     }

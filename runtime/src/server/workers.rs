@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::transport::lock;
+use crate::sync::lock;
 
 /// A pool of workers running jobs of type `T`. Dropping it ends the idle workers; busy ones end
 /// when their job does.

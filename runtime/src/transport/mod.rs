@@ -1,293 +1,23 @@
-//! Transports: the [`Transport`] handle users create from a URL, and the [`Driver`] interface
-//! that moves encoded messages for it (`memory://` here, `rabbit://` on lapin).
-//!
-//! A driver knows the oslo topology (topic and server queues, fanout, reply queues) but nothing
-//! of requests or replies: it moves bytes the [`crate::wire`] module produced, and hands them
-//! back as acknowledgeable [`Delivery`]s.
+//! The user's [`Transport`] handle: a driver chosen by URL, the settings, the reply queue
+//! shared by every client, and the delivery rules that sit above the driver (oslo's `retry`,
+//! deadlines, waiting for a reconnecting connection).
 
-pub mod amqp;
-pub mod config;
-pub mod memory;
+pub(crate) mod replies;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::client::waiter::ReplyWaiter;
+use crate::config::TransportConfig;
+use crate::driver::{self, ConnectionState, Destination, Driver, PublishOptions};
 use crate::error::{RpcError, TransportError};
-use crate::target::Target;
+use crate::sync::lock;
 use crate::url::{Scheme, TransportUrl};
-use config::TransportConfig;
-
-/// Where a published message goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Destination<'a> {
-    /// The topic queue `<topic>`, or with a server the queue `<topic>.<server>`, through
-    /// `exchange` (`None`: the control exchange).
-    Rpc {
-        /// The exchange; `None` means the transport's control exchange.
-        exchange: Option<&'a str>,
-        /// The topic.
-        topic: &'a str,
-        /// The server, for a directed message.
-        server: Option<&'a str>,
-    },
-    /// Every server listening on `topic`, through the `<topic>_fanout` exchange.
-    Fanout {
-        /// The topic.
-        topic: &'a str,
-    },
-    /// A caller's reply queue, through the default exchange.
-    Reply {
-        /// The reply queue name (`_reply_q` of the request).
-        queue: &'a str,
-    },
-}
-
-/// The queue of one server of `topic` (oslo: `<topic>.<server>`), also its routing key.
-pub(crate) fn server_queue(topic: &str, server: &str) -> String {
-    let mut name = String::new();
-    push_server_queue(&mut name, topic, server);
-    name
-}
-
-fn push_server_queue(name: &mut String, topic: &str, server: &str) {
-    name.push_str(topic);
-    name.push('.');
-    name.push_str(server);
-}
-
-/// The fanout exchange of `topic` (oslo: `<topic>_fanout`, whatever the control exchange).
-pub(crate) fn fanout_exchange(topic: &str) -> String {
-    let mut name = String::new();
-    push_fanout_exchange(&mut name, topic);
-    name
-}
-
-fn push_fanout_exchange(name: &mut String, topic: &str) {
-    name.push_str(topic);
-    name.push_str("_fanout");
-}
-
-/// A new reply queue's name (oslo: `reply_<32 hex digits>`).
-pub(crate) fn reply_queue_name() -> String {
-    format!("reply_{}", crate::wire::new_id())
-}
-
-impl<'a> Destination<'a> {
-    /// The exchange and routing key oslo publishes such a message with (spec §2.2):
-    /// `control_exchange` stands for an RPC destination naming no exchange, and `""` is the
-    /// default exchange.
-    pub(crate) fn address(&self, control_exchange: &str) -> (String, String) {
-        let mut scratch = String::new();
-        let (exchange, key) = self.address_in(control_exchange, &mut scratch);
-        (exchange.to_owned(), key.to_owned())
-    }
-
-    /// [`Destination::address`], borrowed from the destination, `control_exchange` or
-    /// `scratch`, which holds a name that has to be built (so that, reused, it allocates
-    /// nothing once warm).
-    pub(crate) fn address_in<'b>(
-        &self,
-        control_exchange: &'b str,
-        scratch: &'b mut String,
-    ) -> (&'b str, &'b str)
-    where
-        'a: 'b,
-    {
-        match *self {
-            Destination::Rpc {
-                exchange,
-                topic,
-                server,
-            } => {
-                let exchange = exchange.unwrap_or(control_exchange);
-                let Some(server) = server else {
-                    return (exchange, topic);
-                };
-                scratch.clear();
-                push_server_queue(scratch, topic, server);
-                (exchange, scratch.as_str())
-            }
-            Destination::Fanout { topic } => {
-                scratch.clear();
-                push_fanout_exchange(scratch, topic);
-                (scratch.as_str(), "")
-            }
-            Destination::Reply { queue } => ("", queue),
-        }
-    }
-}
-
-/// How a message is published.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PublishOptions {
-    /// Drop the message if it is not consumed within this time (AMQP `expiration`); set on
-    /// call requests only.
-    pub expiration: Option<Duration>,
-    /// Fail with [`TransportError::NoRoute`] when no queue receives the message.
-    pub mandatory: bool,
-}
-
-/// The acknowledgement of one delivery.
-///
-/// Dropping it without calling a method leaves the message unacknowledged: the driver returns
-/// it to its queue when the subscription ends, as a broker does when a channel closes.
-#[async_trait]
-pub trait Acker: Send + fmt::Debug {
-    /// The message was taken; the broker forgets it.
-    async fn ack(self: Box<Self>) -> Result<(), TransportError>;
-    /// The message is refused; with `requeue` it goes back to its queue.
-    async fn reject(self: Box<Self>, requeue: bool) -> Result<(), TransportError>;
-}
-
-/// A message received from a queue, not yet acknowledged.
-#[derive(Debug)]
-pub struct Delivery {
-    /// The AMQP body.
-    pub body: Bytes,
-    /// Its acknowledgement.
-    pub acker: Box<dyn Acker>,
-}
-
-/// A stream of deliveries from one or more queues of one listener.
-///
-/// Dropping it cancels its consumers; deliveries not yet acknowledged go back to their queues.
-#[async_trait]
-pub trait Subscription: Send + fmt::Debug {
-    /// The next delivery; an error means the subscription has ended (connection lost or
-    /// transport closed) and will deliver nothing more.
-    async fn next(&mut self) -> Result<Delivery, TransportError>;
-
-    /// Cancels the consumers and waits until the broker has them back: deliveries not
-    /// acknowledged return to their queues. Dropping does the same without waiting.
-    async fn close(self: Box<Self>) {}
-}
-
-/// A caller's reply queue and its consumer.
-#[derive(Debug)]
-pub struct ReplyQueue {
-    /// The queue name, sent as `_reply_q`.
-    pub name: String,
-    /// Deliveries of the queue.
-    pub subscription: Box<dyn Subscription>,
-}
-
-/// Takes the messages of a reply queue as a driver delivers them, in whatever task it delivers
-/// them from (the `memory://` driver calls it in the publisher's task): it must not block.
-pub trait ReplyHandler: Send + Sync + 'static {
-    /// A message arrived on the reply queue, which is consumed without acknowledgements.
-    fn on_message(&self, body: Bytes);
-    /// The queue's consumer ended (connection lost or transport closed): nothing more arrives.
-    fn on_end(&self, reason: String);
-}
-
-/// A reply queue consumed into a [`ReplyHandler`]; dropping it cancels the consumer.
-pub struct ReplyConsumer {
-    /// The queue name, sent as `_reply_q`.
-    pub name: String,
-    /// Dropped with the consumer, which cancels it.
-    _cancel: Box<dyn Send + Sync>,
-}
-
-impl ReplyConsumer {
-    /// A consumer of queue `name` that `cancel`, when dropped, ends.
-    pub fn new(name: String, cancel: impl Send + Sync + 'static) -> ReplyConsumer {
-        ReplyConsumer {
-            name,
-            _cancel: Box::new(cancel),
-        }
-    }
-}
-
-impl fmt::Debug for ReplyConsumer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplyConsumer")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Feeds a reply queue's deliveries to `handler` until cancelled, the handler is gone or the
-/// subscription ends: [`Driver::consume_replies`] for drivers that do not push.
-async fn pump_replies(
-    queue: String,
-    mut subscription: Box<dyn Subscription>,
-    handler: Weak<dyn ReplyHandler>,
-    mut cancelled: tokio::sync::oneshot::Receiver<()>,
-) {
-    loop {
-        let delivery = tokio::select! {
-            _ = &mut cancelled => return,
-            delivery = subscription.next() => delivery,
-        };
-        let Some(handler) = handler.upgrade() else {
-            return;
-        };
-        match delivery {
-            Ok(delivery) => {
-                if let Err(e) = delivery.acker.ack().await {
-                    tracing::warn!(error = %e, "failed to acknowledge a reply");
-                }
-                handler.on_message(delivery.body);
-            }
-            Err(e) => {
-                tracing::error!(queue, error = %e, "reply queue consumer ended");
-                handler.on_end(e.to_string());
-                return;
-            }
-        }
-    }
-}
-
-/// What a transport driver provides. Implemented by `memory://` and `rabbit://`; one driver
-/// value is shared (behind an `Arc`) by every client and server of a [`Transport`].
-#[async_trait]
-pub trait Driver: Send + Sync + fmt::Debug + 'static {
-    /// Publishes an encoded message.
-    async fn publish(
-        &self,
-        to: Destination<'_>,
-        body: Bytes,
-        options: PublishOptions,
-    ) -> Result<(), TransportError>;
-
-    /// Declares and consumes the queues of an RPC server: `<topic>` (shared), `<topic>.<server>`
-    /// and a fanout queue of its own. Each consumer has `prefetch` unacknowledged deliveries at
-    /// most (`0` = unlimited).
-    async fn listen_rpc(
-        &self,
-        target: &Target,
-        prefetch: u16,
-    ) -> Result<Box<dyn Subscription>, TransportError>;
-
-    /// Declares and consumes a new reply queue.
-    async fn listen_replies(&self) -> Result<ReplyQueue, TransportError>;
-
-    /// Declares a new reply queue and hands its messages to `handler` for as long as the
-    /// returned consumer and the handler live. Clients receive their replies this way.
-    ///
-    /// The default consumes [`Driver::listen_replies`] in a task of its own; a driver that
-    /// can call the handler as it routes a message (as `memory://` does) saves that task.
-    async fn consume_replies(
-        &self,
-        handler: Weak<dyn ReplyHandler>,
-    ) -> Result<ReplyConsumer, TransportError> {
-        let queue = self.listen_replies().await?;
-        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
-        let name = queue.name.clone();
-        tokio::spawn(pump_replies(name, queue.subscription, handler, cancelled));
-        Ok(ReplyConsumer::new(queue.name, cancel))
-    }
-
-    /// Closes the connection: later operations fail with [`TransportError::Closed`] and
-    /// subscriptions end.
-    async fn close(&self);
-}
+use replies::ReplyWaiter;
 
 /// A connection to a messaging system, shared by every client and server made from it.
 ///
@@ -331,17 +61,19 @@ impl Transport {
         let config = config.with_url_options(&url)?;
         let driver: Arc<dyn Driver> = match url.scheme() {
             Scheme::Memory => Arc::new(
-                memory::MemoryDriver::shared(url.virtual_host())
+                driver::memory::MemoryDriver::shared(url.virtual_host())
                     .with_control_exchange(&config.control_exchange),
             ),
-            Scheme::Rabbit => Arc::new(amqp::RabbitDriver::connect(&url, config.clone()).await?),
+            Scheme::Rabbit => {
+                Arc::new(driver::amqp::RabbitDriver::connect(&url, config.clone()).await?)
+            }
         };
         Ok(Transport::with_driver(driver, Some(url), config))
     }
 
     /// A transport on a new, private in-process broker that nothing else can reach.
     pub fn memory() -> Transport {
-        let driver = Arc::new(memory::MemoryDriver::private());
+        let driver = Arc::new(driver::memory::MemoryDriver::private());
         Transport::with_driver(driver, None, TransportConfig::default())
     }
 
@@ -382,6 +114,26 @@ impl Transport {
         &self.inner.driver
     }
 
+    /// The connection's state now: connected, reconnecting after a loss, or closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let transport = amqp_rpc::Transport::memory();
+    /// assert!(transport.connection_state().is_connected());
+    /// transport.close().await;
+    /// assert_eq!(transport.connection_state(), amqp_rpc::ConnectionState::Closed);
+    /// # }
+    /// ```
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.driver.connection_state().borrow().clone()
+    }
+
+    /// The connection's state as it changes, for readiness and liveness probes: `changed()`
+    /// wakes on every change (`Connected` -> `Reconnecting` -> `Connected`, ... `Closed`).
+    pub fn watch_connection(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.driver.connection_state()
+    }
+
     /// Closes the connection. Calls waiting for replies fail at once with
     /// [`TransportError::Closed`], as does every later operation; servers on a `rabbit://`
     /// transport stop receiving requests.
@@ -413,6 +165,155 @@ impl Transport {
     }
 }
 
+/// The instant `timeout` from now, or one far enough ahead to mean "never" when that is beyond
+/// what an `Instant` can hold (`Duration::MAX`).
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// How hard [`Transport::publish`] tries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery {
+    /// oslo's `retry`: `None` keeps trying (until the deadline), `Some(0)` tries once,
+    /// `Some(n)` retries `n` times.
+    pub(crate) retry: Option<u32>,
+    /// No attempt starts or goes on after this instant.
+    pub(crate) deadline: Instant,
+}
+
+impl Delivery {
+    /// [`Transport::publish`] bounded by the deadline.
+    pub(crate) async fn publish(
+        self,
+        transport: &Transport,
+        to: Destination<'_>,
+        body: &Bytes,
+        options: PublishOptions,
+    ) -> Result<(), TransportError> {
+        let started = Instant::now();
+        let publish = transport.publish(to, body, options, self);
+        match tokio::time::timeout_at(self.deadline, publish).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) => Err(unconfirmed(1, started)),
+        }
+    }
+}
+
+/// The pause before trying again after a failure that left the connection up (a broker nack),
+/// growing with each attempt up to a second: such failures may repeat at once.
+fn pause_after(attempt: u32) -> Duration {
+    Duration::from_millis(100 * u64::from(attempt.min(10)))
+}
+
+impl Transport {
+    /// Publishes by oslo's `retry` rules within a deadline: an attempt that fails because the
+    /// connection is down or was lost before the broker confirmed the message is made again
+    /// (the same bytes, hence the same `_unique_id`, which receivers use to drop duplicates)
+    /// once the driver has reconnected. `Ok` means the broker confirmed the message.
+    ///
+    /// The first attempt has no timer of its own: the caller bounds the whole future by
+    /// `delivery.deadline` (a call bounds its publish and its wait for the reply with one
+    /// timer), so that the futures of the many calls that may wait at once stay small.
+    pub(crate) fn publish<'a>(
+        &'a self,
+        to: Destination<'a>,
+        body: &'a Bytes,
+        options: PublishOptions,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send + 'a {
+        let first = self.inner.driver.publish(to, body.clone(), options);
+        async move {
+            match first.await {
+                Ok(()) => Ok(()),
+                // Boxed: only a failed attempt pays for the retry loop.
+                Err(error) => Box::pin(self.republish(to, body, options, delivery, error)).await,
+            }
+        }
+    }
+
+    /// The rest of [`Transport::publish`] after a first attempt failed with `error`.
+    pub(crate) async fn republish(
+        &self,
+        to: Destination<'_>,
+        body: &Bytes,
+        options: PublishOptions,
+        delivery: Delivery,
+        mut error: TransportError,
+    ) -> Result<(), TransportError> {
+        let started = Instant::now();
+        let driver = &self.inner.driver;
+        let mut attempts = 1u32;
+        loop {
+            if !error.is_retryable() || matches!(error, TransportError::NoRoute { .. }) {
+                return Err(error);
+            }
+            if delivery.retry.is_some_and(|retries| attempts > retries) {
+                return Err(TransportError::delivery_failed(
+                    attempts,
+                    started.elapsed(),
+                    error.to_string(),
+                ));
+            }
+            tracing::debug!(attempts, error = %error, "publish failed; trying again");
+            let lost = matches!(error, TransportError::ConnectionLost { .. });
+            let ready = async {
+                if !lost {
+                    tokio::time::sleep(pause_after(attempts)).await;
+                }
+                wait_connected(driver.connection_state()).await
+            };
+            match tokio::time::timeout_at(delivery.deadline, ready).await {
+                Ok(Ok(())) => {}
+                Ok(Err(closed)) => return Err(closed),
+                Err(_elapsed) => {
+                    return Err(TransportError::delivery_failed(
+                        attempts,
+                        started.elapsed(),
+                        format!("the deadline passed while reconnecting after: {error}"),
+                    ));
+                }
+            }
+            attempts += 1;
+            let attempt = driver.publish(to, body.clone(), options);
+            error = match tokio::time::timeout_at(delivery.deadline, attempt).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_elapsed) => return Err(unconfirmed(attempts, started)),
+            };
+        }
+    }
+}
+
+/// A publish whose deadline passed before the broker confirmed it.
+pub(crate) fn unconfirmed(attempts: u32, started: Instant) -> TransportError {
+    TransportError::delivery_failed(
+        attempts,
+        started.elapsed(),
+        "the deadline passed before the broker confirmed the message",
+    )
+}
+
+/// Waits until the driver is connected; fails if it is closed.
+async fn wait_connected(mut state: watch::Receiver<ConnectionState>) -> Result<(), TransportError> {
+    let state = state
+        .wait_for(|s| {
+            matches!(
+                s,
+                ConnectionState::Connected { .. } | ConnectionState::Closed
+            )
+        })
+        .await;
+    match state.as_deref() {
+        Ok(ConnectionState::Connected { .. }) => Ok(()),
+        _ => Err(TransportError::Closed {
+            reason: "the transport was closed".to_owned(),
+        }),
+    }
+}
+
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
@@ -420,10 +321,4 @@ impl fmt::Debug for Transport {
             .field("driver", &self.inner.driver)
             .finish()
     }
-}
-
-/// Locks a std mutex, ignoring poisoning: every critical section in this crate leaves its
-/// state consistent at each step, so a panic elsewhere does not invalidate it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -2,9 +2,49 @@
 //! the URL query (which overrides the struct, as oslo's query parameters override its
 //! configuration file).
 
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::url::{TransportUrl, UrlError};
+
+/// How the next host of a multi-host URL is chosen after a failure (oslo's
+/// `kombu_failover_strategy`). Either way, each connection shuffles the URL's hosts once when it
+/// is made, so that a fleet's connections spread over a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailoverStrategy {
+    /// The next host in the (shuffled) list, cycling (`round-robin`, the default).
+    #[default]
+    RoundRobin,
+    /// A random host each time, possibly the same one again (`shuffle`).
+    Shuffle,
+}
+
+impl fmt::Display for FailoverStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailoverStrategy::RoundRobin => "round-robin",
+            FailoverStrategy::Shuffle => "shuffle",
+        })
+    }
+}
+
+/// The SASL mechanism a connection logs in with (oslo's `rabbit_login_method`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginMethod {
+    /// `AMQPLAIN`, oslo's default: user name and password.
+    #[default]
+    AmqPlain,
+    /// `PLAIN`: user name and password.
+    Plain,
+    /// `EXTERNAL`: the TLS client certificate names the user (RabbitMQ's
+    /// `rabbitmq_auth_mechanism_ssl` plugin); needs `ssl` and `ssl_cert_file`/`ssl_key_file`.
+    External,
+    /// `RABBIT-CR-DEMO`: RabbitMQ's demonstration challenge-response mechanism.
+    RabbitCrDemo,
+}
 
 /// Settings of a [`Transport`](crate::Transport). Each field is the oslo.messaging option of
 /// the same name, with the same default; a mixed fleet of Python and Rust services must use
@@ -46,6 +86,41 @@ pub struct TransportConfig {
     /// How long a server retries a reply whose reply queue is missing before giving it up
     /// (and dropping further replies to that queue for the same time). Default 60 s.
     pub kombu_missing_consumer_retry_timeout: Duration,
+    /// The pause between reconnection rounds starts at this (whole seconds). Default 1 s.
+    pub rabbit_retry_interval: Duration,
+    /// ... and grows by this after each round (whole seconds). Default 2 s.
+    pub rabbit_retry_backoff: Duration,
+    /// ... up to this plus `rabbit_retry_interval` (kombu's cap: with the defaults 1, 3, 5 ...
+    /// 29, 31, 31 s). Default 30 s.
+    pub rabbit_interval_max: Duration,
+    /// Slept after every failed connection attempt, and before consuming again after the
+    /// broker cancelled a consumer (a queue deleted, or its node gone). Default 1 s, at most
+    /// 4.5 s. Unlike oslo, the first attempt after a lost connection is made at once: a broker
+    /// that closed connections on purpose is back at once, and a dead one refuses fast.
+    pub kombu_reconnect_delay: Duration,
+    /// A random extra pause, up to this, added to `kombu_reconnect_delay`. Default 0.
+    pub kombu_reconnect_splay: Duration,
+    /// How the next host of a multi-host URL is chosen. Default round-robin.
+    pub kombu_failover_strategy: FailoverStrategy,
+    /// amqp-rpc's own: how long one connection attempt to one host may take, TCP connect, TLS
+    /// and AMQP handshakes and opening the first channel together, before the next host is
+    /// tried. Not a URL option (Python peers would refuse the URL). Default 5 s.
+    pub connect_timeout: Duration,
+    /// The SASL mechanism. Default `AMQPLAIN`, as oslo.
+    pub rabbit_login_method: LoginMethod,
+    /// Connect over TLS (`ssl=1`; the port stays 5672 unless the URL names one, as in oslo).
+    /// Without `ssl_ca_file` the server's certificate is checked against the system's trusted
+    /// roots. The host name is always verified, also where oslo verifies it only with
+    /// `ssl_ca_file`. Default `false`.
+    pub ssl: bool,
+    /// PEM file of the certificate authorities trusted for the broker's certificate, instead of
+    /// the system's roots (as Python's `ca_certs`). Default none.
+    pub ssl_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate chain, for brokers that ask for one (with
+    /// `ssl_key_file`). Default none.
+    pub ssl_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1). Default none.
+    pub ssl_key_file: Option<PathBuf>,
 }
 
 impl Default for TransportConfig {
@@ -61,6 +136,18 @@ impl Default for TransportConfig {
             rpc_response_timeout: crate::DEFAULT_TIMEOUT,
             executor_thread_pool_size: crate::ServerConfig::default().max_concurrency,
             kombu_missing_consumer_retry_timeout: Duration::from_secs(60),
+            rabbit_retry_interval: Duration::from_secs(1),
+            rabbit_retry_backoff: Duration::from_secs(2),
+            rabbit_interval_max: Duration::from_secs(30),
+            kombu_reconnect_delay: Duration::from_secs(1),
+            kombu_reconnect_splay: Duration::ZERO,
+            kombu_failover_strategy: FailoverStrategy::RoundRobin,
+            connect_timeout: Duration::from_secs(5),
+            rabbit_login_method: LoginMethod::AmqPlain,
+            ssl: false,
+            ssl_ca_file: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
         }
     }
 }
@@ -93,6 +180,58 @@ impl TransportConfig {
             "executor_thread_pool_size" => self.executor_thread_pool_size = number(name, value)?,
             "kombu_missing_consumer_retry_timeout" => {
                 self.kombu_missing_consumer_retry_timeout = seconds(name, value)?;
+            }
+            "rabbit_retry_interval" => self.rabbit_retry_interval = seconds(name, value)?,
+            "rabbit_retry_backoff" => self.rabbit_retry_backoff = seconds(name, value)?,
+            "rabbit_interval_max" => self.rabbit_interval_max = seconds(name, value)?,
+            "kombu_reconnect_delay" => {
+                self.kombu_reconnect_delay = fractional_seconds(name, value, 4.5)?;
+            }
+            "kombu_reconnect_splay" => {
+                self.kombu_reconnect_splay = fractional_seconds(name, value, f64::MAX)?;
+            }
+            "kombu_failover_strategy" => {
+                self.kombu_failover_strategy = match value {
+                    "round-robin" => FailoverStrategy::RoundRobin,
+                    "shuffle" => FailoverStrategy::Shuffle,
+                    _ => return Err(invalid(name, value, "round-robin or shuffle")),
+                }
+            }
+            "rabbit_login_method" => {
+                self.rabbit_login_method = match value {
+                    "AMQPLAIN" => LoginMethod::AmqPlain,
+                    "PLAIN" => LoginMethod::Plain,
+                    "EXTERNAL" => LoginMethod::External,
+                    "RABBIT-CR-DEMO" => LoginMethod::RabbitCrDemo,
+                    _ => {
+                        return Err(invalid(
+                            name,
+                            value,
+                            "AMQPLAIN, PLAIN, EXTERNAL or RABBIT-CR-DEMO",
+                        ));
+                    }
+                }
+            }
+            "ssl" => self.ssl = boolean(name, value)?,
+            "ssl_ca_file" => self.ssl_ca_file = path(value),
+            "ssl_cert_file" => self.ssl_cert_file = path(value),
+            "ssl_key_file" => self.ssl_key_file = path(value),
+            // rustls speaks TLS 1.2 and 1.3 only: the versions that name those (or "any") are
+            // accepted, older ones refused rather than silently not honoured.
+            "ssl_version" => match value.to_ascii_lowercase().as_str() {
+                "" | "sslv23" | "tls" | "tlsv1_2" | "tlsv1_3" => {}
+                _ => {
+                    return Err(invalid(
+                        name,
+                        value,
+                        "sslv23, tlsv1_2 or tlsv1_3 (TLS 1.0, 1.1 and SSL are not supported)",
+                    ));
+                }
+            },
+            // Deprecated in oslo; 18.3 always verifies host names with a CA file, and this
+            // crate always does. Accepted so that oslo's URLs parse, with no effect.
+            "ssl_enforce_hostname_verification" | "ssl_enforce_fips_mode" => {
+                boolean(name, value)?;
             }
             _ => {
                 return Err(UrlError::UnknownOption {
@@ -138,6 +277,21 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, UrlError> 
 
 fn seconds(name: &str, value: &str) -> Result<Duration, UrlError> {
     number::<u64>(name, value).map(Duration::from_secs)
+}
+
+/// A float number of seconds from 0 to `max` (oslo's `FloatOpt` with `min=0`).
+fn fractional_seconds(name: &str, value: &str, max: f64) -> Result<Duration, UrlError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=max).contains(s))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| invalid(name, value, "a number of seconds in range"))
+}
+
+/// A file path; empty means none, as oslo's `""` default.
+fn path(value: &str) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| PathBuf::from(value))
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::driver::{Driver, ReplyConsumer, ReplyHandler};
 use crate::error::{RpcError, TransportError};
-use crate::transport::{Driver, ReplyConsumer, ReplyHandler, lock};
+use crate::sync::lock;
 use crate::wire::{Id, IncomingReply};
 
 /// What a waiting call receives.
@@ -84,6 +85,11 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
+    /// The call's `_msg_id`.
+    pub(crate) fn msg_id(&self) -> Id {
+        self.msg_id
+    }
+
     /// The next event for this call. (`notify_one` keeps a permit when nobody waits, so an
     /// event pushed between the check and the wait is not missed.)
     pub(crate) async fn next(&self) -> ReplyEvent {

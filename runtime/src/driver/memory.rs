@@ -21,14 +21,15 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{
-    Acker, Delivery, Destination, Driver, PublishOptions, ReplyConsumer, ReplyHandler, ReplyQueue,
-    Subscription, lock,
+    Acker, ConnectionState, Delivery, Destination, Driver, PublishOptions, ReplyConsumer,
+    ReplyHandler, ReplyQueue, Subscription,
 };
 use crate::error::TransportError;
+use crate::sync::lock;
 use crate::target::Target;
 
 /// The `memory://` driver: a handle on one in-process broker.
@@ -37,6 +38,8 @@ pub struct MemoryDriver {
     broker: Arc<Broker>,
     /// Set by `close`: this handle refuses further operations.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// `Connected` until closed.
+    state: Arc<watch::Sender<ConnectionState>>,
     /// The exchange of destinations that name none.
     control_exchange: Arc<str>,
 }
@@ -51,6 +54,9 @@ impl MemoryDriver {
         MemoryDriver {
             broker: Arc::clone(broker),
             closed: Arc::default(),
+            state: Arc::new(watch::Sender::new(ConnectionState::Connected {
+                host: "memory".to_owned(),
+            })),
             control_exchange: "openstack".into(),
         }
     }
@@ -67,6 +73,9 @@ impl MemoryDriver {
         MemoryDriver {
             broker: Arc::default(),
             closed: Arc::default(),
+            state: Arc::new(watch::Sender::new(ConnectionState::Connected {
+                host: "memory".to_owned(),
+            })),
             control_exchange: "openstack".into(),
         }
     }
@@ -512,9 +521,14 @@ impl Driver for MemoryDriver {
         }))
     }
 
+    fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
     async fn close(&self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
+        self.state.send_replace(ConnectionState::Closed);
     }
 
     /// Hands each reply to `handler` as it is published, in the publisher's task: no

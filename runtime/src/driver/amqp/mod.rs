@@ -1,0 +1,375 @@
+//! The `rabbit://` driver on lapin, with oslo.messaging's topology, message properties and
+//! acknowledgement rules (spec §1–§3), on a connection that restores itself (addenda §1).
+//!
+//! * `link`: the connection, its hosts, failover and back-off, and its state;
+//! * `subscription`: listeners that declare and consume again after a loss;
+//! * `topology`: what listeners declare, as data;
+//! * `backoff`: oslo's reconnection schedule; `tls`: the TLS settings.
+//!
+//! Publishing shares one confirm-mode channel per connection, replaced if the broker closes it;
+//! exchanges are declared once per channel before their first publish, as oslo does. Each
+//! listener has a channel of its own, so that its prefetch is its own and closing it returns its
+//! unacknowledged deliveries to their queues.
+
+mod backoff;
+mod link;
+mod subscription;
+mod tls;
+mod topology;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::protocol::AMQPErrorKind;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, ErrorKind};
+use tokio::sync::watch;
+
+use super::{ConnectionState, Destination, Driver, PublishOptions, ReplyQueue, Subscription};
+use crate::config::TransportConfig;
+use crate::error::TransportError;
+use crate::sync::lock;
+use crate::target::Target;
+use crate::url::TransportUrl;
+use link::{Link, Live};
+use subscription::RecoveringSubscription;
+use topology::{Entity, Plan};
+
+/// What a lapin error means for the operation that got it.
+#[derive(Debug)]
+enum Failure {
+    /// The connection is gone: report it lost, and wait for the next one.
+    Connection(String),
+    /// The broker closed the channel with a soft error (such as 404 or 406).
+    Channel { code: u16, text: String },
+    /// The channel was closed earlier; the connection is fine.
+    ChannelGone(String),
+    /// Anything else.
+    Other(lapin::Error),
+}
+
+impl Failure {
+    fn into_error(self) -> TransportError {
+        match self {
+            Failure::Connection(reason) => TransportError::ConnectionLost { reason },
+            Failure::Channel { code, text } => TransportError::Broker { code, text },
+            Failure::ChannelGone(reason) => TransportError::ConnectionLost { reason },
+            Failure::Other(e) => TransportError::Driver(Box::new(e)),
+        }
+    }
+}
+
+/// Classifies an error of an operation on connection `live`.
+fn classify(e: &lapin::Error, live: &Live) -> Failure {
+    if !live.connection.status().connected() {
+        return Failure::Connection(e.to_string());
+    }
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+            AMQPErrorKind::Soft(_) => Failure::Channel {
+                code: amqp.get_id(),
+                text: amqp.get_message().to_string(),
+            },
+            AMQPErrorKind::Hard(_) => Failure::Connection(e.to_string()),
+        },
+        ErrorKind::IOError(_)
+        | ErrorKind::MissingHeartbeatError
+        | ErrorKind::InvalidConnectionState(_) => Failure::Connection(e.to_string()),
+        ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidChannel(_) => {
+            Failure::ChannelGone(e.to_string())
+        }
+        _ => Failure::Other(e.clone()),
+    }
+}
+
+/// A lapin error without the connection at hand (acknowledgements).
+fn driver_error(e: lapin::Error) -> TransportError {
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => TransportError::Broker {
+            code: amqp.get_id(),
+            text: amqp.get_message().to_string(),
+        },
+        ErrorKind::IOError(_)
+        | ErrorKind::MissingHeartbeatError
+        | ErrorKind::InvalidConnectionState(_)
+        | ErrorKind::InvalidChannelState(..)
+        | ErrorKind::InvalidChannel(_) => TransportError::ConnectionLost {
+            reason: e.to_string(),
+        },
+        _ => TransportError::Driver(Box::new(e)),
+    }
+}
+
+/// The `rabbit://` driver: one AMQP connection, restored when lost.
+pub struct RabbitDriver {
+    link: Link,
+    publisher: Mutex<Option<Arc<PublishChannel>>>,
+    /// Serializes opening a publish channel (the rare, slow path).
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for RabbitDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitDriver")
+            .field("state", &*self.link.state().borrow())
+            .field("control_exchange", &self.config().control_exchange)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The publish channel of one connection and the exchanges declared on it.
+struct PublishChannel {
+    live: Arc<Live>,
+    channel: Channel,
+    declared: Mutex<HashSet<String>>,
+}
+
+impl PublishChannel {
+    fn is_usable(&self) -> bool {
+        self.channel.status().connected() && self.live.is_usable()
+    }
+}
+
+impl RabbitDriver {
+    /// Connects to the first of the URL's hosts, in oslo's order (shuffled once, then the
+    /// failover strategy), that accepts the connection within `connect_timeout`; fails with
+    /// [`TransportError::Unreachable`], naming each host tried and why, if none does. Once
+    /// connected, the connection is restored whenever it is lost, until closed.
+    pub async fn connect(
+        url: &TransportUrl,
+        config: TransportConfig,
+    ) -> Result<Self, TransportError> {
+        Ok(RabbitDriver {
+            link: Link::connect(url, config).await?,
+            publisher: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn config(&self) -> &TransportConfig {
+        self.link.config()
+    }
+
+    /// The publish channel of the connection now; `ConnectionLost` while reconnecting.
+    async fn publish_channel(&self) -> Result<Arc<PublishChannel>, TransportError> {
+        let usable = |c: &Option<Arc<PublishChannel>>| c.clone().filter(|c| c.is_usable());
+        if let Some(channel) = usable(&lock(&self.publisher)) {
+            return Ok(channel);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(channel) = usable(&lock(&self.publisher)) {
+            return Ok(channel);
+        }
+        let live = self
+            .link
+            .live()
+            .ok_or_else(|| TransportError::ConnectionLost {
+                reason: "not connected (reconnecting)".to_owned(),
+            })?;
+        let first = lock(&live.first_channel).take();
+        let channel = match first {
+            Some(channel) => channel,
+            None => self.open_publish_channel(&live).await?,
+        };
+        let channel = Arc::new(PublishChannel {
+            live,
+            channel,
+            declared: Mutex::new(HashSet::new()),
+        });
+        *lock(&self.publisher) = Some(Arc::clone(&channel));
+        Ok(channel)
+    }
+
+    async fn open_publish_channel(&self, live: &Arc<Live>) -> Result<Channel, TransportError> {
+        let opened = async {
+            let channel = live.connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            Ok(channel)
+        };
+        opened.await.map_err(|e| self.fail(&e, live))
+    }
+
+    /// The error to return for `e` on `live`; reports the connection lost if it is.
+    fn fail(&self, e: &lapin::Error, live: &Live) -> TransportError {
+        let failure = classify(e, live);
+        if let Failure::Connection(reason) = &failure {
+            self.link.report_lost(live, reason.clone());
+        }
+        failure.into_error()
+    }
+
+    /// One publish on the connection's publish channel: declares the exchange the first time,
+    /// publishes, and waits for the broker's confirm.
+    async fn publish_once(
+        &self,
+        publisher: &PublishChannel,
+        to: Destination<'_>,
+        body: &[u8],
+        options: PublishOptions,
+    ) -> Result<Confirmation, lapin::Error> {
+        let mut scratch = String::new();
+        let (exchange, routing_key) = to.address_in(&self.config().control_exchange, &mut scratch);
+        if !exchange.is_empty() && !lock(&publisher.declared).contains(exchange) {
+            let entity = match to {
+                Destination::Fanout { .. } => Entity::fanout_exchange(exchange),
+                _ => Entity::control_exchange(self.config(), exchange),
+            };
+            entity.declare(&publisher.channel).await?;
+            lock(&publisher.declared).insert(exchange.to_owned());
+        }
+        publisher
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: options.mandatory,
+                    immediate: false,
+                },
+                body,
+                properties(&options),
+            )
+            .await?
+            .await
+    }
+}
+
+/// The properties Python gives every message (spec §1.1).
+fn properties(options: &PublishOptions) -> BasicProperties {
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_priority(0)
+        .with_headers(FieldTable::default());
+    match options.expiration {
+        Some(ttl) => properties.with_expiration(ttl.as_millis().to_string().into()),
+        None => properties,
+    }
+}
+
+#[async_trait]
+impl Driver for RabbitDriver {
+    async fn publish(
+        &self,
+        to: Destination<'_>,
+        body: Bytes,
+        options: PublishOptions,
+    ) -> Result<(), TransportError> {
+        // A channel the broker closed (an auto-delete fanout exchange deleted since it was
+        // declared on it gives 404) is replaced, and the message published on the new one,
+        // where the exchange is declared again.
+        let mut fresh_channel_tried = false;
+        let confirmation = loop {
+            let publisher = self.publish_channel().await?;
+            match self.publish_once(&publisher, to, &body, options).await {
+                Ok(confirmation) => break confirmation,
+                Err(e) => match classify(&e, &publisher.live) {
+                    Failure::Channel { code: 404, .. } | Failure::ChannelGone(_)
+                        if !fresh_channel_tried =>
+                    {
+                        fresh_channel_tried = true;
+                    }
+                    _ => return Err(self.fail(&e, &publisher.live)),
+                },
+            }
+        };
+        let mut scratch = String::new();
+        let (exchange, routing_key) = to.address_in(&self.config().control_exchange, &mut scratch);
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                Err(TransportError::NoRoute {
+                    exchange: exchange.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                })
+            }
+            Confirmation::Nack(None) => Err(TransportError::Refused {
+                exchange: exchange.to_owned(),
+            }),
+        }
+    }
+
+    async fn listen_rpc(
+        &self,
+        target: &Target,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let (Some(topic), Some(server)) = (target.topic(), target.server_name()) else {
+            return Err(TransportError::Closed {
+                reason: format!(
+                    "cannot listen on {target}: a server target needs topic and server"
+                ),
+            });
+        };
+        let config = self.config();
+        let exchange = target.exchange().unwrap_or(&config.control_exchange);
+        let server_queue = super::server_queue(topic, server);
+        let fanout_exchange = super::fanout_exchange(topic);
+        let fanout_queue = format!("{fanout_exchange}_{}", crate::wire::new_id());
+        let plan = Plan {
+            entities: vec![
+                Entity::control_exchange(config, exchange),
+                Entity::topic_queue(config, topic),
+                Entity::binding(topic, exchange, topic),
+                Entity::topic_queue(config, &server_queue),
+                Entity::binding(&server_queue, exchange, &server_queue),
+                Entity::fanout_exchange(&fanout_exchange),
+                Entity::transient_queue(config, &fanout_queue),
+                Entity::binding(&fanout_queue, &fanout_exchange, topic),
+            ],
+            queues: vec![topic.to_owned(), server_queue.clone(), fanout_queue.clone()],
+            no_ack: false,
+            prefetch: match config.rabbit_qos_prefetch_count {
+                0 => prefetch,
+                configured => configured,
+            },
+            owned_queue: Some(fanout_queue),
+        };
+        let subscription = RecoveringSubscription::start(self.link.clone(), plan).await?;
+        Ok(Box::new(subscription))
+    }
+
+    async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
+        let name = super::reply_queue_name();
+        let config = self.config();
+        let plan = Plan {
+            entities: vec![Entity::transient_queue(config, &name)],
+            queues: vec![name.clone()],
+            // Replies are acknowledged on receipt (oslo acks them at once too): consuming
+            // without acks spares an acknowledgement round on every call.
+            no_ack: true,
+            prefetch: config.rabbit_qos_prefetch_count,
+            // Reply queues are left to expire, as oslo does.
+            owned_queue: None,
+        };
+        let subscription = RecoveringSubscription::start(self.link.clone(), plan).await?;
+        Ok(ReplyQueue {
+            subscription: Box::new(subscription),
+            name,
+        })
+    }
+
+    fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.link.state()
+    }
+
+    async fn close(&self) {
+        self.link.close().await;
+    }
+}
+
+impl Drop for RabbitDriver {
+    fn drop(&mut self) {
+        // The link's supervisor task would otherwise keep the connection open.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let link = self.link.clone();
+            drop(runtime.spawn(async move { link.close().await }));
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! Faults of the `rabbit://` transport on the default broker, in a vhost of the test's own: the
+//! broker closing every connection, a cut or stalled network (through the fault-injection
+//! proxy), a broker that is away, hosts that never answer, consumers the broker cancels.
+//!
+//! What the user must see: no call returns later than its timeout + 1 s; calls pending across a
+//! loss, and calls made while reconnecting, succeed if the broker is back in time; no cast that
+//! returned `Ok` is lost; clients and servers serve again after every fault.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use amqp_rpc::{ConnectionState, RpcError, Transport, TransportError};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+use crate::common::proxy::FaultProxy;
+use crate::common::{broker_or_skip, unique, until};
+use crate::support::{
+    BROKER_PORT, Node, ServiceClient, States, Vhost, connect, quick_config, serve, wait_state,
+};
+
+/// The most a call may overrun its timeout.
+const GRACE: Duration = Duration::from_secs(1);
+
+fn broker_address() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], BROKER_PORT))
+}
+
+/// Fails unless `elapsed` is within `timeout` + [`GRACE`].
+fn assert_bounded(what: &str, elapsed: Duration, timeout: Duration) {
+    assert!(
+        elapsed <= timeout + GRACE,
+        "{what} took {elapsed:?}, more than its timeout {timeout:?} + {GRACE:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_closing_every_connection_is_survived_by_pending_and_new_calls() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let url = vhost.url(BROKER_PORT);
+    let server_transport = connect(&url, quick_config()).await;
+    let node = Node::new("s1");
+    let server = serve(&server_transport, "faults", &node).await;
+    let transport = connect(&url, quick_config()).await;
+    let states = States::record(&transport);
+    let client = ServiceClient::new(&transport, "faults").with_timeout(Duration::from_secs(20));
+    assert_eq!(client.sleep(1).await.unwrap(), 1);
+
+    // A call whose handler is running when every connection is closed: the server replies on
+    // its new connection, into the reply queue the client consumes again.
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(1_500).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cut = Instant::now();
+    vhost.close_all_connections();
+    let answered = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the pending call must not hang")
+        .unwrap();
+    assert_eq!(answered.unwrap(), 1_500, "the pending call's result");
+    assert!(
+        cut.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        cut.elapsed()
+    );
+    assert!(states.reconnected(), "the client's connection was restored");
+    assert!(transport.connection_state().is_connected());
+
+    // New calls succeed, and the server takes new requests.
+    for n in 0..20 {
+        assert_eq!(client.sleep(n).await.unwrap(), n);
+    }
+    client.record("after-the-cut".to_owned()).await.unwrap();
+    until("the cast ran", Duration::from_secs(5), || {
+        node.times("after-the-cut") == 1
+    })
+    .await;
+    server.stop().await;
+    server.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_calls_and_casts_lose_nothing_through_repeated_cuts() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let url = vhost.url(BROKER_PORT);
+    let server_transport = connect(&url, quick_config()).await;
+    let node = Node::new("s1");
+    let server = serve(&server_transport, "steady", &node).await;
+    let transport = connect(&url, quick_config()).await;
+    let client = ServiceClient::new(&transport, "steady").with_timeout(Duration::from_secs(20));
+
+    let failures = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let client = client.clone();
+        let failures = Arc::clone(&failures);
+        let calls = Arc::clone(&calls);
+        tasks.push(tokio::spawn(async move {
+            let mut confirmed = Vec::new();
+            let mut n = 0u64;
+            while running.elapsed() < Duration::from_secs(5) {
+                match client.sleep(n % 3).await {
+                    Ok(_) => drop(calls.fetch_add(1, Ordering::SeqCst)),
+                    Err(e) => {
+                        eprintln!("call failed: {e}");
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                let id = format!("{task}-{n}");
+                match client.record(id.clone()).await {
+                    Ok(()) => confirmed.push(id),
+                    Err(e) => {
+                        eprintln!("cast failed: {e}");
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            confirmed
+        }));
+    }
+    for at in [1_500, 3_000] {
+        tokio::time::sleep_until((running + Duration::from_millis(at)).into()).await;
+        vhost.close_all_connections();
+    }
+    let mut confirmed = Vec::new();
+    for task in tasks {
+        confirmed.extend(task.await.unwrap());
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "failed calls or casts");
+    assert!(calls.load(Ordering::SeqCst) > 100, "the load ran");
+    // Every confirmed cast ran, and ran once: the broker redelivered what the server had not
+    // acknowledged, clients sent again what the broker had not confirmed, and the server's
+    // duplicate check dropped the copies.
+    until("every confirmed cast ran", Duration::from_secs(10), || {
+        confirmed.iter().all(|id| node.times(id) >= 1)
+    })
+    .await;
+    let twice: Vec<&String> = confirmed.iter().filter(|id| node.times(id) > 1).collect();
+    assert!(twice.is_empty(), "casts that ran twice: {twice:?}");
+    server.stop().await;
+    server.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_network_is_survived_by_client_and_server() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let proxy = FaultProxy::start(broker_address()).await;
+    let url = vhost.url(proxy.port());
+    let server_transport = connect(&url, quick_config()).await;
+    let node = Node::new("s1");
+    let _server = serve(&server_transport, "cut", &node).await;
+    let transport = connect(&url, quick_config()).await;
+    let client = ServiceClient::new(&transport, "cut").with_timeout(Duration::from_secs(20));
+    assert_eq!(client.sleep(1).await.unwrap(), 1);
+
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(1_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted = proxy.accepted();
+    proxy.cut();
+    let answered = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the pending call must not hang")
+        .unwrap();
+    assert_eq!(answered.unwrap(), 1_000);
+    // Both transports connected again through the proxy.
+    until(
+        "both transports reconnected",
+        Duration::from_secs(5),
+        || proxy.accepted() >= accepted + 2,
+    )
+    .await;
+    assert_eq!(client.whoami().await.unwrap(), "s1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let proxy = FaultProxy::start(broker_address()).await;
+    let node = Node::new("s1");
+    let server_transport = connect(&vhost.url(BROKER_PORT), quick_config()).await;
+    let _server = serve(&server_transport, "stall", &node).await;
+    let mut config = quick_config();
+    config.heartbeat_timeout_threshold = Duration::from_secs(2);
+    let transport = connect(&vhost.url(proxy.port()), config).await;
+    let client = ServiceClient::new(&transport, "stall");
+    assert_eq!(client.sleep(1).await.unwrap(), 1);
+
+    proxy.stall();
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = client
+        .clone()
+        .with_timeout(timeout)
+        .sleep(1)
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.is_retryable());
+    assert_bounded("a call on a stalled network", started.elapsed(), timeout);
+
+    let timeout = Duration::from_millis(1_500);
+    let started = Instant::now();
+    let err = client
+        .clone()
+        .with_timeout(timeout)
+        .record("stalled".to_owned())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RpcError::Transport(TransportError::DeliveryFailed { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_bounded("a cast on a stalled network", started.elapsed(), timeout);
+
+    // The missed heartbeats (2 s threshold) tell the transport that the connection is dead.
+    wait_state(&transport, Duration::from_secs(10), |s| {
+        matches!(s, ConnectionState::Reconnecting { .. })
+    })
+    .await;
+    proxy.heal();
+    wait_state(
+        &transport,
+        Duration::from_secs(10),
+        ConnectionState::is_connected,
+    )
+    .await;
+    assert_eq!(client.whoami().await.unwrap(), "s1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let proxy = FaultProxy::start(broker_address()).await;
+    let node = Node::new("s1");
+    let server_transport = connect(&vhost.url(BROKER_PORT), quick_config()).await;
+    let _server = serve(&server_transport, "away", &node).await;
+    let transport = connect(&vhost.url(proxy.port()), quick_config()).await;
+    let client = ServiceClient::new(&transport, "away");
+    assert_eq!(client.sleep(1).await.unwrap(), 1);
+
+    // The broker goes away: connections cut, new ones refused.
+    proxy.refuse();
+    proxy.cut();
+    wait_state(&transport, Duration::from_secs(5), |s| {
+        matches!(s, ConnectionState::Reconnecting { .. })
+    })
+    .await;
+
+    // A call whose timeout ends first fails in time, as a timeout.
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let err = client
+        .clone()
+        .with_timeout(timeout)
+        .whoami()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_bounded(
+        "a call while the broker is away",
+        started.elapsed(),
+        timeout,
+    );
+
+    // A cast told not to retry fails at once; one that may retry gives up at its timeout.
+    let started = Instant::now();
+    let err = client
+        .clone()
+        .with_retry(Some(0))
+        .record("once".to_owned())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RpcError::Transport(TransportError::DeliveryFailed { attempts: 1, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let err = client
+        .clone()
+        .with_timeout(timeout)
+        .record("later".to_owned())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_bounded(
+        "a cast while the broker is away",
+        started.elapsed(),
+        timeout,
+    );
+
+    // A call made now, with time enough, succeeds once the broker is back.
+    let waiting = tokio::spawn({
+        let client = client.clone().with_timeout(Duration::from_secs(20));
+        async move { client.whoami().await }
+    });
+    let cast = tokio::spawn({
+        let client = client.clone().with_timeout(Duration::from_secs(20));
+        async move { client.record("waited".to_owned()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!waiting.is_finished() && !cast.is_finished());
+    proxy.heal();
+    let answered = tokio::time::timeout(Duration::from_secs(20), waiting).await;
+    assert_eq!(answered.unwrap().unwrap().unwrap(), "s1");
+    tokio::time::timeout(Duration::from_secs(20), cast)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    until("the waiting cast ran", Duration::from_secs(5), || {
+        node.times("waited") == 1
+    })
+    .await;
+    // Casts that failed were not sent.
+    assert_eq!(node.times("once") + node.times("later"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_is_bounded_per_host_and_the_error_names_every_host_tried() {
+    let _ = broker_or_skip!();
+    let blackhole = FaultProxy::start(broker_address()).await;
+    blackhole.blackhole();
+    let refusing = FaultProxy::start(broker_address()).await;
+    refusing.refuse();
+    let mut config = quick_config();
+    config.connect_timeout = Duration::from_secs(1);
+
+    let url = format!(
+        "rabbit://guest:s3cret@127.0.0.1:{},guest:s3cret@127.0.0.1:{}/",
+        blackhole.port(),
+        refusing.port()
+    );
+    let started = Instant::now();
+    let err = Transport::from_url_with_config(&url, config.clone())
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    let text = err.to_string();
+    assert!(
+        matches!(&err, RpcError::Transport(TransportError::Unreachable { attempts }) if attempts.len() == 2),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    for port in [blackhole.port(), refusing.port()] {
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    }
+    assert!(text.contains("connect_timeout"), "{text}");
+    assert!(!text.contains("s3cret"), "the password leaked: {text}");
+
+    // With a healthy host beside one that never answers, the healthy one is reached, whichever
+    // order the URL's hosts are tried in.
+    let vhost = Vhost::new();
+    let url = format!(
+        "rabbit://guest:guest@127.0.0.1:{},guest:guest@127.0.0.1:{BROKER_PORT}/{}",
+        blackhole.port(),
+        vhost.0
+    );
+    let started = Instant::now();
+    let transport = Transport::from_url_with_config(&url, config).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let ConnectionState::Connected { host } = transport.connection_state() else {
+        panic!("{}", transport.connection_state());
+    };
+    assert_eq!(host, format!("guest:****@127.0.0.1:{BROKER_PORT}"));
+    transport.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_the_broker_cancels_are_restored() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let url = vhost.url(BROKER_PORT);
+    let server_transport = connect(&url, quick_config()).await;
+    let node = Node::new("s1");
+    let _server = serve(&server_transport, "cancel", &node).await;
+    let transport = connect(&url, quick_config()).await;
+    let client = ServiceClient::new(&transport, "cancel").with_timeout(Duration::from_secs(10));
+    assert_eq!(client.whoami().await.unwrap(), "s1");
+
+    // Deleting the server's topic queue and the client's reply queue cancels their consumers;
+    // both declare their queue again and consume it.
+    let reply_queue = vhost
+        .queues()
+        .into_iter()
+        .find(|q| q.starts_with("reply_"))
+        .expect("the client's reply queue");
+    for queue in ["cancel", reply_queue.as_str()] {
+        crate::support::rabbitmqctl(&["delete_queue", "-p", &vhost.0, queue]);
+    }
+    until("both queues exist again", Duration::from_secs(5), || {
+        let queues = vhost.queues();
+        queues.contains(&"cancel".to_owned()) && queues.contains(&reply_queue)
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(client.whoami().await.unwrap(), "s1");
+    }
+    // The server's connection was not lost: only its consumer was cancelled.
+    assert!(server_transport.connection_state().is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_again_after_a_reconnect_does_not_run_twice() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let url = vhost.url(BROKER_PORT);
+    let server_transport = connect(&url, quick_config()).await;
+    let node = Node::new("s1");
+    let _server = serve(&server_transport, "dups", &node).await;
+
+    // A peer that sends the very same bytes twice, as a client does when the broker's confirm
+    // of the first copy was lost with the connection.
+    let lapin_url = format!("amqp://guest:guest@127.0.0.1:{BROKER_PORT}/{}", vhost.0);
+    let peer = Connection::connect(&lapin_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = peer.create_channel().await.unwrap();
+    let cast = |id: &str, unique_id: &str| {
+        let message =
+            serde_json::json!({"method": "record", "args": {"id": id}, "_unique_id": unique_id});
+        serde_json::json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
+    };
+    let publish = |body: String| {
+        let channel = channel.clone();
+        async move {
+            channel
+                .basic_publish(
+                    "openstack".into(),
+                    "dups".into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let first = cast("x", &unique("u"));
+    publish(first.clone()).await;
+    until("the cast ran", Duration::from_secs(5), || {
+        node.times("x") == 1
+    })
+    .await;
+
+    // The server loses its connection (the peer's too) and restores it.
+    let states = States::record(&server_transport);
+    vhost.close_all_connections();
+    until("the server reconnected", Duration::from_secs(10), || {
+        states.reconnected() && server_transport.connection_state().is_connected()
+    })
+    .await;
+    let peer = Connection::connect(&lapin_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = peer.create_channel().await.unwrap();
+    let publish = |body: String| {
+        let channel = channel.clone();
+        async move {
+            channel
+                .basic_publish(
+                    "openstack".into(),
+                    "dups".into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Wait for the server to consume again: a new message runs.
+    publish(cast("y", &unique("u"))).await;
+    until("the server consumes again", Duration::from_secs(10), || {
+        node.times("y") == 1
+    })
+    .await;
+    publish(first).await;
+    publish(cast("z", &unique("u"))).await;
+    until("the next cast ran", Duration::from_secs(5), || {
+        node.times("z") == 1
+    })
+    .await;
+    assert_eq!(node.times("x"), 1, "the copy sent after the reconnect ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_transport_fails_at_once_and_for_good() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let transport = connect(&vhost.url(BROKER_PORT), quick_config()).await;
+    let client = ServiceClient::new(&transport, "closed");
+    transport.close().await;
+    assert_eq!(transport.connection_state(), ConnectionState::Closed);
+    let started = Instant::now();
+    let err = client.whoami().await.unwrap_err();
+    assert!(
+        matches!(err, RpcError::Transport(TransportError::Closed { .. })),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    let err = client.record("never".to_owned()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_python_and_rust_fleet_recovers_from_the_same_cut() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let url = vhost.url(BROKER_PORT);
+    let python = crate::common::peer::PythonPeer::start(&url).await;
+    python.serve("fleet", "py").await;
+    let server_transport = connect(&url, quick_config()).await;
+    let _server = serve(&server_transport, "fleet", &Node::new("rs")).await;
+    let transport = connect(&url, quick_config()).await;
+    let client = ServiceClient::new(&transport, "fleet").with_timeout(Duration::from_secs(30));
+    let python_call = |server: &'static str| {
+        let python = &python;
+        async move {
+            python
+                .request(serde_json::json!({
+                    "cmd": "call", "topic": "fleet", "server": server, "method": "whoami",
+                    "timeout": 30,
+                }))
+                .await
+        }
+    };
+    for server in ["py", "rs"] {
+        assert_eq!(
+            client.clone().with_server(server).whoami().await.unwrap(),
+            server
+        );
+        assert_eq!(python_call(server).await, Ok(serde_json::json!(server)));
+    }
+
+    vhost.close_all_connections();
+    let started = Instant::now();
+    let mut seen = HashSet::new();
+    for server in ["py", "rs"] {
+        let rust = client.clone().with_server(server).whoami().await;
+        assert_eq!(rust.unwrap(), server, "Rust client to {server}");
+        seen.insert(format!("rust->{server}"));
+        let from_python = python_call(server).await;
+        assert_eq!(
+            from_python,
+            Ok(serde_json::json!(server)),
+            "Python client to {server}"
+        );
+        seen.insert(format!("python->{server}"));
+    }
+    assert_eq!(seen.len(), 4);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    python.quit().await;
+}

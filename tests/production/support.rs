@@ -1,0 +1,223 @@
+//! What the production tests share: a vhost of their own, `rabbitmqctl`, a service to call,
+//! and a record of a transport's connection states.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amqp_rpc::{
+    ConnectionState, Endpoint, RpcServer, ServerConfig, Target, Transport, TransportConfig,
+    rpc_client, rpc_endpoint,
+};
+
+use crate::common::unique;
+
+/// Runs `rabbitmqctl -q <args>` and returns its output; fails the test if it fails.
+pub(crate) fn rabbitmqctl(args: &[&str]) -> String {
+    let output = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A vhost of the default broker, deleted when dropped.
+pub(crate) struct Vhost(pub(crate) String);
+
+impl Vhost {
+    pub(crate) fn new() -> Vhost {
+        let name = unique("amqp-rpc-fault");
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Vhost(name)
+    }
+
+    /// The URL of this vhost on the broker at `port` of 127.0.0.1 (the broker's own port, or
+    /// a proxy's).
+    pub(crate) fn url(&self, port: u16) -> String {
+        format!("rabbit://guest:guest@127.0.0.1:{port}/{}", self.0)
+    }
+
+    /// Closes every connection of the vhost, as an operator (or a broker restart) would.
+    pub(crate) fn close_all_connections(&self) {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "-p",
+            &self.0,
+            "fault injected by the test",
+        ]);
+    }
+
+    /// The names of the vhost's queues.
+    pub(crate) fn queues(&self) -> Vec<String> {
+        rabbitmqctl(&["list_queues", "-p", &self.0, "name", "--no-table-headers"])
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        rabbitmqctl(&["delete_vhost", &self.0]);
+    }
+}
+
+/// The default broker's port.
+pub(crate) const BROKER_PORT: u16 = 5672;
+
+/// Settings that make the tests' reconnections quick: oslo's schedule, with a short
+/// `kombu_reconnect_delay` and `connect_timeout`.
+pub(crate) fn quick_config() -> TransportConfig {
+    let mut config = TransportConfig::default();
+    config.kombu_reconnect_delay = Duration::from_millis(200);
+    config.connect_timeout = Duration::from_secs(2);
+    config
+}
+
+pub(crate) async fn connect(url: &str, config: TransportConfig) -> Transport {
+    Transport::from_url_with_config(url, config)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// The service the tests call.
+#[rpc_endpoint]
+#[rpc_client]
+pub(crate) trait Service {
+    /// Sleeps `millis`, then returns them.
+    async fn sleep(&self, millis: u64) -> u64;
+    /// The server's name.
+    async fn whoami(&self) -> String;
+    /// Records `id` (a cast).
+    #[rpc(cast)]
+    async fn record(&self, id: String);
+}
+
+/// A server's name and what it recorded, id by id, with how often.
+#[derive(Clone)]
+pub(crate) struct Node {
+    name: String,
+    pub(crate) recorded: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Node {
+    pub(crate) fn new(name: &str) -> Node {
+        Node {
+            name: name.to_owned(),
+            recorded: Arc::default(),
+        }
+    }
+
+    pub(crate) fn times(&self, id: &str) -> usize {
+        self.recorded.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+}
+
+impl Service for Node {
+    async fn sleep(&self, millis: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+
+    async fn whoami(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn record(&self, id: String) {
+        *self.recorded.lock().unwrap().entry(id).or_default() += 1;
+    }
+}
+
+/// Starts `node` serving `topic` on `transport`.
+pub(crate) async fn serve(transport: &Transport, topic: &str, node: &Node) -> RpcServer {
+    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(ServiceEndpoint::new(node.clone()))];
+    let target = Target::server(topic, &node.name);
+    let server =
+        RpcServer::with_config(transport, target, endpoints, ServerConfig::default()).unwrap();
+    server.start().await.unwrap();
+    server
+}
+
+/// Every state a transport's connection went through since `record` was called.
+pub(crate) struct States(Arc<Mutex<Vec<ConnectionState>>>);
+
+impl States {
+    pub(crate) fn record(transport: &Transport) -> States {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut watch = transport.watch_connection();
+        tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                while watch.changed().await.is_ok() {
+                    let state = watch.borrow_and_update().clone();
+                    seen.lock().unwrap().push(state);
+                }
+            }
+        });
+        States(seen)
+    }
+
+    /// Whether the connection was seen reconnecting.
+    pub(crate) fn reconnected(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| matches!(s, ConnectionState::Reconnecting { .. }))
+    }
+}
+
+/// Waits until the transport's state satisfies `condition`; fails the test after `within`.
+pub(crate) async fn wait_state(
+    transport: &Transport,
+    within: Duration,
+    condition: impl Fn(&ConnectionState) -> bool,
+) {
+    let mut watch = transport.watch_connection();
+    let reached = tokio::time::timeout(within, watch.wait_for(|s| condition(s))).await;
+    assert!(
+        matches!(reached, Ok(Ok(_))),
+        "connection state still {} after {within:?}",
+        transport.connection_state()
+    );
+}
+
+/// The extra nodes' settings from `scripts/brokers.sh env`: the test is skipped, saying so,
+/// when they are missing, unless `REQUIRE_EXTRA_NODES=1`.
+pub(crate) fn extra_node_setting(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("REQUIRE_EXTRA_NODES").as_deref() == Ok("1") => {
+            panic!(
+                "REQUIRE_EXTRA_NODES=1 but {name} is not set: run the tests with scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: {name} is unset (the extra RabbitMQ nodes of scripts/brokers.sh are not running)"
+            );
+            None
+        }
+    }
+}
+
+/// The extra nodes' setting `$name`, or returns from the test (see [`extra_node_setting`]).
+macro_rules! extra_node_or_skip {
+    ($name:expr) => {
+        match crate::support::extra_node_setting($name) {
+            Some(value) => value,
+            None => return,
+        }
+    };
+}
+pub(crate) use extra_node_or_skip;

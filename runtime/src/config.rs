@@ -337,6 +337,68 @@ mod tests {
     }
 
     #[test]
+    fn reconnection_and_tls_options_are_oslos() {
+        let c = TransportConfig::default();
+        assert_eq!(c.rabbit_retry_interval, Duration::from_secs(1));
+        assert_eq!(c.rabbit_retry_backoff, Duration::from_secs(2));
+        assert_eq!(c.rabbit_interval_max, Duration::from_secs(30));
+        assert_eq!(c.kombu_reconnect_delay, Duration::from_secs(1));
+        assert_eq!(c.kombu_failover_strategy, FailoverStrategy::RoundRobin);
+        assert_eq!(c.rabbit_login_method, LoginMethod::AmqPlain);
+        assert!(!c.ssl && c.ssl_ca_file.is_none());
+
+        let c = parse(
+            "rabbit_retry_interval=2&rabbit_retry_backoff=0&rabbit_interval_max=10\
+             &kombu_reconnect_delay=0.5&kombu_reconnect_splay=2.25&kombu_failover_strategy=shuffle\
+             &rabbit_login_method=EXTERNAL&ssl=1&ssl_ca_file=/etc/ca.pem&ssl_cert_file=/c.pem\
+             &ssl_key_file=/k.pem&ssl_version=tlsv1_2&ssl_enforce_hostname_verification=false",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rabbit_retry_interval, Duration::from_secs(2));
+        assert_eq!(c.rabbit_retry_backoff, Duration::ZERO);
+        assert_eq!(c.rabbit_interval_max, Duration::from_secs(10));
+        assert_eq!(c.kombu_reconnect_delay, Duration::from_millis(500));
+        assert_eq!(c.kombu_reconnect_splay, Duration::from_millis(2250));
+        assert_eq!(c.kombu_failover_strategy, FailoverStrategy::Shuffle);
+        assert_eq!(c.rabbit_login_method, LoginMethod::External);
+        assert!(c.ssl);
+        assert_eq!(
+            c.ssl_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(
+            c.ssl_cert_file.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(
+            c.ssl_key_file.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
+    }
+
+    #[test]
+    fn out_of_range_reconnection_and_tls_options_are_errors() {
+        for query in [
+            "kombu_reconnect_delay=5",
+            "kombu_reconnect_delay=-1",
+            "kombu_reconnect_delay=nan",
+            "kombu_failover_strategy=random",
+            "rabbit_login_method=plain",
+            "ssl=maybe",
+            "ssl_version=tlsv1",
+            "ssl_version=sslv3",
+        ] {
+            assert!(
+                matches!(parse(query), Err(UrlError::InvalidOption { .. })),
+                "{query} was accepted"
+            );
+        }
+        // An empty file name means none, as oslo's "" default.
+        let c = parse("ssl=1&ssl_ca_file=").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.ssl_ca_file.is_none());
+    }
+
+    #[test]
     fn quorum_implies_durable() {
         assert!(
             parse("rabbit_quorum_queue=true")

@@ -3,10 +3,12 @@
 //! Typed RPC over AMQP with the semantics and wire format of OpenStack's oslo.messaging, so
 //! that Rust services and Python oslo.messaging services call each other.
 //!
-//! * [`Transport`]: a connection, from a URL (`memory://` in-process, `rabbit://` RabbitMQ).
+//! * [`Transport`]: a connection, from a URL (`memory://` in-process, `rabbit://` RabbitMQ,
+//!   over TLS with `ssl=1`), restored by itself when lost; [`ConnectionState`] says how it is.
 //! * [`RpcClient`]: `call` and `cast` (and fanout casts) to a [`Target`].
 //! * [`RpcServer`]: serves [`Endpoint`]s on a server target.
 //! * [`Context`], [`Version`], [`RpcError`]: the request context, API versions, and errors.
+//! * [`driver`]: the interface a transport's driver implements, below the [`Transport`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -163,7 +165,7 @@ pub use amqp_rpc_macros::rpc_endpoint;
 /// Arguments as for [`rpc_endpoint`]; on a trait carrying both, give them once.
 pub use amqp_rpc_macros::rpc_client;
 pub use client::{DEFAULT_TIMEOUT, RpcClient};
-pub use config::TransportConfig;
+pub use config::{FailoverStrategy, LoginMethod, TransportConfig};
 pub use context::Context;
 pub use driver::ConnectionState;
 pub use endpoint::Endpoint;

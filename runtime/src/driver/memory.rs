@@ -13,7 +13,7 @@
 //! Every call passes through here several times (request published, delivered, acknowledged;
 //! reply published and handed over), so the message path allocates only what it must:
 //! routing looks bindings up by borrowed names (the `<topic>.<server>` and `<topic>_fanout`
-//! names are built by [`Destination::address_in`] in a buffer kept in the broker state), and
+//! names are built by `Destination::address_in` in a buffer kept in the broker state), and
 //! queue names are `Arc<str>`s shared with the deliveries' ackers.
 
 use std::collections::{HashMap, VecDeque};

@@ -287,7 +287,8 @@ async fn pump_replies(
 }
 
 /// What a transport driver provides. Implemented by `memory://` and `rabbit://`; one driver
-/// value is shared (behind an `Arc`) by every client and server of a [`Transport`].
+/// value is shared (behind an `Arc`) by every client and server of a
+/// [`Transport`](crate::Transport).
 #[async_trait]
 pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// Publishes an encoded message: one attempt, which fails with a retryable

@@ -161,8 +161,9 @@ impl RpcError {
         matches!(self, RpcError::Transport(_))
     }
 
-    /// Whether trying again may succeed: timeouts and transport failures other than a closed
-    /// transport.
+    /// Whether trying again may succeed: a timeout, or a transport failure that
+    /// [`TransportError::is_retryable`] says may pass (not a closed transport, nor a refusal
+    /// by the broker's rules).
     pub fn is_retryable(&self) -> bool {
         match self {
             RpcError::Timeout { .. } => true,

@@ -173,6 +173,9 @@ impl RpcServer {
     }
 
     /// Declares the queues and starts taking requests. Starting a running server does nothing.
+    /// On a `rabbit://` transport whose connection is being restored, it waits for the
+    /// connection; afterwards the server declares and consumes its queues again by itself
+    /// whenever the connection is lost.
     pub async fn start(&self) -> Result<(), RpcError> {
         let mut running = self.running.lock().await;
         if running.as_ref().is_some_and(|r| !r.consumer.is_finished()) {

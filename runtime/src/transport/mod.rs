@@ -322,3 +322,223 @@ impl fmt::Debug for Transport {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::driver::memory::MemoryDriver;
+    use crate::driver::{ReplyQueue, Subscription};
+    use crate::target::Target;
+
+    /// A driver whose publishes fail with `ConnectionLost` while it is down, or when told to
+    /// (which takes it down, as a real driver reports a loss), counting the attempts.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: MemoryDriver,
+        state: watch::Sender<ConnectionState>,
+        attempts: AtomicU32,
+        failures: AtomicU32,
+    }
+
+    impl Flaky {
+        fn new() -> Arc<Flaky> {
+            Arc::new(Flaky {
+                inner: MemoryDriver::private(),
+                state: watch::Sender::new(ConnectionState::Connected {
+                    host: "flaky".to_owned(),
+                }),
+                attempts: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
+            })
+        }
+
+        fn go_down(&self) {
+            self.state.send_replace(ConnectionState::Reconnecting {
+                attempts: 0,
+                reason: "test".to_owned(),
+            });
+        }
+
+        fn come_back(&self) {
+            self.state.send_replace(ConnectionState::Connected {
+                host: "flaky".to_owned(),
+            });
+        }
+
+        fn attempts(&self) -> u32 {
+            self.attempts.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Driver for Flaky {
+        async fn publish(
+            &self,
+            to: Destination<'_>,
+            body: Bytes,
+            options: PublishOptions,
+        ) -> Result<(), TransportError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            let fail = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                self.go_down();
+            }
+            let connected = self.state.borrow().is_connected();
+            match connected {
+                true => self.inner.publish(to, body, options).await,
+                false => Err(TransportError::ConnectionLost {
+                    reason: "down".to_owned(),
+                }),
+            }
+        }
+
+        async fn listen_rpc(
+            &self,
+            target: &Target,
+            prefetch: u16,
+        ) -> Result<Box<dyn Subscription>, TransportError> {
+            self.inner.listen_rpc(target, prefetch).await
+        }
+
+        async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
+            self.inner.listen_replies().await
+        }
+
+        fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+            self.state.subscribe()
+        }
+
+        async fn close(&self) {
+            self.state.send_replace(ConnectionState::Closed);
+        }
+    }
+
+    const TO: Destination<'static> = Destination::Fanout { topic: "t" };
+
+    fn delivery(retry: Option<u32>, within: Duration) -> Delivery {
+        Delivery {
+            retry,
+            deadline: deadline_after(within),
+        }
+    }
+
+    fn failure(published: Result<(), TransportError>) -> TransportError {
+        match published {
+            Ok(()) => panic!("the message was published"),
+            Err(e) => e,
+        }
+    }
+
+    async fn publish(transport: &Transport, delivery: Delivery) -> Result<(), TransportError> {
+        let body = Bytes::from_static(b"{}");
+        delivery
+            .publish(transport, TO, &body, PublishOptions::default())
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_zero_tries_once_and_fails_at_once() {
+        let driver = Flaky::new();
+        let transport = Transport::from_driver(driver.clone());
+        driver.go_down();
+        let started = Instant::now();
+        let err = failure(publish(&transport, delivery(Some(0), Duration::from_secs(60))).await);
+        assert!(
+            matches!(err, TransportError::DeliveryFailed { attempts: 1, .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(driver.attempts(), 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_n_makes_n_more_attempts_each_after_a_reconnection() {
+        let driver = Flaky::new();
+        let transport = Transport::from_driver(driver.clone());
+        driver.failures.store(100, Ordering::SeqCst);
+        // Each attempt loses the connection, which comes back a second later: each
+        // reconnection allows one more attempt.
+        let reconnecting = tokio::spawn({
+            let driver = Arc::clone(&driver);
+            async move {
+                let mut state = driver.state.subscribe();
+                loop {
+                    let _ = state.wait_for(|s| !s.is_connected()).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    driver.come_back();
+                }
+            }
+        });
+        let started = Instant::now();
+        let err = failure(publish(&transport, delivery(Some(3), Duration::from_secs(60))).await);
+        reconnecting.abort();
+        assert!(
+            matches!(err, TransportError::DeliveryFailed { attempts: 4, .. }),
+            "{err:?}"
+        );
+        assert_eq!(driver.attempts(), 4);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_limit_waits_for_the_connection_until_the_deadline() {
+        let driver = Flaky::new();
+        let transport = Transport::from_driver(driver.clone());
+        driver.go_down();
+        let started = Instant::now();
+        let err = failure(publish(&transport, delivery(None, Duration::from_secs(5))).await);
+        assert!(
+            matches!(err, TransportError::DeliveryFailed { .. }),
+            "{err:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // One attempt, then a wait for a connection that never came.
+        assert_eq!(driver.attempts(), 1);
+
+        // Back within the deadline: the message is published.
+        let comes_back = tokio::spawn({
+            let driver = Arc::clone(&driver);
+            async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                driver.come_back();
+            }
+        });
+        publish(&transport, delivery(None, Duration::from_secs(5)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        comes_back.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(driver.attempts(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_transport_ends_the_wait_with_closed() {
+        let driver = Flaky::new();
+        let transport = Transport::from_driver(driver.clone());
+        driver.go_down();
+        let closing = tokio::spawn({
+            let transport = transport.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                transport.close().await;
+            }
+        });
+        let err = failure(publish(&transport, delivery(None, Duration::from_secs(60))).await);
+        closing.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(err, TransportError::Closed { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_deadline_beyond_what_an_instant_holds_is_far_ahead_not_a_panic() {
+        let far = deadline_after(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(50 * 365 * 24 * 3600));
+    }
+}

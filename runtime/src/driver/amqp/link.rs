@@ -243,7 +243,7 @@ impl Shared {
             }
             *lost = Some(reason.clone());
         }
-        self.live.send_if_modified(|current| {
+        let current = self.live.send_if_modified(|current| {
             let is_it = current
                 .as_ref()
                 .is_some_and(|c| c.generation == live.generation);
@@ -252,13 +252,14 @@ impl Shared {
             }
             is_it
         });
-        if !self.closed.load(Ordering::Acquire) {
+        // An older connection, already replaced, changes nothing.
+        if current && !self.closed.load(Ordering::Acquire) {
             self.state.send_replace(ConnectionState::Reconnecting {
                 attempts: 0,
                 reason,
             });
+            self.lost.notify_one();
         }
-        self.lost.notify_one();
     }
 
     /// One attempt to connect to host `host`, bounded by `connect_timeout`.

@@ -1,15 +1,13 @@
 //! A 3-node RabbitMQ cluster (`scripts/brokers.sh`) with quorum queues and a multi-host URL:
 //! the node a client and a server are connected to stops under load.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{ConnectionState, Transport};
 
-use crate::common::{unique, until};
+use crate::common::unique;
 use crate::support::{
-    Node, ServiceClient, connect, extra_node_or_skip, quick_config, rabbitmqctl, serve,
+    Load, Node, ServiceClient, connect, extra_node_or_skip, quick_config, rabbitmqctl, serve,
 };
 
 /// The port a transport is connected to.
@@ -74,57 +72,19 @@ async fn stopping_the_node_in_use_loses_no_call_and_no_confirmed_cast() {
     let client = ServiceClient::new(&transport, &topic).with_timeout(Duration::from_secs(30));
     assert_eq!(client.whoami().await.unwrap(), "s1");
 
-    let failures = Arc::new(AtomicUsize::new(0));
-    let resumed = Arc::new(AtomicUsize::new(0));
     let stop_at = Instant::now() + Duration::from_secs(2);
-    let end_at = stop_at + Duration::from_secs(8);
-    let mut tasks = Vec::new();
-    for task in 0..4 {
+    let end = stop_at + Duration::from_secs(8);
+    // Calls started well after the stop prove that service resumed.
+    let late = stop_at + Duration::from_secs(1);
+    let load = tokio::spawn({
         let client = client.clone();
-        let failures = Arc::clone(&failures);
-        let resumed = Arc::clone(&resumed);
-        tasks.push(tokio::spawn(async move {
-            let mut confirmed = Vec::new();
-            let mut n = 0u64;
-            while Instant::now() < end_at {
-                let started = Instant::now();
-                match client.sleep(n % 3).await {
-                    // Calls started well after the stop prove that service resumed.
-                    Ok(_) if started > stop_at + Duration::from_secs(1) => {
-                        resumed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("call failed: {e}");
-                        failures.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                let id = format!("{task}-{n}");
-                match client.record(id.clone()).await {
-                    Ok(()) => confirmed.push(id),
-                    Err(e) => {
-                        eprintln!("cast failed: {e}");
-                        failures.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            confirmed
-        }));
-    }
+        async move { Load::run(&client, end, late, Duration::from_millis(10)).await }
+    });
     tokio::time::sleep_until(stop_at.into()).await;
     let stopped = Stopped::stop(&node_of_port(&port));
-
-    let mut confirmed = Vec::new();
-    for task in tasks {
-        confirmed.extend(task.await.unwrap());
-    }
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "failed calls or casts");
-    assert!(
-        resumed.load(Ordering::SeqCst) > 10,
-        "calls resumed after the stop"
-    );
+    let load = load.await.unwrap();
+    assert_eq!(load.failures, 0, "failed calls or casts");
+    assert!(load.late_calls > 10, "calls resumed after the stop");
     for t in [&transport, &server_transport] {
         let now = port_of(t);
         assert!(
@@ -133,12 +93,7 @@ async fn stopping_the_node_in_use_loses_no_call_and_no_confirmed_cast() {
         );
     }
     // No confirmed cast is lost: each is in a quorum queue, or ran.
-    until("every confirmed cast ran", Duration::from_secs(20), || {
-        confirmed.iter().all(|id| node.times(id) >= 1)
-    })
-    .await;
-    let twice: Vec<&String> = confirmed.iter().filter(|id| node.times(id) > 1).collect();
-    assert!(twice.is_empty(), "casts that ran twice: {twice:?}");
+    load.assert_every_cast_ran_once(&node).await;
 
     // The node comes back; service goes on.
     drop(stopped);

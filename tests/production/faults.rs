@@ -7,8 +7,6 @@
 //! returned `Ok` is lost; clients and servers serve again after every fault.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{ConnectionState, RpcError, Transport, TransportError};
@@ -18,7 +16,8 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use crate::common::proxy::FaultProxy;
 use crate::common::{broker_or_skip, unique, until};
 use crate::support::{
-    BROKER_PORT, Node, ServiceClient, States, Vhost, connect, quick_config, serve, wait_state,
+    BROKER_PORT, Load, Node, Pair, ServiceClient, States, Vhost, connect, quick_config, serve,
+    wait_state,
 };
 
 /// The most a call may overrun its timeout.
@@ -41,18 +40,14 @@ async fn a_broker_closing_every_connection_is_survived_by_pending_and_new_calls(
     let _ = broker_or_skip!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
-    let server_transport = connect(&url, quick_config()).await;
-    let node = Node::new("s1");
-    let server = serve(&server_transport, "faults", &node).await;
-    let transport = connect(&url, quick_config()).await;
-    let states = States::record(&transport);
-    let client = ServiceClient::new(&transport, "faults").with_timeout(Duration::from_secs(20));
-    assert_eq!(client.sleep(1).await.unwrap(), 1);
+    let pair = Pair::start("faults", &url, &url, quick_config()).await;
+    let states = States::record(&pair.transport);
+    assert_eq!(pair.client.sleep(1).await.unwrap(), 1);
 
     // A call whose handler is running when every connection is closed: the server replies on
     // its new connection, into the reply queue the client consumes again.
     let pending = tokio::spawn({
-        let client = client.clone();
+        let client = pair.client.clone();
         async move { client.sleep(1_500).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -69,19 +64,22 @@ async fn a_broker_closing_every_connection_is_survived_by_pending_and_new_calls(
         cut.elapsed()
     );
     assert!(states.reconnected(), "the client's connection was restored");
-    assert!(transport.connection_state().is_connected());
+    assert!(pair.transport.connection_state().is_connected());
 
     // New calls succeed, and the server takes new requests.
     for n in 0..20 {
-        assert_eq!(client.sleep(n).await.unwrap(), n);
+        assert_eq!(pair.client.sleep(n).await.unwrap(), n);
     }
-    client.record("after-the-cut".to_owned()).await.unwrap();
+    pair.client
+        .record("after-the-cut".to_owned())
+        .await
+        .unwrap();
     until("the cast ran", Duration::from_secs(5), || {
-        node.times("after-the-cut") == 1
+        pair.node.times("after-the-cut") == 1
     })
     .await;
-    server.stop().await;
-    server.wait().await;
+    pair.server.stop().await;
+    pair.server.wait().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,66 +87,26 @@ async fn steady_calls_and_casts_lose_nothing_through_repeated_cuts() {
     let _ = broker_or_skip!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
-    let server_transport = connect(&url, quick_config()).await;
-    let node = Node::new("s1");
-    let server = serve(&server_transport, "steady", &node).await;
-    let transport = connect(&url, quick_config()).await;
-    let client = ServiceClient::new(&transport, "steady").with_timeout(Duration::from_secs(20));
-
-    let failures = Arc::new(AtomicUsize::new(0));
-    let calls = Arc::new(AtomicUsize::new(0));
+    let pair = Pair::start("steady", &url, &url, quick_config()).await;
     let running = Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..4 {
-        let client = client.clone();
-        let failures = Arc::clone(&failures);
-        let calls = Arc::clone(&calls);
-        tasks.push(tokio::spawn(async move {
-            let mut confirmed = Vec::new();
-            let mut n = 0u64;
-            while running.elapsed() < Duration::from_secs(5) {
-                match client.sleep(n % 3).await {
-                    Ok(_) => drop(calls.fetch_add(1, Ordering::SeqCst)),
-                    Err(e) => {
-                        eprintln!("call failed: {e}");
-                        failures.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                let id = format!("{task}-{n}");
-                match client.record(id.clone()).await {
-                    Ok(()) => confirmed.push(id),
-                    Err(e) => {
-                        eprintln!("cast failed: {e}");
-                        failures.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            confirmed
-        }));
-    }
+    let end = running + Duration::from_secs(5);
+    let load = tokio::spawn({
+        let client = pair.client.clone();
+        async move { Load::run(&client, end, end, Duration::from_millis(5)).await }
+    });
     for at in [1_500, 3_000] {
         tokio::time::sleep_until((running + Duration::from_millis(at)).into()).await;
         vhost.close_all_connections();
     }
-    let mut confirmed = Vec::new();
-    for task in tasks {
-        confirmed.extend(task.await.unwrap());
-    }
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "failed calls or casts");
-    assert!(calls.load(Ordering::SeqCst) > 100, "the load ran");
+    let load = load.await.unwrap();
+    assert_eq!(load.failures, 0, "failed calls or casts");
+    assert!(load.confirmed.len() > 100, "the load ran");
     // Every confirmed cast ran, and ran once: the broker redelivered what the server had not
     // acknowledged, clients sent again what the broker had not confirmed, and the server's
     // duplicate check dropped the copies.
-    until("every confirmed cast ran", Duration::from_secs(10), || {
-        confirmed.iter().all(|id| node.times(id) >= 1)
-    })
-    .await;
-    let twice: Vec<&String> = confirmed.iter().filter(|id| node.times(id) > 1).collect();
-    assert!(twice.is_empty(), "casts that ran twice: {twice:?}");
-    server.stop().await;
-    server.wait().await;
+    load.assert_every_cast_ran_once(&pair.node).await;
+    pair.server.stop().await;
+    pair.server.wait().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,15 +115,11 @@ async fn a_cut_network_is_survived_by_client_and_server() {
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
     let url = vhost.url(proxy.port());
-    let server_transport = connect(&url, quick_config()).await;
-    let node = Node::new("s1");
-    let _server = serve(&server_transport, "cut", &node).await;
-    let transport = connect(&url, quick_config()).await;
-    let client = ServiceClient::new(&transport, "cut").with_timeout(Duration::from_secs(20));
-    assert_eq!(client.sleep(1).await.unwrap(), 1);
+    let pair = Pair::start("cut", &url, &url, quick_config()).await;
+    assert_eq!(pair.client.sleep(1).await.unwrap(), 1);
 
     let pending = tokio::spawn({
-        let client = client.clone();
+        let client = pair.client.clone();
         async move { client.sleep(1_000).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -183,7 +137,7 @@ async fn a_cut_network_is_survived_by_client_and_server() {
         || proxy.accepted() >= accepted + 2,
     )
     .await;
-    assert_eq!(client.whoami().await.unwrap(), "s1");
+    assert_eq!(pair.client.whoami().await.unwrap(), "s1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,19 +145,17 @@ async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
     let _ = broker_or_skip!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
-    let node = Node::new("s1");
-    let server_transport = connect(&vhost.url(BROKER_PORT), quick_config()).await;
-    let _server = serve(&server_transport, "stall", &node).await;
     let mut config = quick_config();
     config.heartbeat_timeout_threshold = Duration::from_secs(2);
-    let transport = connect(&vhost.url(proxy.port()), config).await;
-    let client = ServiceClient::new(&transport, "stall");
-    assert_eq!(client.sleep(1).await.unwrap(), 1);
+    let (direct, proxied) = (vhost.url(BROKER_PORT), vhost.url(proxy.port()));
+    let pair = Pair::start("stall", &direct, &proxied, config).await;
+    assert_eq!(pair.client.sleep(1).await.unwrap(), 1);
 
     proxy.stall();
     let timeout = Duration::from_secs(2);
     let started = Instant::now();
-    let err = client
+    let err = pair
+        .client
         .clone()
         .with_timeout(timeout)
         .sleep(1)
@@ -215,7 +167,8 @@ async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
 
     let timeout = Duration::from_millis(1_500);
     let started = Instant::now();
-    let err = client
+    let err = pair
+        .client
         .clone()
         .with_timeout(timeout)
         .record("stalled".to_owned())
@@ -232,18 +185,18 @@ async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
     assert_bounded("a cast on a stalled network", started.elapsed(), timeout);
 
     // The missed heartbeats (2 s threshold) tell the transport that the connection is dead.
-    wait_state(&transport, Duration::from_secs(10), |s| {
+    wait_state(&pair.transport, Duration::from_secs(10), |s| {
         matches!(s, ConnectionState::Reconnecting { .. })
     })
     .await;
     proxy.heal();
     wait_state(
-        &transport,
+        &pair.transport,
         Duration::from_secs(10),
         ConnectionState::is_connected,
     )
     .await;
-    assert_eq!(client.whoami().await.unwrap(), "s1");
+    assert_eq!(pair.client.whoami().await.unwrap(), "s1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,17 +204,14 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
     let _ = broker_or_skip!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
-    let node = Node::new("s1");
-    let server_transport = connect(&vhost.url(BROKER_PORT), quick_config()).await;
-    let _server = serve(&server_transport, "away", &node).await;
-    let transport = connect(&vhost.url(proxy.port()), quick_config()).await;
-    let client = ServiceClient::new(&transport, "away");
-    assert_eq!(client.sleep(1).await.unwrap(), 1);
+    let (direct, proxied) = (vhost.url(BROKER_PORT), vhost.url(proxy.port()));
+    let pair = Pair::start("away", &direct, &proxied, quick_config()).await;
+    assert_eq!(pair.client.sleep(1).await.unwrap(), 1);
 
     // The broker goes away: connections cut, new ones refused.
     proxy.refuse();
     proxy.cut();
-    wait_state(&transport, Duration::from_secs(5), |s| {
+    wait_state(&pair.transport, Duration::from_secs(5), |s| {
         matches!(s, ConnectionState::Reconnecting { .. })
     })
     .await;
@@ -269,7 +219,8 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
     // A call whose timeout ends first fails in time, as a timeout.
     let timeout = Duration::from_secs(1);
     let started = Instant::now();
-    let err = client
+    let err = pair
+        .client
         .clone()
         .with_timeout(timeout)
         .whoami()
@@ -284,7 +235,8 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
 
     // A cast told not to retry fails at once; one that may retry gives up at its timeout.
     let started = Instant::now();
-    let err = client
+    let err = pair
+        .client
         .clone()
         .with_retry(Some(0))
         .record("once".to_owned())
@@ -304,7 +256,8 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
         started.elapsed()
     );
     let started = Instant::now();
-    let err = client
+    let err = pair
+        .client
         .clone()
         .with_timeout(timeout)
         .record("later".to_owned())
@@ -319,11 +272,11 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
 
     // A call made now, with time enough, succeeds once the broker is back.
     let waiting = tokio::spawn({
-        let client = client.clone().with_timeout(Duration::from_secs(20));
+        let client = pair.client.clone().with_timeout(Duration::from_secs(20));
         async move { client.whoami().await }
     });
     let cast = tokio::spawn({
-        let client = client.clone().with_timeout(Duration::from_secs(20));
+        let client = pair.client.clone().with_timeout(Duration::from_secs(20));
         async move { client.record("waited".to_owned()).await }
     });
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -337,11 +290,11 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
         .unwrap()
         .unwrap();
     until("the waiting cast ran", Duration::from_secs(5), || {
-        node.times("waited") == 1
+        pair.node.times("waited") == 1
     })
     .await;
     // Casts that failed were not sent.
-    assert_eq!(node.times("once") + node.times("later"), 0);
+    assert_eq!(pair.node.times("once") + pair.node.times("later"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,12 +357,8 @@ async fn consumers_the_broker_cancels_are_restored() {
     let _ = broker_or_skip!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
-    let server_transport = connect(&url, quick_config()).await;
-    let node = Node::new("s1");
-    let _server = serve(&server_transport, "cancel", &node).await;
-    let transport = connect(&url, quick_config()).await;
-    let client = ServiceClient::new(&transport, "cancel").with_timeout(Duration::from_secs(10));
-    assert_eq!(client.whoami().await.unwrap(), "s1");
+    let pair = Pair::start("cancel", &url, &url, quick_config()).await;
+    assert_eq!(pair.client.whoami().await.unwrap(), "s1");
 
     // Deleting the server's topic queue and the client's reply queue cancels their consumers;
     // both declare their queue again and consume it.
@@ -427,10 +376,10 @@ async fn consumers_the_broker_cancels_are_restored() {
     })
     .await;
     for _ in 0..5 {
-        assert_eq!(client.whoami().await.unwrap(), "s1");
+        assert_eq!(pair.client.whoami().await.unwrap(), "s1");
     }
     // The server's connection was not lost: only its consumer was cancelled.
-    assert!(server_transport.connection_state().is_connected());
+    assert!(pair.server_transport.connection_state().is_connected());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amqp_rpc::{
     ConnectionState, Endpoint, RpcServer, ServerConfig, Target, Transport, TransportConfig,
@@ -221,3 +221,117 @@ macro_rules! extra_node_or_skip {
     };
 }
 pub(crate) use extra_node_or_skip;
+
+/// A server `s1` of `topic` on a transport of its own, and a client of the topic on another.
+pub(crate) struct Pair {
+    pub(crate) node: Node,
+    pub(crate) server: RpcServer,
+    pub(crate) server_transport: Transport,
+    pub(crate) transport: Transport,
+    /// Calls may take 20 s.
+    pub(crate) client: ServiceClient,
+}
+
+impl Pair {
+    /// The server connects to `server_url`, the client to `client_url` with `client_config`.
+    pub(crate) async fn start(
+        topic: &str,
+        server_url: &str,
+        client_url: &str,
+        client_config: TransportConfig,
+    ) -> Pair {
+        let server_transport = connect(server_url, quick_config()).await;
+        let node = Node::new("s1");
+        let server = serve(&server_transport, topic, &node).await;
+        let transport = connect(client_url, client_config).await;
+        let client = ServiceClient::new(&transport, topic).with_timeout(Duration::from_secs(20));
+        Pair {
+            node,
+            server,
+            server_transport,
+            transport,
+            client,
+        }
+    }
+}
+
+/// What a steady load of calls and casts saw.
+pub(crate) struct Load {
+    /// Calls and casts that failed.
+    pub(crate) failures: usize,
+    /// Calls started after the load's `late` instant that succeeded.
+    pub(crate) late_calls: usize,
+    /// The ids of the casts that returned `Ok` (the broker confirmed them).
+    pub(crate) confirmed: Vec<String>,
+}
+
+impl Load {
+    /// Four tasks calling, then casting, then pausing `pause`, until `end`.
+    pub(crate) async fn run(
+        client: &ServiceClient,
+        end: Instant,
+        late: Instant,
+        pause: Duration,
+    ) -> Load {
+        let mut tasks = Vec::new();
+        for task in 0..4 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut load = Load {
+                    failures: 0,
+                    late_calls: 0,
+                    confirmed: Vec::new(),
+                };
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    let started = Instant::now();
+                    match client.sleep(n % 3).await {
+                        Ok(_) if started > late => load.late_calls += 1,
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("call failed: {e}");
+                            load.failures += 1;
+                        }
+                    }
+                    let id = format!("{task}-{n}");
+                    match client.record(id.clone()).await {
+                        Ok(()) => load.confirmed.push(id),
+                        Err(e) => {
+                            eprintln!("cast failed: {e}");
+                            load.failures += 1;
+                        }
+                    }
+                    n += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                load
+            }));
+        }
+        let mut total = Load {
+            failures: 0,
+            late_calls: 0,
+            confirmed: Vec::new(),
+        };
+        for task in tasks {
+            let load = task.await.unwrap();
+            total.failures += load.failures;
+            total.late_calls += load.late_calls;
+            total.confirmed.extend(load.confirmed);
+        }
+        total
+    }
+
+    /// Fails unless every confirmed cast ran on `node`, once: none lost, none run twice.
+    pub(crate) async fn assert_every_cast_ran_once(&self, node: &Node) {
+        crate::common::until("every confirmed cast ran", Duration::from_secs(20), || {
+            self.confirmed.iter().all(|id| node.times(id) >= 1)
+        })
+        .await;
+        let twice: Vec<&String> = self
+            .confirmed
+            .iter()
+            .filter(|id| node.times(id) > 1)
+            .collect();
+        assert!(twice.is_empty(), "casts that ran twice: {twice:?}");
+    }
+}

@@ -324,9 +324,17 @@ async fn consume(
 
 /// The `_unique_id`s a server saw last, to drop duplicates (spec §3.7).
 struct RecentIds {
-    order: VecDeque<Arc<str>>,
-    seen: HashSet<Arc<str>>,
+    order: VecDeque<UniqueId>,
+    seen: HashSet<UniqueId>,
     capacity: usize,
+}
+
+/// A `_unique_id`: a number for the 32 hex digits every oslo peer sends (no allocation per
+/// request), the text for anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum UniqueId {
+    Hex(wire::Id),
+    Text(Arc<str>),
 }
 
 impl RecentIds {
@@ -340,7 +348,11 @@ impl RecentIds {
 
     /// Records `id`; `false` (and a log line) if it was seen already.
     fn insert(&mut self, id: String) -> bool {
-        if self.seen.contains(id.as_str()) {
+        let key = match wire::Id::parse(&id) {
+            Some(hex) => UniqueId::Hex(hex),
+            None => UniqueId::Text(id.as_str().into()),
+        };
+        if self.seen.contains(&key) {
             tracing::info!(unique_id = %id, "dropping duplicate message");
             return false;
         }
@@ -349,9 +361,8 @@ impl RecentIds {
                 self.seen.remove(&oldest);
             }
         }
-        let id: Arc<str> = id.into();
-        self.seen.insert(Arc::clone(&id));
-        self.order.push_back(id);
+        self.seen.insert(key.clone());
+        self.order.push_back(key);
         true
     }
 }
@@ -589,5 +600,28 @@ impl Shared {
             obsolete.pop_front();
         }
         obsolete.push_back((reply_q.to_owned(), Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_drop_repeats_of_hex_and_other_ids_within_the_window() {
+        let mut recent = RecentIds::new(3);
+        let hex = |n: u8| format!("{n:032x}");
+        assert!(recent.insert(hex(1)));
+        assert!(recent.insert("not-hex".to_owned()));
+        assert!(!recent.insert(hex(1)));
+        assert!(!recent.insert("not-hex".to_owned()));
+        // Upper-case digits are another text: oslo compares strings.
+        assert!(recent.insert(hex(10).to_uppercase()));
+        assert!(recent.insert(hex(2)));
+        // The window holds 3: the first id is forgotten, the later ones are not.
+        assert!(recent.insert(hex(1)));
+        assert!(!recent.insert(hex(2)));
+        assert_eq!(recent.order.len(), 3);
+        assert_eq!(recent.seen.len(), 3);
     }
 }

@@ -141,6 +141,34 @@ async fn a_cut_network_is_survived_by_client_and_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_on_its_way_when_the_connection_is_cut_still_reaches_the_caller() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let proxy = FaultProxy::start(broker_address()).await;
+    let (direct, proxied) = (vhost.url(BROKER_PORT), vhost.url(proxy.port()));
+    let pair = Pair::start("on-its-way", &direct, &proxied, quick_config()).await;
+    assert_eq!(pair.client.sleep(1).await.unwrap(), 1);
+
+    // The request reaches the server; then the client's network stalls, so that the broker
+    // sends the reply into a connection that is cut before the client reads it.
+    let pending = tokio::spawn({
+        let client = pair.client.clone();
+        async move { client.sleep(600).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.stall();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    proxy.cut();
+    proxy.heal();
+    let answered = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the reply was lost with the connection")
+        .unwrap();
+    eprintln!("ANSWERED {:?} at {:?}", answered, std::time::Instant::now());
+    assert_eq!(answered.unwrap(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
     let _ = broker_or_skip!();
     let vhost = Vhost::new();

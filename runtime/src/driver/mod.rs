@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
 use crate::error::TransportError;
@@ -262,20 +264,29 @@ async fn pump_replies(
     handler: Weak<dyn ReplyHandler>,
     mut cancelled: tokio::sync::oneshot::Receiver<()>,
 ) {
+    // Acknowledgements being written, polled beside the next delivery.
+    let mut acks = FuturesUnordered::new();
     loop {
-        let delivery = tokio::select! {
-            _ = &mut cancelled => return,
-            delivery = subscription.next() => delivery,
+        let delivery = loop {
+            tokio::select! {
+                _ = &mut cancelled => return,
+                Some(acked) = acks.next(), if !acks.is_empty() => log_reply_ack(acked),
+                delivery = subscription.next() => break delivery,
+            }
         };
         let Some(handler) = handler.upgrade() else {
             return;
         };
         match delivery {
             Ok(delivery) => {
-                if let Err(e) = delivery.acker.ack().await {
-                    tracing::warn!(error = %e, "failed to acknowledge a reply");
-                }
+                // The reply first, then its acknowledgement: a reply whose acknowledgement is
+                // lost with the connection comes again, and the waiter drops the copy.
                 handler.on_message(delivery.body);
+                let mut ack = delivery.acker.ack();
+                match ack.as_mut().now_or_never() {
+                    Some(acked) => log_reply_ack(acked),
+                    None => acks.push(ack),
+                }
             }
             Err(e) => {
                 tracing::error!(queue, error = %e, "reply queue consumer ended");
@@ -283,6 +294,12 @@ async fn pump_replies(
                 return;
             }
         }
+    }
+}
+
+fn log_reply_ack(acked: Result<(), TransportError>) {
+    if let Err(e) = acked {
+        tracing::debug!(error = %e, "failed to acknowledge a reply; it comes again");
     }
 }
 

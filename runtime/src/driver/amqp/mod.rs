@@ -324,7 +324,6 @@ impl Driver for RabbitDriver {
                 Entity::binding(&fanout_queue, &fanout_exchange, topic),
             ],
             queues: vec![topic.to_owned(), server_queue.clone(), fanout_queue.clone()],
-            no_ack: false,
             prefetch: match config.rabbit_qos_prefetch_count {
                 0 => prefetch,
                 configured => configured,
@@ -340,10 +339,11 @@ impl Driver for RabbitDriver {
         let config = self.config();
         let plan = Plan {
             entities: vec![Entity::transient_queue(config, &name)],
+            // Replies are acknowledged on receipt, as oslo does, and not consumed without
+            // acknowledgements: the broker would forget a reply as it sends it, and one sent as
+            // the connection drops would be lost (a call in flight then timed out about once
+            // in 25 cuts); unacknowledged, it comes again on the new connection.
             queues: vec![name.clone()],
-            // Replies are acknowledged on receipt (oslo acks them at once too): consuming
-            // without acks spares an acknowledgement round on every call.
-            no_ack: true,
             prefetch: config.rabbit_qos_prefetch_count,
             // Reply queues are left to expire, as oslo does.
             owned_queue: None,

@@ -184,10 +184,7 @@ async fn open(plan: &Plan, live: &Arc<Live>) -> Result<Active, Failure> {
     }
     let mut deliveries: Deliveries = SelectAll::new();
     for queue in &plan.queues {
-        let options = BasicConsumeOptions {
-            no_ack: plan.no_ack,
-            ..BasicConsumeOptions::default()
-        };
+        let options = BasicConsumeOptions::default();
         let consumer = channel
             .basic_consume(
                 queue.as_str().into(),
@@ -278,13 +275,10 @@ impl Subscription for RecoveringSubscription {
             let reason = match active.deliveries.next().await {
                 Some(Item::Delivery(Ok(delivery))) => {
                     return Ok(Delivery {
-                        acker: match self.plan.no_ack {
-                            true => Box::new(Acknowledged),
-                            false => Box::new(RabbitAcker {
-                                channel: Arc::clone(&active.channel),
-                                delivery_tag: delivery.delivery_tag,
-                            }),
-                        },
+                        acker: Box::new(RabbitAcker {
+                            channel: Arc::clone(&active.channel),
+                            delivery_tag: delivery.delivery_tag,
+                        }),
                         body: Bytes::from(delivery.data),
                     });
                 }
@@ -316,21 +310,6 @@ impl Drop for RecoveringSubscription {
                 "listener dropped outside a runtime; its channel closes with the connection"
             ),
         }
-    }
-}
-
-/// The acker of a delivery consumed without acknowledgements.
-#[derive(Debug)]
-struct Acknowledged;
-
-#[async_trait]
-impl Acker for Acknowledged {
-    async fn ack(self: Box<Self>) -> Result<(), TransportError> {
-        Ok(())
-    }
-
-    async fn reject(self: Box<Self>, _requeue: bool) -> Result<(), TransportError> {
-        Ok(())
     }
 }
 

@@ -157,8 +157,6 @@ impl Entity {
 pub(super) struct Plan {
     pub(super) entities: Vec<Entity>,
     pub(super) queues: Vec<String>,
-    /// Consume without acknowledgements (the broker forgets each message as it sends it).
-    pub(super) no_ack: bool,
     /// Unacknowledged deliveries per consumer; 0 for no limit.
     pub(super) prefetch: u16,
     /// A queue of the listener's own, deleted when it closes (an RPC server's fanout queue).

@@ -26,15 +26,17 @@ SERVER MODE
     takes up to ~5 s: oslo's listener polls with a timeout that grows to 5 s when idle.
 
 CLIENT MODE
-    oslo_bench.py client --url URL --topic T --workload {calls,casts,fanout}
+    oslo_bench.py client --url URL --topic T
+                         --workload {calls,casts,fanout,recovery}
                          [--seconds S=10] [--concurrency C=1] [--payload-bytes B=100]
-                         [--count N=1000] [--servers K]
+                         [--count N=1000] [--servers K] [--call-timeout T=30]
                          [--client-mode {shared,per-thread,per-transport}]
 
     Runs one workload and prints one JSON object (one line) on stdout. P is a str of B
     ASCII bytes ("x" * B). Before measuring, a warm-up (not counted; at most 5 s): 3
     sequential echo calls, then 2 echo calls from each of the C threads (this also opens
-    the pooled connections the measured threads will use). Calls time out after 10 s.
+    the pooled connections the measured threads will use). Calls time out after 10 s
+    (recovery: after T s, --call-timeout).
 
     calls   C threads each loop client.call({}, "echo", payload=P) until S seconds have
             passed since the threads were released (calls in flight then are finished).
@@ -58,6 +60,18 @@ CLIENT MODE
             all reach N (or S seconds have passed since the first publish).
             {"ops": deliveries summed over the servers (N*K when complete), "seconds",
              "ops_per_s", "publish_seconds", "expected": N*K, "errors"}
+    recovery
+            Sequential echo calls from one thread (C is ignored) for S seconds, and on
+            while the last one failed (starting calls until S + T at most), through
+            whatever happens to the connections meanwhile: the benchmark closes them all
+            from outside (rabbitmqctl close_all_connections) and measures how the calls
+            come through. oslo's reconnection options keep their defaults
+            (kombu_reconnect_delay 1 s, rabbit_retry_interval 1 s, ...). Once warmed up,
+            prints the line "START" on stdout just as the first measured call starts, then
+            at the end the JSON object:
+            {"ops": successful calls, "seconds": from START to the last call's end,
+             "calls": [[start, end, ok], ...] (every call in order; seconds since START,
+             6 decimals; ok is false for a failed call or a wrong reply), "errors": ..}
 
     --client-mode (only to compare ways of driving oslo; default shared): shared = one
     transport and one RPCClient for all threads, as a service would do; per-thread = one
@@ -72,7 +86,9 @@ CLIENT MODE
     fewer than "expected"). Every run ends within S + 10 s of its start even if the
     broker misbehaves: a watchdog prints the partial result with an "error" key and
     exits 1 at S + 9 s; a run that cannot even warm up (broker unreachable...) also
-    prints a JSON object with "error" and exits 1.
+    prints a JSON object with "error" and exits 1. A recovery run's watchdog fires at
+    S + 2T + 8 s instead, so that a call started before S + T still has its whole
+    timeout after the start-up and the warm-up.
 """
 
 import time
@@ -102,6 +118,9 @@ LOG = logging.getLogger("oslo_bench")
 
 CALL_TIMEOUT = 10.0  # seconds, for every call
 HARD_MARGIN = 9.0  # the watchdog fires at _T0 + S + HARD_MARGIN
+# ... or, for recovery, at _T0 + S + 2T + RECOVERY_MARGIN: imports (~2 s), the warm-up (at
+# most WARMUP_SECONDS) and the 1 s by which calls end before the watchdog fires.
+RECOVERY_MARGIN = 8.0
 POLL_INTERVAL = 0.010  # seconds between count polls
 WARMUP_SECONDS = 5.0  # the warm-up's budget
 
@@ -258,7 +277,13 @@ class Bench:
     def __init__(self, args, out):
         self.args = args
         self.out = out
-        self.hard_deadline = _T0 + args.seconds + HARD_MARGIN
+        if args.workload == "recovery":
+            self.timeout = args.call_timeout
+            self.hard_deadline = (_T0 + args.seconds + 2 * args.call_timeout
+                                  + RECOVERY_MARGIN)
+        else:
+            self.timeout = CALL_TIMEOUT
+            self.hard_deadline = _T0 + args.seconds + HARD_MARGIN
         self.payload = "x" * args.payload_bytes
         self.target = oslo_messaging.Target(topic=args.topic)
         self.transports = []
@@ -278,7 +303,7 @@ class Bench:
         return transport
 
     def _new_client(self, transport):
-        return oslo_messaging.get_rpc_client(transport, self.target, timeout=CALL_TIMEOUT)
+        return oslo_messaging.get_rpc_client(transport, self.target, timeout=self.timeout)
 
     def _thread_clients(self):
         mode, n = self.args.client_mode, self.args.concurrency
@@ -293,16 +318,16 @@ class Bench:
             self.errors += n
 
     def call_timeout(self, deadline=None):
-        """CALL_TIMEOUT, cut short so that a call ends 1 s before the watchdog fires (and
-        by `deadline`, monotonic, if given)."""
+        """The run's call timeout, cut short so that a call ends 1 s before the watchdog
+        fires (and by `deadline`, monotonic, if given)."""
         end = self.hard_deadline - 1.0
         if deadline is not None:
             end = min(end, deadline)
-        return max(0.1, min(CALL_TIMEOUT, end - time.monotonic()))
+        return max(0.1, min(self.timeout, end - time.monotonic()))
 
     def call(self, client, method, deadline=None, **kwargs):
         timeout = self.call_timeout(deadline)
-        if timeout < CALL_TIMEOUT:  # (clients are made with timeout=CALL_TIMEOUT)
+        if timeout < self.timeout:  # (clients are made with timeout=self.timeout)
             client = client.prepare(timeout=timeout)
         return client.call({}, method, **kwargs)
 
@@ -486,6 +511,37 @@ class Bench:
         end = max(finished) if finished and not stuck else time.monotonic()
         return summary(end)
 
+    def recovery(self):
+        client, payload = self.main_client, self.payload
+        calls = []
+        t_start = time.monotonic()
+        end = t_start + self.args.seconds
+
+        def summary():
+            done = list(calls)
+            ok = sum(1 for c in done if c[2])
+            return {"ops": ok, "seconds": done[-1][1] if done else 0.0, "calls": done,
+                    "errors": self.errors}
+
+        self.partial_fn = summary
+        self.out.line("START")
+        while True:
+            t0 = time.monotonic()
+            last_failed = bool(calls) and not calls[-1][2]
+            if t0 >= end and not (last_failed and t0 < end + self.timeout):
+                break
+            try:
+                ok = self.call(client, "echo", payload=payload) == payload
+                if not ok:
+                    LOG.warning("wrong reply to echo")
+            except Exception:  # noqa: BLE001
+                LOG.warning("call failed", exc_info=True)
+                ok = False
+            if not ok:
+                self.add_errors()
+            calls.append([_r(t0 - t_start, 6), _r(time.monotonic() - t_start, 6), ok])
+        return summary()
+
     def counter_clients(self):
         """Clients for reset/count: the topic's, or each of s0..s{K-1}."""
         if self.args.servers is None:
@@ -570,12 +626,15 @@ def main(argv=None):
     c = sub.add_parser("client", help="run one workload, print one JSON object")
     c.add_argument("--url", required=True)
     c.add_argument("--topic", required=True)
-    c.add_argument("--workload", required=True, choices=("calls", "casts", "fanout"))
+    c.add_argument("--workload", required=True,
+                   choices=("calls", "casts", "fanout", "recovery"))
     c.add_argument("--seconds", type=float, default=10.0)
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--payload-bytes", type=int, default=100)
     c.add_argument("--count", type=int, default=1000)
     c.add_argument("--servers", type=int, default=None)
+    c.add_argument("--call-timeout", type=float, default=30.0,
+                   help="seconds; recovery only (the other workloads use 10)")
     c.add_argument("--client-mode", default="shared",
                    choices=("shared", "per-thread", "per-transport"))
     args = parser.parse_args(argv)
@@ -584,8 +643,10 @@ def main(argv=None):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name} must be at least 1")
-    if args.mode == "client" and (args.seconds <= 0 or args.payload_bytes < 0):
-        parser.error("--seconds must be positive and --payload-bytes not negative")
+    if args.mode == "client" and (args.seconds <= 0 or args.payload_bytes < 0
+                                  or args.call_timeout <= 0):
+        parser.error("--seconds and --call-timeout must be positive and --payload-bytes "
+                     "not negative")
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="oslo_bench[%(process)d] %(levelname)s %(name)s: "

@@ -5,6 +5,7 @@
 //! cargo run --release -p amqp-rpc-bench -- --out BENCHMARKS.md     # full run, a few minutes
 //! cargo run --release -p amqp-rpc-bench -- --smoke                 # seconds; what CI runs
 //! cargo run --release -p amqp-rpc-bench -- --only sequential --system amqp-rpc  # profiling
+//! cargo run --release -p amqp-rpc-bench -- --only recovery         # through a connection cut
 //! cargo run --release -p amqp-rpc-bench --features jemalloc -- --out BENCHMARKS-jemalloc.md
 //! ```
 //!
@@ -14,6 +15,7 @@
 mod alloc_count;
 mod cpu;
 mod lapin_ref;
+mod recovery;
 mod report;
 mod stats;
 mod systems;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, value_parser};
 
+use crate::recovery::Recovery;
 use crate::stats::Sample;
 use crate::systems::{AmqpSystem, LapinSystem, OsloSystem};
 
@@ -240,8 +243,21 @@ fn rabbitmqctl(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// The run's own vhost, deleted at the end.
-struct Vhost(String);
+/// A vhost of the bench's own (the run's, or a recovery run's), deleted when dropped.
+pub(crate) struct Vhost(pub(crate) String);
+
+impl Vhost {
+    /// Makes vhost `name`, open to guest.
+    pub(crate) fn create(name: String) -> Result<Vhost, &'static str> {
+        rabbitmqctl(&["add_vhost", &name])
+            .ok_or("rabbitmqctl add_vhost failed: is RabbitMQ running?")?;
+        // Deleted from here on, also if the rest fails.
+        let vhost = Vhost(name);
+        rabbitmqctl(&["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"])
+            .ok_or("set_permissions failed")?;
+        Ok(vhost)
+    }
+}
 
 impl Drop for Vhost {
     fn drop(&mut self) {
@@ -266,6 +282,10 @@ pub(crate) struct Results {
     /// Heap allocations per sequential 100 B call over `memory://`, client and server.
     pub(crate) allocs_per_call: Option<f64>,
     pub(crate) breakdown: Vec<(String, f64)>,
+    /// The recovery phase's runs, per system.
+    pub(crate) recovery: std::collections::BTreeMap<SystemKind, Vec<Recovery>>,
+    /// The recovery phase's timing, if it ran.
+    pub(crate) recovery_timing: Option<recovery::Timing>,
     pub(crate) rounds: usize,
     pub(crate) seconds: Duration,
     pub(crate) oslo_available: bool,
@@ -312,11 +332,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--only and --system are for profiling: a report needs everything".into());
     }
 
-    let vhost = Vhost(format!("amqp-rpc-bench-{}", uuid::Uuid::new_v4().simple()));
-    rabbitmqctl(&["add_vhost", &vhost.0])
-        .ok_or("rabbitmqctl add_vhost failed: is RabbitMQ running?")?;
-    rabbitmqctl(&["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"])
-        .ok_or("set_permissions failed")?;
+    let recovery_systems: Vec<SystemKind> = recovery::SYSTEMS
+        .into_iter()
+        .filter(|s| options.selects(recovery::TITLE) && options.runs(*s))
+        .collect();
+    let recovery_timing = recovery::Timing::new(options.smoke);
+
+    let vhost = Vhost::create(format!("amqp-rpc-bench-{}", uuid::Uuid::new_v4().simple()))?;
     let url = format!("{}/{}", options.base_url.trim_end_matches('/'), vhost.0);
     let amqp_url = url.replacen("rabbit://", "amqp://", 1);
     let topic = "bench";
@@ -353,6 +375,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         heap_per_call: None,
         allocs_per_call: None,
         breakdown: Vec::new(),
+        recovery: Default::default(),
+        recovery_timing: (!recovery_systems.is_empty()).then_some(recovery_timing),
         rounds: options.rounds,
         seconds: options.seconds,
         oslo_available: oslo.is_some(),
@@ -483,6 +507,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .or_default()
                 .push(sample);
         }
+        let mut order = recovery_systems.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for system in order {
+            if system == SystemKind::Oslo && options.python.is_none() {
+                continue;
+            }
+            let label = format!(
+                "[round {}/{}] {} - {}",
+                round + 1,
+                options.rounds,
+                recovery::TITLE,
+                system.label()
+            );
+            progress(&format!("{label} ..."));
+            match recovery::run(
+                system,
+                &options.base_url,
+                options.python.as_deref(),
+                recovery_timing,
+            )
+            .await
+            {
+                Ok(run) => {
+                    progress(&format!(
+                        "{label}: {} failed, first success {} after the cut, longest stall {:.3} s",
+                        run.failed,
+                        run.first_success.map_or_else(
+                            || "never".to_owned(),
+                            |d| format!("{:.3} s", d.as_secs_f64())
+                        ),
+                        run.longest_stall.as_secs_f64()
+                    ));
+                    results.recovery.entry(system).or_default().push(run);
+                }
+                Err(error) => eprintln!("\n{label}: {error}"),
+            }
+        }
         let title = "memory:// calls, 64 in flight, one worker thread";
         if options.runs_memory() && options.selects(title) {
             let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
@@ -540,6 +603,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if !measured && (system != SystemKind::Oslo || results.oslo_available) {
                 missing.push(format!("{} / {}", system.label(), workload.title()));
             }
+        }
+    }
+
+    for system in &recovery_systems {
+        let runs = results.recovery.get(system).map_or(0, Vec::len);
+        if runs < options.rounds && (*system != SystemKind::Oslo || results.oslo_available) {
+            missing.push(format!("{} / {}", system.label(), recovery::TITLE));
         }
     }
 

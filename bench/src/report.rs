@@ -8,6 +8,7 @@ use amqp_rpc::Endpoint;
 use futures_util::FutureExt;
 use plotters::prelude::*;
 
+use crate::recovery::{self, Summary};
 use crate::stats::{Sample, median};
 use crate::systems::BenchEndpoint;
 use crate::{Results, SystemKind, Workload};
@@ -348,6 +349,7 @@ pub(crate) fn markdown(
             contract_rows.join("\n")
         );
     }
+    recovery_section(&mut md, results);
     cpu_section(&mut md, results);
     let _ = writeln!(
         md,
@@ -442,6 +444,70 @@ pub(crate) fn markdown(
     under_load(&mut md, results);
     let _ = writeln!(md, "\n![calls/s and p99 against calls in flight]({chart})");
     md
+}
+
+/// A time in seconds: milliseconds below one second; "never" if infinite.
+fn fmt_span(seconds: f64) -> String {
+    match seconds {
+        s if s.is_infinite() => "never".to_owned(),
+        s if s >= 1.0 => format!("{s:.2} s"),
+        s if s >= 0.01 => format!("{:.0} ms", s * 1e3),
+        s => format!("{:.1} ms", s * 1e3),
+    }
+}
+
+/// Each system's calls through a cut of every connection: medians and the worst round.
+fn recovery_section(md: &mut String, results: &Results) {
+    let Some(timing) = results.recovery_timing else {
+        return;
+    };
+    let rows: Vec<String> = recovery::SYSTEMS
+        .iter()
+        .filter_map(|system| {
+            let s = Summary::of(results.recovery.get(system)?)?;
+            Some(format!(
+                "| {} | {:.0} (fewest {}) | {:.0} (most {}) | {} (worst {}) | {} (worst {}) |",
+                system.label(),
+                s.calls.0,
+                s.calls.1,
+                s.failed.0,
+                s.failed.1,
+                fmt_span(s.first_success.0),
+                fmt_span(s.first_success.1),
+                fmt_span(s.longest_stall.0),
+                fmt_span(s.longest_stall.1),
+            ))
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Recovery from a connection cut\n\n\
+         Each system's client calls its server for {:.0} s (and on while its last call failed), \
+         one 100 B call at a time (timeout {:.0} s), both with their default reconnection settings (oslo's: kombu_reconnect_delay \
+         of 1 s...; amqp-rpc has the same, but makes its first attempt after a loss at once); \
+         {:.1} s in, the bench runs `rabbitmqctl close_all_connections` on the run's vhost, \
+         which closes the client's and the server's connections at once; each run has a vhost, \
+         server and client of its own. The cut is the moment the broker closes a connection of \
+         the bench's own in that vhost; *cut → first success* ends with the first successful \
+         call that started after it, and the *longest stall* is the longest time in the run \
+         without a successful call ending. Medians over {}, the worst round in brackets.\n\n\
+         | system | calls | failed calls | cut → first success | longest stall |\n\
+         |---|---|---|---|---|\n{}\n",
+        timing.run.as_secs_f64(),
+        crate::systems::CALL_TIMEOUT.as_secs_f64(),
+        timing.cut_after.as_secs_f64(),
+        match results.rounds {
+            1 => "one round".to_owned(),
+            n => format!("{n} rounds"),
+        },
+        rows.join("\n"),
+    );
+    if !results.oslo_available {
+        let _ = writeln!(
+            md,
+            "oslo.messaging was not run: no virtualenv (`scripts/setup.sh` makes it).\n"
+        );
+    }
 }
 
 fn fmt_us(v: Option<f64>) -> String {

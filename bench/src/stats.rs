@@ -53,6 +53,17 @@ impl Sample {
     }
 }
 
+/// One call of a run that records every call (the recovery phase).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CallRecord {
+    /// When the call started, from the run's start.
+    pub(crate) start: Duration,
+    /// When it returned, from the run's start.
+    pub(crate) end: Duration,
+    /// Whether it returned the right reply.
+    pub(crate) ok: bool,
+}
+
 /// The median of `values` (the upper one of an even count); `None` if there are none.
 pub(crate) fn mid(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);

@@ -13,10 +13,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::lapin_ref::{RefClient, RefServer};
-use crate::stats::Sample;
+use crate::stats::{CallRecord, Sample};
 
 /// Fanout phases use this many servers.
 pub(crate) const FANOUT_SERVERS: usize = 4;
+
+/// The timeout of amqp-rpc's calls, and of oslo.messaging's in the recovery phase.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The benchmarked service (the same methods as the Python and lapin servers).
 #[rpc_endpoint]
@@ -76,6 +79,40 @@ where
     Sample::from_latencies(latencies, started.elapsed())
 }
 
+/// Runs `call` from one task, one call after the other, until `seconds` after `started`, and
+/// on while the last call failed (starting calls for at most [`CALL_TIMEOUT`] more), so that
+/// a run does not end on a call lost at its end; returns every call's record (the recovery
+/// phase, which needs to know when each call ran).
+pub(crate) async fn call_timeline<F, Fut>(
+    started: Instant,
+    seconds: Duration,
+    call: F,
+) -> Vec<CallRecord>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let deadline = started + seconds;
+    let task = tokio::spawn(async move {
+        let mut calls: Vec<CallRecord> = Vec::new();
+        loop {
+            let start = Instant::now();
+            let last_failed = calls.last().is_some_and(|c| !c.ok);
+            if start >= deadline && !(last_failed && start < deadline + CALL_TIMEOUT) {
+                break;
+            }
+            let ok = call().await;
+            calls.push(CallRecord {
+                start: start - started,
+                end: started.elapsed(),
+                ok,
+            });
+        }
+        calls
+    });
+    task.await.unwrap_or_default()
+}
+
 /// Publishes `count` casts from 64 tasks, then waits until `delivered` reaches `expected`.
 async fn cast_run<F, Fut>(
     count: u64,
@@ -118,6 +155,7 @@ pub(crate) struct AmqpSystem {
     received: Arc<AtomicU64>,
     fanout_received: Vec<Arc<AtomicU64>>,
     servers: Vec<RpcServer>,
+    transports: [Transport; 2],
 }
 
 impl AmqpSystem {
@@ -125,6 +163,24 @@ impl AmqpSystem {
         url: &str,
         topic: &str,
         max_concurrency: usize,
+    ) -> Result<AmqpSystem, amqp_rpc::RpcError> {
+        AmqpSystem::launch(url, topic, max_concurrency, FANOUT_SERVERS).await
+    }
+
+    /// The server on `topic` and its client, no fanout servers: enough for calls.
+    pub(crate) async fn start_calls_only(
+        url: &str,
+        topic: &str,
+        max_concurrency: usize,
+    ) -> Result<AmqpSystem, amqp_rpc::RpcError> {
+        AmqpSystem::launch(url, topic, max_concurrency, 0).await
+    }
+
+    async fn launch(
+        url: &str,
+        topic: &str,
+        max_concurrency: usize,
+        fanout_servers: usize,
     ) -> Result<AmqpSystem, amqp_rpc::RpcError> {
         let server_transport = Transport::from_url(url).await?;
         let client_transport = Transport::from_url(url).await?;
@@ -150,18 +206,19 @@ impl AmqpSystem {
         let mut servers = vec![main];
         let mut fanout_received = Vec::new();
         let fanout_topic = format!("{topic}-fanout");
-        for i in 0..FANOUT_SERVERS {
+        for i in 0..fanout_servers {
             let (server, count) = serve(fanout_topic.clone(), format!("s{i}")).await?;
             servers.push(server);
             fanout_received.push(count);
         }
-        let timeout = Duration::from_secs(30);
         Ok(AmqpSystem {
-            client: BenchClient::new(&client_transport, topic).with_timeout(timeout),
-            fanout_client: BenchClient::new(&client_transport, fanout_topic).with_timeout(timeout),
+            client: BenchClient::new(&client_transport, topic).with_timeout(CALL_TIMEOUT),
+            fanout_client: BenchClient::new(&client_transport, fanout_topic)
+                .with_timeout(CALL_TIMEOUT),
             received,
             fanout_received,
             servers,
+            transports: [server_transport, client_transport],
         })
     }
 
@@ -171,6 +228,27 @@ impl AmqpSystem {
         call_loop(in_flight, seconds, move || {
             let (client, payload) = (Arc::clone(&client), payload.clone());
             async move { client.echo(payload).await.is_ok() }
+        })
+        .await
+    }
+
+    /// Sequential `echo` calls until `seconds` after `started` (see [`call_timeline`]), each
+    /// recorded.
+    pub(crate) async fn call_timeline(
+        &self,
+        payload: &str,
+        started: Instant,
+        seconds: Duration,
+    ) -> Vec<CallRecord> {
+        let (client, payload) = (Arc::new(self.client.clone()), payload.to_owned());
+        call_timeline(started, seconds, move || {
+            let (client, payload) = (Arc::clone(&client), payload.clone());
+            async move {
+                client
+                    .echo(payload.clone())
+                    .await
+                    .is_ok_and(|reply| reply == payload)
+            }
         })
         .await
     }
@@ -233,6 +311,9 @@ impl AmqpSystem {
     pub(crate) async fn stop(self) {
         for server in self.servers {
             server.stop().await;
+        }
+        for transport in &self.transports {
+            transport.close().await;
         }
     }
 }
@@ -360,24 +441,44 @@ pub(crate) struct OsloSystem {
 
 impl OsloSystem {
     pub(crate) async fn start(python: &str, url: &str, topic: &str) -> std::io::Result<OsloSystem> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/oslo_bench.py").to_owned();
-        let mut system = OsloSystem {
-            python: python.to_owned(),
-            script,
-            url: url.to_owned(),
-            topic: format!("{topic}-oslo"),
-            servers: Vec::new(),
-        };
+        let mut system = OsloSystem::new(python, url, topic);
         let main_topic = system.topic.clone();
-        system.serve(&main_topic, "s").await?;
+        system.serve(&main_topic, "s", Stdio::inherit()).await?;
         let fanout_topic = format!("{}-fanout", system.topic);
         for i in 0..FANOUT_SERVERS {
-            system.serve(&fanout_topic, &format!("s{i}")).await?;
+            system
+                .serve(&fanout_topic, &format!("s{i}"), Stdio::inherit())
+                .await?;
         }
         Ok(system)
     }
 
-    async fn serve(&mut self, topic: &str, server: &str) -> std::io::Result<()> {
+    /// The server on `topic` alone, its log left out: for the recovery phase, whose cut it
+    /// logs as errors.
+    pub(crate) async fn start_for_recovery(
+        python: &str,
+        url: &str,
+        topic: &str,
+    ) -> std::io::Result<OsloSystem> {
+        let mut system = OsloSystem::new(python, url, topic);
+        let main_topic = system.topic.clone();
+        system.serve(&main_topic, "s", Stdio::null()).await?;
+        Ok(system)
+    }
+
+    /// No servers yet.
+    fn new(python: &str, url: &str, topic: &str) -> OsloSystem {
+        OsloSystem {
+            python: python.to_owned(),
+            script: concat!(env!("CARGO_MANIFEST_DIR"), "/oslo_bench.py").to_owned(),
+            url: url.to_owned(),
+            topic: format!("{topic}-oslo"),
+            servers: Vec::new(),
+        }
+    }
+
+    /// Starts server `server` on `topic`, its log (stderr) going to `log`.
+    async fn serve(&mut self, topic: &str, server: &str, log: Stdio) -> std::io::Result<()> {
         let mut child = Command::new(&self.python)
             .args([
                 &self.script,
@@ -391,6 +492,7 @@ impl OsloSystem {
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
         let stdout = child
@@ -493,6 +595,78 @@ impl OsloSystem {
         let topic = format!("{}-fanout", self.topic);
         self.run(&topic, "fanout", &extra, payload_bytes, seconds)
             .await
+    }
+
+    /// Sequential `echo` calls for `seconds` in a client process (its `recovery` workload),
+    /// each recorded, with `call_timeout`. `beside` runs from the moment the calls start
+    /// (the process says when, once warmed up) until it returns, beside them; its output
+    /// comes back with the records. `None` if the process did not get to calling or gave no
+    /// readable result.
+    pub(crate) async fn call_timeline<F: Future>(
+        &self,
+        payload_bytes: usize,
+        seconds: Duration,
+        call_timeout: Duration,
+        beside: impl FnOnce(Instant) -> F,
+    ) -> Option<(Vec<CallRecord>, F::Output)> {
+        let mut child = Command::new(&self.python)
+            .args([
+                &self.script,
+                "client",
+                "--url",
+                &self.url,
+                "--topic",
+                &self.topic,
+            ])
+            .args(["--workload", "recovery", "--payload-bytes"])
+            .arg(payload_bytes.to_string())
+            .arg("--seconds")
+            .arg(seconds.as_secs_f64().to_string())
+            .arg("--call-timeout")
+            .arg(call_timeout.as_secs_f64().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        let mut lines = BufReader::new(child.stdout.take()?).lines();
+        // Start-up and warm-up: about 2 s, at most 5 s of warm-up.
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+        match first {
+            Ok(Ok(Some(line))) if line.trim() == "START" => {}
+            other => {
+                eprintln!("\noslo.messaging client did not start calling: {other:?}");
+                return None;
+            }
+        }
+        let started = Instant::now();
+        // The process ends within S + 2T + 8 s of its start (its watchdog).
+        let bound = seconds + call_timeout * 2 + Duration::from_secs(15);
+        let (result, beside) = tokio::join!(
+            tokio::time::timeout(bound, lines.next_line()),
+            beside(started)
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        let line = result.ok()?.ok()??;
+        let value: Value = serde_json::from_str(&line).ok()?;
+        if let Some(error) = value.get("error") {
+            eprintln!("\noslo.messaging client: {error}");
+        }
+        let record = |call: &Value| {
+            let time = |i: usize| {
+                call.get(i)
+                    .and_then(Value::as_f64)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            };
+            Some(CallRecord {
+                start: time(0)?,
+                end: time(1)?,
+                ok: call.get(2)?.as_bool()?,
+            })
+        };
+        let calls = value.get("calls")?.as_array()?;
+        let calls = calls.iter().map(record).collect::<Option<Vec<_>>>()?;
+        Some((calls, beside))
     }
 
     pub(crate) async fn stop(mut self) {

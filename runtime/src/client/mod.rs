@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use crate::driver::{Destination, PublishOptions};
 use crate::error::{RemoteError, RpcError, TransportError};
 use crate::target::Target;
 use crate::transport::replies::{PendingCall, ReplyEvent, ReplyWaiter};
-use crate::transport::{Delivery, Transport, deadline_after, unconfirmed};
+use crate::transport::{Delivery, Transport, deadline_after};
 use crate::version::Version;
 use crate::wire::{self, CallFields, OutgoingRequest};
 
@@ -284,45 +285,53 @@ impl RpcClient {
         );
         async move {
             let pending = waiter.register(msg_id)?;
-            // The first attempt inline, the rest boxed (`Transport::republish`): the future of
-            // a call keeps only what a first attempt needs. Each wait is bounded by the call's
-            // deadline, however long the connection takes to come back or the broker to
-            // confirm.
-            let options = self.call_options();
-            let first = self
-                .transport
-                .driver()
-                .publish(self.destination(), body.clone(), options);
-            let first = tokio::time::timeout_at(deadline, first).await;
-            let sent = match first {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => {
-                    let delivery = Delivery {
-                        retry: self.retry,
-                        deadline,
-                    };
-                    let (to, options) = (self.destination(), self.call_options());
-                    let retry = self
-                        .transport
-                        .republish(to, &body, options, delivery, error);
-                    Box::pin(tokio::time::timeout_at(deadline, retry))
-                        .await
-                        .unwrap_or_else(|_elapsed| Err(unconfirmed(0, deadline)))
-                }
-                Err(_elapsed) => return Err(self.timed_out(msg_id, deadline)),
-            };
-            match sent {
-                Ok(()) => {}
-                Err(_) if Instant::now() >= deadline => {
-                    return Err(self.timed_out(msg_id, deadline));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            self.publish_call(&body, msg_id, deadline).await?;
             drop(body);
             let result = self.wait_for_reply(&pending, deadline).await?;
             R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
         }
         .instrument(span)
+    }
+
+    /// Publishes the request of call `msg_id` by the client's `retry`, before `deadline`.
+    ///
+    /// A future of its own, awaited where the call awaits its reply, so that the call's future
+    /// holds the larger of the two waits rather than both. The first attempt is inline, the
+    /// rest boxed (`Transport::retry_publish`); a publish done at its first poll (`memory://`)
+    /// sets no timer.
+    async fn publish_call(
+        &self,
+        body: &Bytes,
+        msg_id: wire::Id,
+        deadline: Instant,
+    ) -> Result<(), RpcError> {
+        let mut first =
+            self.transport
+                .driver()
+                .publish(self.destination(), body.clone(), self.call_options());
+        let first = match first.as_mut().now_or_never() {
+            Some(done) => Ok(done),
+            None => tokio::time::timeout_at(deadline, first).await,
+        };
+        let sent = match first {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => {
+                let delivery = Delivery {
+                    retry: self.retry,
+                    deadline,
+                };
+                let (to, options) = (self.destination(), self.call_options());
+                self.transport
+                    .retry_publish(to, body, options, delivery, error)
+                    .await
+            }
+            Err(_elapsed) => return Err(self.timed_out(msg_id, deadline)),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(_) if Instant::now() >= deadline => Err(self.timed_out(msg_id, deadline)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The body of a call request with id `msg_id`, answered to `waiter`'s queue.
@@ -372,13 +381,9 @@ impl RpcClient {
         self.target.validate_cast()?;
         self.check_version_cap(version)?;
         let body = self.encode(version, ctx, method, &args, None)?;
-        let delivery = Delivery {
-            retry: self.retry,
-            deadline: deadline_after(self.timeout),
-        };
         let options = PublishOptions::default();
-        delivery
-            .publish(&self.transport, self.destination(), &body, options)
+        self.transport
+            .publish(self.destination(), &body, options, self.retry, self.timeout)
             .await?;
         Ok(())
     }

@@ -27,7 +27,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
 use crate::sync::lock;
 use crate::target::Target;
-use crate::transport::{Delivery, Transport, deadline_after};
+use crate::transport::{Transport, deadline_after};
 use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
 use dispatcher::Dispatcher;
 use workers::Workers;
@@ -340,8 +340,8 @@ enum UniqueId {
 impl RecentIds {
     fn new(capacity: usize) -> RecentIds {
         RecentIds {
-            order: VecDeque::with_capacity(capacity),
-            seen: HashSet::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity + 1),
+            seen: HashSet::with_capacity(capacity + 1),
             capacity,
         }
     }
@@ -352,17 +352,16 @@ impl RecentIds {
             Some(hex) => UniqueId::Hex(hex),
             None => UniqueId::Text(id.as_str().into()),
         };
-        if self.seen.contains(&key) {
+        if !self.seen.insert(key.clone()) {
             tracing::info!(unique_id = %id, "dropping duplicate message");
             return false;
         }
-        if self.order.len() == self.capacity {
+        self.order.push_back(key);
+        if self.order.len() > self.capacity {
             if let Some(oldest) = self.order.pop_front() {
                 self.seen.remove(&oldest);
             }
         }
-        self.seen.insert(key.clone());
-        self.order.push_back(key);
         true
     }
 }
@@ -555,19 +554,19 @@ async fn send_reply(
         expiration: None,
         mandatory: true,
     };
-    let delivery = Delivery {
-        retry: if ending { None } else { Some(0) },
-        deadline: deadline_after(within),
-    };
+    let retry = if ending { None } else { Some(0) };
+    // Read on the first failure only: most replies never need the clock.
+    let mut deadline: Option<Instant> = None;
     loop {
         let to = Destination::Reply { queue: reply_q };
-        match delivery
-            .publish(&shared.transport, to, &body, options)
-            .await
-        {
+        let left = deadline.map_or(within, |d| d.saturating_duration_since(Instant::now()));
+        let sent = shared.transport.publish(to, &body, options, retry, left);
+        match sent.await {
             Ok(()) => return Sent::Delivered,
             Err(TransportError::NoRoute { .. }) if !ending => return Sent::NoQueue,
-            Err(TransportError::NoRoute { .. }) if Instant::now() < delivery.deadline => {
+            Err(TransportError::NoRoute { .. })
+                if Instant::now() < *deadline.get_or_insert_with(|| deadline_after(within)) =>
+            {
                 // Boxed: only a reply that must wait pays for the timer.
                 Box::pin(tokio::time::sleep(REPLY_RETRY_INTERVAL)).await;
             }

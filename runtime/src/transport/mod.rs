@@ -5,10 +5,12 @@
 pub(crate) mod replies;
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -184,24 +186,6 @@ pub(crate) struct Delivery {
     pub(crate) deadline: Instant,
 }
 
-impl Delivery {
-    /// [`Transport::publish`] bounded by the deadline.
-    pub(crate) async fn publish(
-        self,
-        transport: &Transport,
-        to: Destination<'_>,
-        body: &Bytes,
-        options: PublishOptions,
-    ) -> Result<(), TransportError> {
-        let started = Instant::now();
-        let publish = transport.publish(to, body, options, self);
-        match tokio::time::timeout_at(self.deadline, publish).await {
-            Ok(outcome) => outcome,
-            Err(_elapsed) => Err(unconfirmed(1, started)),
-        }
-    }
-}
-
 /// The pause before trying again after a failure that left the connection up (a broker nack),
 /// growing with each attempt up to a second: such failures may repeat at once.
 fn pause_after(attempt: u32) -> Duration {
@@ -209,33 +193,54 @@ fn pause_after(attempt: u32) -> Duration {
 }
 
 impl Transport {
-    /// Publishes by oslo's `retry` rules within a deadline: an attempt that fails because the
-    /// connection is down or was lost before the broker confirmed the message is made again
-    /// (the same bytes, hence the same `_unique_id`, which receivers use to drop duplicates)
-    /// once the driver has reconnected. `Ok` means the broker confirmed the message.
-    ///
-    /// The first attempt has no timer of its own: the caller bounds the whole future by
-    /// `delivery.deadline` (a call bounds its publish and its wait for the reply with one
-    /// timer), so that the futures of the many calls that may wait at once stay small.
-    pub(crate) fn publish<'a>(
+    /// Publishes by oslo's `retry` rules, within `within` from now: an attempt that fails
+    /// because the connection is down or was lost before the broker confirmed the message is
+    /// made again (the same bytes, hence the same `_unique_id`, which receivers use to drop
+    /// duplicates) once the driver has reconnected. `Ok` means the broker confirmed the
+    /// message. A first attempt done at its first poll (`memory://`) reads no clock and sets
+    /// no timer.
+    pub(crate) async fn publish(
+        &self,
+        to: Destination<'_>,
+        body: &Bytes,
+        options: PublishOptions,
+        retry: Option<u32>,
+        within: Duration,
+    ) -> Result<(), TransportError> {
+        let mut first = self.inner.driver.publish(to, body.clone(), options);
+        let (error, deadline) = match first.as_mut().now_or_never() {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(error)) => (error, deadline_after(within)),
+            None => {
+                let deadline = deadline_after(within);
+                match tokio::time::timeout_at(deadline, first).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(error)) => (error, deadline),
+                    Err(_elapsed) => return Err(unconfirmed(1, within)),
+                }
+            }
+        };
+        self.retry_publish(to, body, options, Delivery { retry, deadline }, error)
+            .await
+    }
+
+    /// The rest of a publish whose first attempt failed with `error`, bounded by the
+    /// delivery's deadline. Boxed: only a failed publish pays for it, so that the futures of
+    /// calls, which make their first attempt inline, stay small.
+    pub(crate) fn retry_publish<'a>(
         &'a self,
         to: Destination<'a>,
         body: &'a Bytes,
         options: PublishOptions,
         delivery: Delivery,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send + 'a {
-        let first = self.inner.driver.publish(to, body.clone(), options);
-        async move {
-            match first.await {
-                Ok(()) => Ok(()),
-                // Boxed: only a failed attempt pays for the retry loop.
-                Err(error) => Box::pin(self.republish(to, body, options, delivery, error)).await,
-            }
-        }
+        error: TransportError,
+    ) -> Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>> {
+        Box::pin(self.republish(to, body, options, delivery, error))
     }
 
-    /// The rest of [`Transport::publish`] after a first attempt failed with `error`.
-    pub(crate) async fn republish(
+    /// oslo's retries after a first attempt failed with `error`; every wait is bounded by the
+    /// delivery's deadline.
+    async fn republish(
         &self,
         to: Destination<'_>,
         body: &Bytes,
@@ -281,17 +286,17 @@ impl Transport {
             error = match tokio::time::timeout_at(delivery.deadline, attempt).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => e,
-                Err(_elapsed) => return Err(unconfirmed(attempts, started)),
+                Err(_elapsed) => return Err(unconfirmed(attempts, started.elapsed())),
             };
         }
     }
 }
 
-/// A publish whose deadline passed before the broker confirmed it.
-pub(crate) fn unconfirmed(attempts: u32, started: Instant) -> TransportError {
+/// A publish whose deadline passed, after `elapsed`, before the broker confirmed it.
+fn unconfirmed(attempts: u32, elapsed: Duration) -> TransportError {
     TransportError::delivery_failed(
         attempts,
-        started.elapsed(),
+        elapsed,
         "the deadline passed before the broker confirmed the message",
     )
 }
@@ -422,13 +427,6 @@ mod tests {
 
     const TO: Destination<'static> = Destination::Fanout { topic: "t" };
 
-    fn delivery(retry: Option<u32>, within: Duration) -> Delivery {
-        Delivery {
-            retry,
-            deadline: deadline_after(within),
-        }
-    }
-
     fn failure(published: Result<(), TransportError>) -> TransportError {
         match published {
             Ok(()) => panic!("the message was published"),
@@ -436,11 +434,14 @@ mod tests {
         }
     }
 
-    async fn publish(transport: &Transport, delivery: Delivery) -> Result<(), TransportError> {
+    async fn publish(
+        transport: &Transport,
+        retry: Option<u32>,
+        within: Duration,
+    ) -> Result<(), TransportError> {
         let body = Bytes::from_static(b"{}");
-        delivery
-            .publish(transport, TO, &body, PublishOptions::default())
-            .await
+        let options = PublishOptions::default();
+        transport.publish(TO, &body, options, retry, within).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -449,7 +450,7 @@ mod tests {
         let transport = Transport::from_driver(driver.clone());
         driver.go_down();
         let started = Instant::now();
-        let err = failure(publish(&transport, delivery(Some(0), Duration::from_secs(60))).await);
+        let err = failure(publish(&transport, Some(0), Duration::from_secs(60)).await);
         assert!(
             matches!(err, TransportError::DeliveryFailed { attempts: 1, .. }),
             "{err:?}"
@@ -478,7 +479,7 @@ mod tests {
             }
         });
         let started = Instant::now();
-        let err = failure(publish(&transport, delivery(Some(3), Duration::from_secs(60))).await);
+        let err = failure(publish(&transport, Some(3), Duration::from_secs(60)).await);
         reconnecting.abort();
         assert!(
             matches!(err, TransportError::DeliveryFailed { attempts: 4, .. }),
@@ -494,7 +495,7 @@ mod tests {
         let transport = Transport::from_driver(driver.clone());
         driver.go_down();
         let started = Instant::now();
-        let err = failure(publish(&transport, delivery(None, Duration::from_secs(5))).await);
+        let err = failure(publish(&transport, None, Duration::from_secs(5)).await);
         assert!(
             matches!(err, TransportError::DeliveryFailed { .. }),
             "{err:?}"
@@ -511,7 +512,7 @@ mod tests {
                 driver.come_back();
             }
         });
-        publish(&transport, delivery(None, Duration::from_secs(5)))
+        publish(&transport, None, Duration::from_secs(5))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         comes_back.await.unwrap_or_else(|e| panic!("{e}"));
@@ -530,7 +531,7 @@ mod tests {
                 transport.close().await;
             }
         });
-        let err = failure(publish(&transport, delivery(None, Duration::from_secs(60))).await);
+        let err = failure(publish(&transport, None, Duration::from_secs(60)).await);
         closing.await.unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(err, TransportError::Closed { .. }), "{err:?}");
         assert!(!err.is_retryable());

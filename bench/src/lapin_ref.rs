@@ -6,8 +6,8 @@
 //! With `contract`, the same code does on the wire what oslo.messaging's contract asks of every
 //! peer, and nothing else: every publish waits for its publisher confirm (spec §2); requests go
 //! through a topic exchange; requests and replies carry oslo's properties (§1.1), requests with
-//! an expiration; replies are published mandatory (§2.2); and a request is acknowledged before
-//! its reply is published (§2.5). Bodies stay the caller's bytes: the envelope, the context and
+//! an expiration; replies are published mandatory (§2.2); a request is acknowledged before its
+//! reply is published, and a reply on receipt (§2.5). Bodies stay the caller's bytes: the envelope, the context and
 //! routing replies by `_msg_id` are the work of the library measured against it.
 
 use std::collections::HashMap;
@@ -186,12 +186,15 @@ impl RefClient {
             )
             .await?;
         let reply_to = reply_queue.name().clone();
+        // With the contract, replies are acknowledged on receipt, as oslo's reply waiter does
+        // (spec §2.5): the broker keeps each until then, and one sent as a connection drops is
+        // not lost.
         let mut replies = channel
             .basic_consume(
                 reply_to.clone(),
                 "".into(),
                 BasicConsumeOptions {
-                    no_ack: true,
+                    no_ack: !contract,
                     ..Default::default()
                 },
                 FieldTable::default(),
@@ -199,8 +202,14 @@ impl RefClient {
             .await?;
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let waiting = Arc::clone(&pending);
+        let acks = contract.then(|| channel.clone());
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = replies.next().await {
+                if let Some(acks) = &acks {
+                    // The first poll queues the frame; the write completes without us.
+                    let ack = acks.basic_ack(delivery.delivery_tag, BasicAckOptions::default());
+                    drop(std::pin::pin!(ack).now_or_never());
+                }
                 let id = delivery
                     .properties
                     .correlation_id()

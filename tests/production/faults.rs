@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{ConnectionState, RpcError, Transport, TransportError};
-use lapin::options::BasicPublishOptions;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use crate::common::proxy::FaultProxy;
@@ -410,6 +410,32 @@ async fn consumers_the_broker_cancels_are_restored() {
     assert!(pair.server_transport.connection_state().is_connected());
 }
 
+/// Publishes `body` to topic `dups` through the control exchange, on a connection of its own,
+/// and waits for the broker's confirm.
+async fn publish_raw(lapin_url: &str, body: &str) {
+    let peer = Connection::connect(lapin_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = peer.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+        .basic_publish(
+            "openstack".into(),
+            "dups".into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default().with_content_type("application/json".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    peer.close(200, "done".into()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_sent_again_after_a_reconnect_does_not_run_twice() {
     let _ = broker_or_skip!();
@@ -419,74 +445,36 @@ async fn a_request_sent_again_after_a_reconnect_does_not_run_twice() {
     let node = Node::new("s1");
     let _server = serve(&server_transport, "dups", &node).await;
 
-    // A peer that sends the very same bytes twice, as a client does when the broker's confirm
-    // of the first copy was lost with the connection.
+    // A peer sends the very same bytes twice, as a client does when the broker's confirm of
+    // the first copy was lost with the connection.
     let lapin_url = format!("amqp://guest:guest@127.0.0.1:{BROKER_PORT}/{}", vhost.0);
-    let peer = Connection::connect(&lapin_url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = peer.create_channel().await.unwrap();
     let cast = |id: &str, unique_id: &str| {
         let message =
             serde_json::json!({"method": "record", "args": {"id": id}, "_unique_id": unique_id});
         serde_json::json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
     };
-    let publish = |body: String| {
-        let channel = channel.clone();
-        async move {
-            channel
-                .basic_publish(
-                    "openstack".into(),
-                    "dups".into(),
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    BasicProperties::default().with_content_type("application/json".into()),
-                )
-                .await
-                .unwrap();
-        }
-    };
     let first = cast("x", &unique("u"));
-    publish(first.clone()).await;
+    publish_raw(&lapin_url, &first).await;
     until("the cast ran", Duration::from_secs(5), || {
         node.times("x") == 1
     })
     .await;
 
-    // The server loses its connection (the peer's too) and restores it.
+    // The server loses its connection and restores it.
     let states = States::record(&server_transport);
     vhost.close_all_connections();
     until("the server reconnected", Duration::from_secs(10), || {
         states.reconnected() && server_transport.connection_state().is_connected()
     })
     .await;
-    let peer = Connection::connect(&lapin_url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = peer.create_channel().await.unwrap();
-    let publish = |body: String| {
-        let channel = channel.clone();
-        async move {
-            channel
-                .basic_publish(
-                    "openstack".into(),
-                    "dups".into(),
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    BasicProperties::default().with_content_type("application/json".into()),
-                )
-                .await
-                .unwrap();
-        }
-    };
     // Wait for the server to consume again: a new message runs.
-    publish(cast("y", &unique("u"))).await;
+    publish_raw(&lapin_url, &cast("y", &unique("u"))).await;
     until("the server consumes again", Duration::from_secs(10), || {
         node.times("y") == 1
     })
     .await;
-    publish(first).await;
-    publish(cast("z", &unique("u"))).await;
+    publish_raw(&lapin_url, &first).await;
+    publish_raw(&lapin_url, &cast("z", &unique("u"))).await;
     until("the next cast ran", Duration::from_secs(5), || {
         node.times("z") == 1
     })

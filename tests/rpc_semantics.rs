@@ -1070,6 +1070,23 @@ async fn request_in_an_envelope_2_1_is_dropped_and_the_server_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_monitor_timeout_no_timer_can_hold_is_answered_not_a_panic() {
+    let transport = Transport::memory();
+    let _server = serve(&transport, "raw", "s1", vec![Agent::new("s1").probe()]).await;
+    let mut peer = RawPeer::new(&transport).await;
+    for (n, timeout) in [json!(1e300), json!(1.8447e19), json!(-5), json!(4.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut request = peer.call_request(&format!("m-{n}"), "whoami");
+        request["_timeout"] = timeout.clone();
+        peer.publish("raw", &request).await;
+        let reply = peer.expect_reply().await;
+        assert_eq!(reply["result"], json!("s1"), "_timeout {timeout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_to_a_call_has_exactly_the_oslo_keys_inside_a_2_0_envelope() {
     let transport = Transport::memory();
     let _server = serve(&transport, "raw", "s1", vec![Agent::new("s1").probe()]).await;

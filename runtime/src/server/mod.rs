@@ -520,15 +520,20 @@ async fn with_heartbeats<T>(
 }
 
 /// oslo's watchdog period: `int(_timeout) / 2` seconds, none when under one second.
+///
+/// `_timeout` comes from the network: a value no timer can hold (`1e300`, beyond a day's
+/// heartbeats) gets no heartbeats, as a caller that waits that long needs none, rather than a
+/// panic.
 fn heartbeat_interval(call_monitor_timeout: Option<f64>) -> Option<Duration> {
+    const LONGEST: Duration = Duration::from_secs(24 * 3600);
     let seconds = call_monitor_timeout?.trunc() / 2.0;
-    match seconds >= 1.0 && seconds.is_finite() {
-        true => Some(Duration::from_secs_f64(seconds)),
-        false => {
-            tracing::debug!("call monitor timeout under 2 s: no heartbeats");
-            None
-        }
+    if seconds < 1.0 || !seconds.is_finite() {
+        tracing::debug!("call monitor timeout under 2 s: no heartbeats");
+        return None;
     }
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|interval| *interval <= LONGEST)
 }
 
 fn panic_failure(panic: &(dyn std::any::Any + Send)) -> RemoteError {
@@ -648,6 +653,20 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_intervals_follow_oslo_and_never_overflow() {
+        assert_eq!(heartbeat_interval(None), None);
+        assert_eq!(heartbeat_interval(Some(1.9)), None);
+        assert_eq!(heartbeat_interval(Some(2.0)), Some(Duration::from_secs(1)));
+        assert_eq!(
+            heartbeat_interval(Some(5.7)),
+            Some(Duration::from_millis(2500))
+        );
+        for hostile in [1e300, 1.8447e19, f64::INFINITY, f64::NAN, -3.0, 1e6] {
+            assert_eq!(heartbeat_interval(Some(hostile)), None, "{hostile}");
+        }
+    }
 
     #[test]
     fn recent_ids_drop_repeats_of_hex_and_other_ids_within_the_window() {

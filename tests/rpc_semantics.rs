@@ -1069,6 +1069,15 @@ async fn request_in_an_envelope_2_1_is_dropped_and_the_server_keeps_serving() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test]
+async fn a_timeout_no_instant_can_hold_means_no_timeout_not_a_panic() {
+    let transport = Transport::memory();
+    let _server = serve(&transport, "max", "s1", vec![Agent::new("s1").probe()]).await;
+    let client = ProbeClient::new(&transport, "max").with_timeout(Duration::MAX);
+    assert_eq!(client.whoami().await.unwrap(), "s1");
+    client.record().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_monitor_timeout_no_timer_can_hold_is_answered_not_a_panic() {
     let transport = Transport::memory();

@@ -459,7 +459,10 @@ impl Driver for MemoryDriver {
         self.check_open()?;
         let message = Message {
             body,
-            expires_at: options.expiration.map(|ttl| Instant::now() + ttl),
+            // A time no `Instant` can hold (`Duration::MAX`) never comes.
+            expires_at: options
+                .expiration
+                .and_then(|ttl| Instant::now().checked_add(ttl)),
         };
         let routed = self.broker.with_state(|state, broker, after| {
             state.publish(broker, to, &self.control_exchange, message, after)

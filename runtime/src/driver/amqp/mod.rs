@@ -248,7 +248,11 @@ fn properties(options: &PublishOptions) -> BasicProperties {
         .with_priority(0)
         .with_headers(FieldTable::default());
     match options.expiration {
-        Some(ttl) => properties.with_expiration(ttl.as_millis().to_string().into()),
+        // RabbitMQ takes up to 2^32 - 1 ms (49 days); a longer timeout just does not expire.
+        Some(ttl) => {
+            let millis = ttl.as_millis().min(u128::from(u32::MAX));
+            properties.with_expiration(millis.to_string().into())
+        }
         None => properties,
     }
 }

@@ -554,3 +554,15 @@ async fn unknown_url_options_and_unreachable_brokers_are_errors_not_hangs() {
     );
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_a_usable_timeout_is_sent_with_rabbitmqs_longest_expiration() {
+    let url = broker_or_skip!();
+    let transport = transport(&url).await;
+    let topic = unique("max-timeout");
+    let _server = serve(&transport, &topic, Named::new("s1"), 4).await;
+    // Duration::MAX in milliseconds is beyond what RabbitMQ takes as an expiration (it would
+    // close the channel); the request goes out with 2^32 - 1 ms.
+    let client = WorkerClient::new(&transport, &topic).with_timeout(Duration::MAX);
+    assert_eq!(client.whoami().await.unwrap(), "s1");
+}

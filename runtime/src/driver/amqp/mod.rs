@@ -67,6 +67,11 @@ fn classify(e: &lapin::Error, live: &Live) -> Failure {
     if !live.connection.status().connected() {
         return Failure::Connection(e.to_string());
     }
+    failure_of(e)
+}
+
+/// What an error says by itself, the connection aside.
+fn failure_of(e: &lapin::Error) -> Failure {
     match e.kind() {
         ErrorKind::ProtocolError(amqp) => match amqp.kind() {
             AMQPErrorKind::Soft(_) => Failure::Channel {
@@ -87,20 +92,7 @@ fn classify(e: &lapin::Error, live: &Live) -> Failure {
 
 /// A lapin error without the connection at hand (acknowledgements).
 fn driver_error(e: lapin::Error) -> TransportError {
-    match e.kind() {
-        ErrorKind::ProtocolError(amqp) => TransportError::Broker {
-            code: amqp.get_id(),
-            text: amqp.get_message().to_string(),
-        },
-        ErrorKind::IOError(_)
-        | ErrorKind::MissingHeartbeatError
-        | ErrorKind::InvalidConnectionState(_)
-        | ErrorKind::InvalidChannelState(..)
-        | ErrorKind::InvalidChannel(_) => TransportError::ConnectionLost {
-            reason: e.to_string(),
-        },
-        _ => TransportError::Driver(Box::new(e)),
-    }
+    failure_of(&e).into_error()
 }
 
 /// The `rabbit://` driver: one AMQP connection, restored when lost.
@@ -283,18 +275,19 @@ impl Driver for RabbitDriver {
                 },
             }
         };
-        let mut scratch = String::new();
-        let (exchange, routing_key) = to.address_in(&self.config().control_exchange, &mut scratch);
+        // The address is built again only for an error's text: most publishes need none.
+        let address = || to.address(&self.config().control_exchange);
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                let (exchange, routing_key) = address();
                 Err(TransportError::NoRoute {
-                    exchange: exchange.to_owned(),
-                    routing_key: routing_key.to_owned(),
+                    exchange,
+                    routing_key,
                 })
             }
             Confirmation::Nack(None) => Err(TransportError::Refused {
-                exchange: exchange.to_owned(),
+                exchange: address().0,
             }),
         }
     }

@@ -52,7 +52,6 @@ pub(super) struct RecoveringSubscription {
     failed_generation: Option<u64>,
     /// Pause before consuming again (after a cancel by the broker, or an error).
     pause: Option<Duration>,
-    closed: bool,
 }
 
 impl RecoveringSubscription {
@@ -71,7 +70,6 @@ impl RecoveringSubscription {
                         active: Some(active),
                         failed_generation: None,
                         pause: None,
-                        closed: false,
                     });
                 }
                 Err(Failure::Connection(reason)) => {
@@ -120,21 +118,15 @@ impl RecoveringSubscription {
         let Some(active) = self.active.take() else {
             return;
         };
-        if active.live.is_usable() && active.channel.status().connected() {
-            // The broker cancelled a consumer (queue deleted, node down): oslo waits
-            // kombu_reconnect_delay, then declares and consumes again.
+        if active.live.is_usable() {
+            // The broker cancelled a consumer (queue deleted, node down) or closed the channel:
+            // oslo waits kombu_reconnect_delay, then declares and consumes again.
             let pause = self.link.config().kombu_reconnect_delay;
-            tracing::warn!(queues = ?self.plan.queues, reason, ?pause, "consumer cancelled by the broker; consuming again");
+            tracing::warn!(queues = ?self.plan.queues, reason, ?pause, "listener's consumers ended; consuming again");
             self.pause = Some(pause);
-            drop(tokio::spawn(close_channel(
-                Arc::clone(&active.channel),
-                None,
-            )));
-        } else if active.live.is_usable() {
-            // The broker closed the channel; the connection is fine.
-            let pause = self.link.config().kombu_reconnect_delay;
-            tracing::warn!(queues = ?self.plan.queues, reason, ?pause, "listener channel closed; consuming again");
-            self.pause = Some(pause);
+            if active.channel.status().connected() {
+                drop(tokio::spawn(close_channel(active.channel, None)));
+            }
         } else {
             tracing::warn!(queues = ?self.plan.queues, reason, "listener lost its connection; consuming again once reconnected");
             self.link.report_lost(&active.live, reason);
@@ -263,11 +255,6 @@ async fn close_channel(channel: Arc<Channel>, owned_queue: Option<String>) {
 impl Subscription for RecoveringSubscription {
     async fn next(&mut self) -> Result<Delivery, TransportError> {
         loop {
-            if self.closed {
-                return Err(TransportError::Closed {
-                    reason: "the listener was closed".to_owned(),
-                });
-            }
             let Some(active) = &mut self.active else {
                 self.restore().await?;
                 continue;
@@ -291,7 +278,6 @@ impl Subscription for RecoveringSubscription {
     }
 
     async fn close(mut self: Box<Self>) {
-        self.closed = true;
         if let Some(active) = self.active.take() {
             close_channel(active.channel, self.plan.owned_queue.take()).await;
         }

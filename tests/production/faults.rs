@@ -551,3 +551,40 @@ async fn a_mixed_python_and_rust_fleet_recovers_from_the_same_cut() {
     assert!(started.elapsed() < Duration::from_secs(30));
     python.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_the_broker_closes_leaves_the_connection_up() {
+    let _ = broker_or_skip!();
+    let vhost = Vhost::new();
+    let url = vhost.url(BROKER_PORT);
+    let server_transport = connect(&url, quick_config()).await;
+    let server = serve(&server_transport, "channel", &Node::new("s1")).await;
+    let transport = connect(&url, quick_config()).await;
+    let states = States::record(&transport);
+    let client = ServiceClient::new(&transport, "channel");
+    // The fanout exchange is declared on the client's publish channel ...
+    client.fanout().record("first".to_owned()).await.unwrap();
+    // ... and deleted with the server's fanout queue (it is auto-delete): the next fanout cast
+    // on that channel gets a 404, which closes the channel, not the connection.
+    server.stop().await;
+    server.wait().await;
+    let fanout_exchanges = || {
+        crate::support::rabbitmqctl(&["list_exchanges", "-p", &vhost.0, "name"])
+            .lines()
+            .any(|l| l.trim() == "channel_fanout")
+    };
+    until(
+        "the fanout exchange is gone",
+        Duration::from_secs(5),
+        || !fanout_exchanges(),
+    )
+    .await;
+    client.fanout().record("second".to_owned()).await.unwrap();
+    client.fanout().record("third".to_owned()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !states.reconnected(),
+        "a channel error took the connection down"
+    );
+    assert!(transport.connection_state().is_connected());
+}

@@ -401,7 +401,14 @@ async fn wait_for_loss(shared: &Shared, live: &Live) -> String {
         }
         tokio::select! {
             event = events.next() => match event {
-                Some(lapin::Event::Error(e)) => return e.to_string(),
+                // lapin reports a channel the broker closed (a soft error, such as a 404)
+                // here too: only an error that took the connection down is a loss.
+                Some(lapin::Event::Error(e)) if !live.connection.status().connected() => {
+                    return e.to_string();
+                }
+                Some(lapin::Event::Error(e)) => {
+                    tracing::debug!(error = %e, "a channel error; the connection is fine");
+                }
                 Some(lapin::Event::ConnectionBlocked(reason)) => {
                     tracing::error!(reason, "the broker has blocked the connection");
                 }

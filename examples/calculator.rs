@@ -16,25 +16,24 @@
 use std::sync::Arc;
 
 use amqp_rpc::{
-    CallError, Context, Endpoint, RpcServer, Target, Transport, rpc_client, rpc_endpoint,
+    CallError, Context, Endpoint, RemoteException, RpcServer, Target, Transport, rpc_client,
+    rpc_endpoint,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-/// The calculator's own error, sent to callers as a typed remote error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The calculator's own error. Each variant is a Python exception class: Python callers catch
+/// a `ZeroDivisionError`, Rust callers get the variant.
+#[derive(Debug, Clone, PartialEq, RemoteException)]
 pub enum CalcError {
     /// Division by zero.
-    DivisionByZero {
-        /// What was divided.
-        dividend: f64,
-    },
+    #[remote(module = "builtins", class = "ZeroDivisionError")]
+    DivisionByZero,
 }
 
 impl std::fmt::Display for CalcError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CalcError::DivisionByZero { dividend } => write!(f, "cannot divide {dividend} by zero"),
+            CalcError::DivisionByZero => f.write_str("division by zero"),
         }
     }
 }
@@ -79,7 +78,7 @@ impl Calculator for Calc {
 
     async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError> {
         match y {
-            0.0 => Err(CalcError::DivisionByZero { dividend: x }),
+            0.0 => Err(CalcError::DivisionByZero),
             _ => Ok(x / y),
         }
     }
@@ -153,8 +152,8 @@ async fn call(transport: &Transport) -> Result<(), Box<dyn std::error::Error>> {
     println!("divide({x}, {y}) = {}", calculator.divide(x, y).await?);
 
     match calculator.divide(1.0, 0.0).await {
-        Err(CallError::Application(CalcError::DivisionByZero { dividend })) => {
-            println!("divide({dividend}, 0) failed as it should: DivisionByZero");
+        Err(CallError::Application(CalcError::DivisionByZero)) => {
+            println!("divide(1, 0) failed as it should: DivisionByZero");
         }
         other => return Err(format!("divide by zero should fail, got {other:?}").into()),
     }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{
-    CallError, Context, Endpoint, RpcClient, RpcError, RpcServer, Target, Transport, rpc_client,
-    rpc_endpoint,
+    CallError, Context, Endpoint, RemoteException, RpcClient, RpcError, RpcServer, Target,
+    Transport, rpc_client, rpc_endpoint,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -29,6 +29,38 @@ impl std::fmt::Display for CalcError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CalcError::DivisionByZero { dividend } => write!(f, "cannot divide {dividend} by zero"),
+        }
+    }
+}
+
+/// Errors that are Python exceptions: classes of `tests/interop/interop_errors.py`, which the
+/// peer may import, a built-in one, and one of a module the peer does not allow.
+#[derive(Debug, Clone, PartialEq, RemoteException)]
+#[remote(module = "interop_errors")]
+enum InstanceError {
+    /// `interop_errors.InstanceNotFound(message=None, **kwargs)`, nova-style.
+    #[remote(class = "InstanceNotFound")]
+    NotFound { instance_id: String },
+    /// `interop_errors.CustomError(message, code=None)`.
+    #[remote(class = "CustomError")]
+    Custom { code: i64 },
+    /// `ValueError(reason)`.
+    #[remote(module = "builtins", class = "ValueError")]
+    Invalid(String),
+    /// Not in the peer's `allowed_remote_exmods` (nor installed).
+    #[remote(module = "nova.exception", class = "InstanceNotFound")]
+    NovaNotFound { instance_id: String },
+}
+
+impl std::fmt::Display for InstanceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstanceError::NotFound { instance_id }
+            | InstanceError::NovaNotFound { instance_id } => {
+                write!(f, "Instance {instance_id} could not be found.")
+            }
+            InstanceError::Custom { code } => write!(f, "custom failure {code}"),
+            InstanceError::Invalid(reason) => f.write_str(reason),
         }
     }
 }
@@ -58,6 +90,8 @@ trait Service {
     async fn record(&self, line: String);
     /// Divides, refusing zero.
     async fn divide(&self, x: f64, y: f64) -> Result<f64, CalcError>;
+    /// Fails with the error `instance_id` names.
+    async fn find_instance(&self, instance_id: String) -> Result<String, InstanceError>;
 }
 
 #[rpc_endpoint(namespace = "calc", version = "1.3")]
@@ -106,6 +140,14 @@ impl Service for Impl {
             0.0 => Err(CalcError::DivisionByZero { dividend: x }),
             _ => Ok(x / y),
         }
+    }
+    async fn find_instance(&self, instance_id: String) -> Result<String, InstanceError> {
+        Err(match instance_id.as_str() {
+            "" => InstanceError::Invalid("empty instance id".to_owned()),
+            "custom" => InstanceError::Custom { code: 7 },
+            "nova" => InstanceError::NovaNotFound { instance_id },
+            _ => InstanceError::NotFound { instance_id },
+        })
     }
 }
 
@@ -467,6 +509,110 @@ async fn rust_client_calls_a_python_server() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
+
+    py.quit().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exceptions across languages
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_caller_catches_the_exception_class_a_rust_error_names() {
+    let url = broker_or_skip!();
+    let transport = Transport::from_url(&url).await.unwrap();
+    let topic = unique("exc-py2rs");
+    let (server, _) = rust_server(&transport, &topic, "r1").await;
+    let py = PythonPeer::start(&url).await;
+    let find = |instance_id: &str| json!({"cmd": "call", "topic": topic, "method": "find_instance", "ctxt": {}, "timeout": 20, "args": {"instance_id": instance_id}});
+    let first_line = |err: &Value| {
+        err["message"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .next()
+            .map(str::to_owned)
+    };
+    let catches = |err: &Value, class: &str| err["mro"].as_array().unwrap().contains(&json!(class));
+
+    // A module in allowed_remote_exmods: the class itself (oslo's `_Remote` subclass of it),
+    // rebuilt as `InstanceNotFound(message, instance_id=...)`; the class adds its `code`.
+    let err = py.request(find("i-404")).await.unwrap_err();
+    assert_eq!(
+        (&err["class"], &err["module"]),
+        (
+            &json!("InstanceNotFound_Remote"),
+            &json!("interop_errors_Remote")
+        ),
+        "{err}"
+    );
+    assert!(catches(&err, "interop_errors.InstanceNotFound"), "{err}");
+    assert!(catches(&err, "interop_errors.ServiceException"), "{err}");
+    assert_eq!(err["kwargs"], json!({"instance_id": "i-404", "code": 404}));
+    assert_eq!(
+        first_line(&err).as_deref(),
+        Some("Instance i-404 could not be found.")
+    );
+    let err = py.request(find("custom")).await.unwrap_err();
+    assert!(catches(&err, "interop_errors.CustomError"), "{err}");
+    assert_eq!(err["kwargs"], json!({"code": 7}));
+
+    // A built-in: the very class, as Python raises its own.
+    let err = py.request(find("")).await.unwrap_err();
+    assert_eq!(
+        (&err["class"], &err["module"]),
+        (&json!("ValueError"), &json!("builtins")),
+        "{err}"
+    );
+    assert_eq!(err["mro"][0], "builtins.ValueError");
+    assert_eq!(first_line(&err).as_deref(), Some("empty instance id"));
+
+    // A module the caller does not allow: oslo's RemoteError, naming the class.
+    let err = py.request(find("nova")).await.unwrap_err();
+    assert_eq!(err["class"], "RemoteError", "{err}");
+    assert_eq!(err["exc_type"], "InstanceNotFound", "{err}");
+    assert_eq!(err["value"], "Instance nova could not be found.", "{err}");
+
+    py.quit().await;
+    server.stop().await;
+}
+
+/// The Python server's raising methods, with the Rust error they raise.
+#[rpc_client]
+trait PyRaises {
+    async fn raise_value_error(&self, message: String) -> Result<Value, InstanceError>;
+    async fn raise_custom(&self, message: String, code: i64) -> Result<Value, InstanceError>;
+    async fn raise_instance_not_found(&self, instance_id: String) -> Result<Value, InstanceError>;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_exceptions_reach_a_rust_client_as_variants_of_its_error() {
+    let url = broker_or_skip!();
+    let transport = Transport::from_url(&url).await.unwrap();
+    let topic = unique("exc-rs2py");
+    let py = PythonPeer::start(&url).await;
+    py.serve(&topic, "p1").await;
+    let client =
+        PyRaisesClient::new(&transport, topic.clone()).with_timeout(Duration::from_secs(20));
+
+    let application = |result: Result<Value, CallError<InstanceError>>| match result {
+        Err(CallError::Application(e)) => e,
+        other => panic!("expected the application error: {other:?}"),
+    };
+    assert_eq!(
+        application(client.raise_value_error("bad value".to_owned()).await),
+        InstanceError::Invalid("bad value".to_owned())
+    );
+    assert_eq!(
+        application(client.raise_instance_not_found("i-9".to_owned()).await),
+        InstanceError::NotFound {
+            instance_id: "i-9".to_owned()
+        }
+    );
+    assert_eq!(
+        application(client.raise_custom("custom trouble".to_owned(), 7).await),
+        InstanceError::Custom { code: 7 }
+    );
 
     py.quit().await;
 }

@@ -511,11 +511,17 @@ async fn missing_argument_is_a_type_error_naming_it() {
 
     let err = remote_failure(&dynamic, "add", json!({"x": 1})).await;
     assert_eq!((err.class(), err.module()), ("TypeError", "builtins"));
-    assert_eq!(err.message(), "add() missing required argument: 'y'");
+    assert_eq!(
+        err.message(),
+        "add() missing 1 required positional argument: 'y'"
+    );
     // The message names the method by its wire name.
     let err = remote_failure(&dynamic, "pow", json!({"base": 2.0})).await;
     assert_eq!(err.class(), "TypeError");
-    assert_eq!(err.message(), "pow() missing required argument: 'exp'");
+    assert_eq!(
+        err.message(),
+        "pow() missing 1 required positional argument: 'exp'"
+    );
     // No arguments at all.
     let err = remote_failure(&dynamic, "label", json!({})).await;
     assert_eq!(err.class(), "TypeError");
@@ -631,7 +637,7 @@ async fn option_parameter_may_be_omitted() {
     let remote = err.remote().unwrap_or_else(|| panic!("{err:?}"));
     assert_eq!(
         remote.message(),
-        "greet() missing required argument: 'name'"
+        "greet() missing 1 required positional argument: 'name'"
     );
 }
 

@@ -31,6 +31,8 @@ trait Worker {
     async fn whoami(&self) -> String;
     /// Sleeps, then returns `n`.
     async fn slow(&self, n: u64, millis: u64) -> u64;
+    /// `text` back.
+    async fn echo(&self, text: String) -> String;
     /// Counts a cast.
     #[rpc(cast)]
     async fn record(&self);
@@ -61,6 +63,10 @@ impl Worker for Named {
         self.started.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(millis)).await;
         n
+    }
+
+    async fn echo(&self, text: String) -> String {
+        text
     }
 
     async fn record(&self) {
@@ -481,6 +487,124 @@ async fn a_reply_to_a_missing_reply_queue_is_retried_until_the_queue_appears() {
         (reply["_msg_id"].as_str(), reply["result"].as_str()),
         (Some("m-late"), Some("s1"))
     );
+    server.stop().await;
+}
+
+/// Publishes a raw call of `echo(text)` to `topic`, answered to `reply_q`.
+async fn raw_echo(channel: &lapin::Channel, topic: &str, msg_id: &str, reply_q: &str, text: &str) {
+    let request = json!({
+        "method": "echo", "args": {"text": text}, "_msg_id": msg_id, "_reply_q": reply_q,
+        "_timeout": null, "_unique_id": uuid::Uuid::new_v4().simple().to_string(),
+    });
+    let body = wire::seal(&request.to_string());
+    let properties = BasicProperties::default().with_content_type("application/json".into());
+    channel
+        .basic_publish(
+            "openstack".into(),
+            topic.into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_missing_reply_queues_free_their_slots_and_their_bodies_are_not_logged_again() {
+    // lapin logs from its own thread: the subscriber is the process's.
+    let log = common::log::capture_everywhere();
+    let url = broker_or_skip!();
+    let transport = transport(&format!("{url}?kombu_missing_consumer_retry_timeout=2")).await;
+    let topic = unique("gone");
+    let max = 2;
+    let server = serve(&transport, &topic, Named::new("s1"), max).await;
+    let channel = raw(&url).await;
+    // `late` is declared after a second (a caller reconnecting); `never` is not.
+    let (late, never) = (unique("reply_late"), unique("reply_never"));
+    let marker = unique("reply-body");
+    let text = format!("{marker}{}", "x".repeat(20_000));
+    for n in 0..2 * max {
+        raw_echo(&channel, &topic, &format!("late-{n}"), &late, &text).await;
+    }
+    for n in 0..max {
+        raw_echo(&channel, &topic, &format!("never-{n}"), &never, &text).await;
+    }
+
+    // A call behind them is answered at once: no handler slot waits on a missing queue.
+    let client = WorkerClient::new(&transport, topic.clone());
+    let answered = tokio::time::timeout(Duration::from_secs(2), client.whoami()).await;
+    assert_eq!(answered.expect("answered at once").unwrap(), "s1");
+
+    // lapin logs a returned message whole (at WARN, its body as a list of bytes): only a
+    // reply's first publish may be returned, none of the retries, which ask the broker whether
+    // the queue is back instead.
+    let body_lines = || {
+        let mut lines = log.lines_with(&marker);
+        lines.extend(log.lines_with(&common::log::as_logged_bytes(&marker)));
+        lines
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = body_lines();
+    assert!(first.len() <= 3 * max, "{} lines", first.len());
+    assert!(
+        first.iter().all(|l| l.contains("lapin::returned_messages")),
+        "{first:#?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        body_lines().len(),
+        first.len(),
+        "a retry published a reply again"
+    );
+
+    // The caller's queue is back within the retry time: its replies arrive.
+    declare_temporary_queue(&channel, &late).await;
+    let mut replies = channel
+        .basic_consume(
+            late.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut msg_ids = Vec::new();
+    for _ in 0..2 * max {
+        let reply = tokio::time::timeout(Duration::from_secs(2), replies.next())
+            .await
+            .expect("a kept reply")
+            .unwrap()
+            .unwrap();
+        let reply = wire::open(&reply.data).unwrap();
+        assert_eq!(reply["result"].as_str(), Some(text.as_str()));
+        msg_ids.push(reply["_msg_id"].as_str().unwrap().to_owned());
+    }
+    msg_ids.sort();
+    assert_eq!(
+        msg_ids,
+        (0..2 * max)
+            .map(|n| format!("late-{n}"))
+            .collect::<Vec<_>>()
+    );
+
+    // The other queue is given up after the retry time: one line per reply, without its body.
+    until(
+        "the replies to `never` given up",
+        Duration::from_secs(5),
+        || {
+            log.lines_with(&never)
+                .iter()
+                .filter(|l| l.contains("reply dropped"))
+                .count()
+                == max
+        },
+    )
+    .await;
+    assert_eq!(body_lines().len(), first.len());
     server.stop().await;
 }
 

@@ -1042,7 +1042,7 @@ async fn unenveloped_request_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_in_an_envelope_2_1_is_dropped_and_the_server_keeps_serving() {
+async fn request_in_an_envelope_2_1_is_refused_with_a_failure_and_the_server_keeps_serving() {
     let transport = Transport::memory();
     let agent = Agent::new("s1");
     let calls = agent.calls();
@@ -1053,9 +1053,16 @@ async fn request_in_an_envelope_2_1_is_dropped_and_the_server_keeps_serving() {
     let body = json!({"oslo.version": "2.1", "oslo.message": inner});
     peer.publish_bytes("raw", serde_json::to_vec(&body).unwrap())
         .await;
+    // Not run, but its caller learns why at once rather than at its timeout.
+    let reply = peer.expect_reply().await;
+    assert_eq!(reply["_msg_id"], "m-21");
+    let failure = failure_of(&reply);
+    assert_eq!(failure["class"], "ValueError");
     assert!(
-        peer.reply(QUIET).await.is_none(),
-        "a 2.1 envelope was answered"
+        failure["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unsupported oslo envelope version \"2.1\"")),
+        "{failure:?}"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
@@ -1630,4 +1637,203 @@ async fn many_concurrent_calls_share_one_reply_queue() {
         .filter(|q| q.starts_with("reply_"))
         .collect();
     assert_eq!(reply_queues.len(), 1, "{reply_queues:?}");
+}
+
+/// A `memory://` driver on which one reply queue looks missing until revealed: a mandatory
+/// publish to it fails with `NoRoute` and `reply_queue_exists` says no, as RabbitMQ does for a
+/// queue not declared (again) yet. Counts the publishes to it while hidden.
+#[derive(Debug)]
+struct HiddenQueue {
+    inner: MemoryDriver,
+    hidden: std::sync::Mutex<Option<String>>,
+    publishes_while_hidden: AtomicUsize,
+}
+
+impl HiddenQueue {
+    fn new() -> Arc<HiddenQueue> {
+        Arc::new(HiddenQueue {
+            inner: MemoryDriver::private(),
+            hidden: std::sync::Mutex::new(None),
+            publishes_while_hidden: AtomicUsize::new(0),
+        })
+    }
+
+    fn hide(&self, queue: &str) {
+        *self.hidden.lock().unwrap() = Some(queue.to_owned());
+    }
+
+    fn reveal(&self) {
+        *self.hidden.lock().unwrap() = None;
+    }
+
+    fn is_hidden(&self, queue: &str) -> bool {
+        self.hidden.lock().unwrap().as_deref() == Some(queue)
+    }
+}
+
+#[async_trait]
+impl amqp_rpc::driver::Driver for HiddenQueue {
+    async fn publish(
+        &self,
+        to: Destination<'_>,
+        body: bytes::Bytes,
+        options: PublishOptions,
+    ) -> Result<(), amqp_rpc::TransportError> {
+        if let Destination::Reply { queue } = to {
+            if self.is_hidden(queue) {
+                self.publishes_while_hidden.fetch_add(1, Ordering::SeqCst);
+                return Err(amqp_rpc::TransportError::NoRoute {
+                    exchange: String::new(),
+                    routing_key: queue.to_owned(),
+                });
+            }
+        }
+        self.inner.publish(to, body, options).await
+    }
+
+    async fn reply_queue_exists(&self, queue: &str) -> Result<bool, amqp_rpc::TransportError> {
+        match self.is_hidden(queue) {
+            true => Ok(false),
+            false => self.inner.reply_queue_exists(queue).await,
+        }
+    }
+
+    async fn listen_rpc(
+        &self,
+        target: &Target,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, amqp_rpc::TransportError> {
+        self.inner.listen_rpc(target, prefetch).await
+    }
+
+    async fn listen_replies(
+        &self,
+    ) -> Result<amqp_rpc::driver::ReplyQueue, amqp_rpc::TransportError> {
+        self.inner.listen_replies().await
+    }
+
+    async fn consume_replies(
+        &self,
+        handler: std::sync::Weak<dyn amqp_rpc::driver::ReplyHandler>,
+    ) -> Result<amqp_rpc::driver::ReplyConsumer, amqp_rpc::TransportError> {
+        self.inner.consume_replies(handler).await
+    }
+
+    fn connection_state(&self) -> tokio::sync::watch::Receiver<amqp_rpc::ConnectionState> {
+        self.inner.connection_state()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_to_a_missing_reply_queue_hold_no_handler_slot_and_go_out_when_it_appears() {
+    let (log, _capturing) = common::log::capture_here();
+    let driver = HiddenQueue::new();
+    let transport = Transport::from_driver(driver.clone());
+    let max = 4;
+    let config = ServerConfig::default().with_max_concurrency(max);
+    let agent = Agent::new("s1").probe();
+    let _server = serve_with(&transport, "hidden", "s1", vec![agent], config).await;
+    let mut peer = RawPeer::new(&transport).await;
+    driver.hide(&peer.reply_q);
+    let marker = format!("reply-body-{}", "x".repeat(10_000));
+    let calls = 2 * max;
+    for n in 0..calls {
+        let mut request = peer.call_request(&format!("m{n}"), "echo");
+        request["args"] = json!({"text": marker});
+        peer.publish("hidden", &request).await;
+    }
+
+    // A call behind them is answered at once: no handler waits on the missing queue (oslo's
+    // executor thread would, for kombu_missing_consumer_retry_timeout, 60 s).
+    let client = probe(&transport, "hidden");
+    let answered = tokio::time::timeout(Duration::from_secs(2), client.whoami());
+    assert_eq!(answered.await.expect("answered at once").unwrap(), "s1");
+
+    // Seconds of retrying: the queue is asked after, not published to again, and the replies
+    // found it missing share that work.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let publishes = driver.publishes_while_hidden.load(Ordering::SeqCst);
+    assert!((1..=max).contains(&publishes), "{publishes} publishes");
+
+    // The caller's queue is back (oslo's reason for retrying): every reply arrives.
+    driver.reveal();
+    let mut msg_ids = std::collections::BTreeSet::new();
+    for _ in 0..calls {
+        let (_, reply) = peer
+            .reply(Duration::from_secs(1))
+            .await
+            .expect("a kept reply");
+        assert_eq!(reply["result"], json!(marker));
+        msg_ids.insert(reply["_msg_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(msg_ids.len(), calls);
+    assert!(peer.reply(QUIET).await.is_none());
+    // Nothing logged the body, however often the replies were tried.
+    assert_eq!(log.lines_with("reply-body-"), Vec::<String>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_queue_missing_for_the_retry_time_drops_its_replies_with_one_line_each() {
+    let (log, _capturing) = common::log::capture_here();
+    let transport = Transport::memory();
+    let config = ServerConfig::default().with_max_concurrency(2);
+    let _server = serve_with(
+        &transport,
+        "gone",
+        "s1",
+        vec![Agent::new("s1").probe()],
+        config,
+    )
+    .await;
+    let peer = RawPeer::new(&transport).await;
+    for n in 0..3 {
+        let mut request = peer.call_request(&format!("gone-{n}"), "echo");
+        request["_reply_q"] = json!("reply_never_declared");
+        request["args"] = json!({"text": "secret-reply-body"});
+        peer.publish("gone", &request).await;
+    }
+    let client = probe(&transport, "gone");
+    let answered = tokio::time::timeout(Duration::from_secs(2), client.whoami());
+    assert_eq!(answered.await.expect("answered at once").unwrap(), "s1");
+    let retry_for = transport.config().kombu_missing_consumer_retry_timeout;
+    tokio::time::sleep(retry_for + Duration::from_secs(1)).await;
+    let dropped = log.lines_with("reply dropped");
+    assert_eq!(dropped.len(), 3, "{dropped:#?}");
+    for n in 0..3 {
+        assert!(
+            dropped.iter().any(|l| l.contains(&format!("gone-{n}"))),
+            "{dropped:#?}"
+        );
+    }
+    assert_eq!(log.lines_with("secret-reply-body"), Vec::<String>::new());
+    // Obsolete now: a later reply to it is dropped at once, without a retry.
+    let mut request = peer.call_request("gone-late", "echo");
+    request["_reply_q"] = json!("reply_never_declared");
+    peer.publish("gone", &request).await;
+    let client = probe(&transport, "gone");
+    let answered = tokio::time::timeout(Duration::from_secs(2), client.whoami());
+    assert_eq!(answered.await.expect("answered at once").unwrap(), "s1");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(log.lines_with("found missing earlier").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_queue_name_longer_than_amqp_allows_gets_no_reply_and_no_retry() {
+    let (log, _capturing) = common::log::capture_here();
+    let transport = Transport::memory();
+    let _server = serve(&transport, "long", "s1", vec![Agent::new("s1").probe()]).await;
+    let peer = RawPeer::new(&transport).await;
+    let mut request = peer.call_request("m-long", "whoami");
+    // On RabbitMQ, publishing to it made lapin panic in the handler's task.
+    request["_reply_q"] = json!("r".repeat(256));
+    peer.publish("long", &request).await;
+    let client = probe(&transport, "long");
+    let answered = tokio::time::timeout(Duration::from_secs(2), client.whoami());
+    assert_eq!(answered.await.expect("answered at once").unwrap(), "s1");
+    let dropped = log.lines_with("longer than AMQP allows");
+    assert_eq!(dropped.len(), 1, "{dropped:#?}");
 }

@@ -108,7 +108,7 @@ const TRAIT_KEYS: &str = "`namespace`, `version`, `crate`";
 const METHOD_KEYS: &str = "`cast`, `since`, `name`";
 
 /// Parses `key = "value", flag, ...`, reporting every problem.
-fn metas(tokens: TokenStream, errors: &mut Errors) -> Vec<Meta> {
+pub(crate) fn metas(tokens: TokenStream, errors: &mut Errors) -> Vec<Meta> {
     match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
         Ok(list) => list.into_iter().collect(),
         Err(e) => {
@@ -118,14 +118,14 @@ fn metas(tokens: TokenStream, errors: &mut Errors) -> Vec<Meta> {
     }
 }
 
-fn key_of(meta: &Meta) -> String {
+pub(crate) fn key_of(meta: &Meta) -> String {
     meta.path()
         .get_ident()
         .map(ToString::to_string)
         .unwrap_or_else(|| quote!(#meta).to_string())
 }
 
-fn string_value(meta: &Meta, errors: &mut Errors) -> Option<LitStr> {
+pub(crate) fn string_value(meta: &Meta, errors: &mut Errors) -> Option<LitStr> {
     match meta {
         Meta::NameValue(nv) => match &nv.value {
             Expr::Lit(ExprLit {
@@ -151,7 +151,7 @@ fn string_value(meta: &Meta, errors: &mut Errors) -> Option<LitStr> {
 }
 
 /// Stores `value` in `slot` unless it is already set.
-fn once<T>(slot: &mut Option<T>, value: Option<T>, meta: &Meta, errors: &mut Errors) {
+pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>, meta: &Meta, errors: &mut Errors) {
     if slot.is_some() {
         errors.at(
             meta.path(),
@@ -193,7 +193,7 @@ pub(crate) fn parse_trait_args(tokens: TokenStream, errors: &mut Errors) -> Trai
     args
 }
 
-fn crate_path(lit: &LitStr, errors: &mut Errors) -> Option<syn::Path> {
+pub(crate) fn crate_path(lit: &LitStr, errors: &mut Errors) -> Option<syn::Path> {
     match lit.parse::<syn::Path>() {
         Ok(path) => Some(path),
         Err(_) => {

@@ -136,6 +136,7 @@ impl<'a> Generator<'a> {
             let function = syn::Ident::new(function, proc_macro2::Span::call_site());
             checks.extend(quote_spanned!(ty.span()=> let _ = #private::#function::<#ty>;));
         };
+        let mut error_checks = TokenStream::new();
         for method in &self.methods {
             let (ok, err) = match &method.output {
                 Output::Unit => (None, None),
@@ -147,15 +148,23 @@ impl<'a> Generator<'a> {
                 // An endpoint decodes the arguments and encodes the result and error.
                 params.clone().for_each(|ty| check(ty, "take_arg"));
                 ok.iter().for_each(|ty| check(ty, "encode_result"));
-                err.iter().for_each(|ty| check(ty, "application_error"));
+                if let Some(err) = err {
+                    let encode = self.encode_error(err, &quote!(""), &quote!(__error));
+                    error_checks.extend(quote!(let _ = |__error: &#err| #encode;));
+                }
             }
             if !self.service.client {
                 // A client encodes the arguments (`encode_result` bounds its type by
                 // `Serialize` alone) and decodes the result and error.
                 params.for_each(|ty| check(ty, "encode_result"));
-                ok.iter().chain(&err).for_each(|ty| check(ty, "take_arg"));
+                ok.iter().for_each(|ty| check(ty, "take_arg"));
+                if let Some(err) = err {
+                    let decode = self.decode_error(err, &quote!(__error));
+                    error_checks.extend(quote!(let _ = |__error: #private::RpcError| #decode;));
+                }
             }
         }
+        checks.extend(error_checks);
         if checks.is_empty() {
             return TokenStream::new();
         }
@@ -167,6 +176,35 @@ impl<'a> Generator<'a> {
                 }
             };
         }
+    }
+
+    /// The codec of error type `err` (see `ErrorCodec` in the runtime's private module): its
+    /// `RemoteException` impl if it has one, else serde. Macro-spanned, so that lints do not
+    /// take the borrow that selects it for a needless one.
+    fn error_codec(&self, err: &syn::Type) -> TokenStream {
+        let private = &self.private;
+        quote! {{
+            use #private::{ViaException as _, ViaSerde as _};
+            (&#private::ErrorCodec::<#err>::NEW).codec()
+        }}
+    }
+
+    /// The `RemoteError` of `error: &err`, a method's own error. The codec's method is at the
+    /// error type, so that a type that can be sent neither way is reported there.
+    fn encode_error(
+        &self,
+        err: &syn::Type,
+        method: &TokenStream,
+        error: &TokenStream,
+    ) -> TokenStream {
+        let codec = self.error_codec(err);
+        quote_spanned!(err.span()=> #codec.application_error::<#err>(#method, #error))
+    }
+
+    /// The `CallError<err>` of `error: RpcError`.
+    fn decode_error(&self, err: &syn::Type, error: &TokenStream) -> TokenStream {
+        let codec = self.error_codec(err);
+        quote_spanned!(err.span()=> #codec.from_rpc::<#err>(#error))
     }
 
     /// The private module's path with every token at `span`, so that an expression starting
@@ -302,14 +340,15 @@ impl<'a> Generator<'a> {
                 ::core::result::Result::Ok(#private::serde_json::Value::Null)
             },
             Output::Value(ty) => quote!(#private::encode_result::<#ty>(#wire, &#call)),
-            Output::Fallible { ok, err } => quote! {
-                match #call {
-                    ::core::result::Result::Ok(__ok) => #private::encode_result::<#ok>(#wire, &__ok),
-                    ::core::result::Result::Err(__err) => ::core::result::Result::Err(
-                        #private::application_error::<#err>(#wire, &__err),
-                    ),
+            Output::Fallible { ok, err } => {
+                let encode = self.encode_error(err, &quote!(#wire), &quote!(&__err));
+                quote! {
+                    match #call {
+                        ::core::result::Result::Ok(__ok) => #private::encode_result::<#ok>(#wire, &__ok),
+                        ::core::result::Result::Err(__err) => ::core::result::Result::Err(#encode),
+                    }
                 }
-            },
+            }
         };
         quote! {
             #wire => {
@@ -511,10 +550,10 @@ impl<'a> Generator<'a> {
             // `call_fallible` spelled out, so that the error type's bound is on a plain call,
             // at the error type, and the result type's is at the result type.
             (Output::Fallible { ok, err }, false) => {
-                let (at_ok, at_err) = (self.private_at(ok.span()), self.private_at(err.span()));
+                let at_ok = self.private_at(ok.span());
                 let call = quote_spanned!(ok.span()=> #at_ok::call::<#ok>(#args).await);
                 let error = quote!(__error);
-                let from_rpc = quote_spanned!(err.span()=> #at_err::CallError::from_rpc(#error));
+                let from_rpc = self.decode_error(err, &error);
                 (
                     quote!(::core::result::Result<#ok, #private::CallError<#err>>),
                     quote! {

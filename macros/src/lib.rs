@@ -1,4 +1,5 @@
-//! Procedural macros of amqp-rpc: `#[rpc_endpoint]` and `#[rpc_client]`.
+//! Procedural macros of amqp-rpc: `#[rpc_endpoint]`, `#[rpc_client]` and
+//! `#[derive(RemoteException)]`.
 //!
 //! Use them through the `amqp-rpc` crate, which re-exports them and documents them with
 //! runnable examples. Both take the same trait; put both on it to write its namespace and
@@ -43,8 +44,9 @@
 //!     // has_method(m) is `matches!(m, "add" | "divide")`;
 //!     // dispatch() matches the wire name, takes each argument by its name from the
 //!     // keyword arguments (a TypeError for a missing or unexpected one, as in Python),
-//!     // awaits the method and encodes its result, or its `Err(CalcError)` as a typed
-//!     // remote error whose class is the error's type or variant name.
+//!     // awaits the method and encodes its result, or its `Err(CalcError)`: as the
+//!     // exception it names if `CalcError: RemoteException`, else as a typed remote error
+//!     // whose class is the error's type or variant name, in module `amqp_rpc.remote`.
 //! }
 //!
 //! #[derive(Clone, Debug)]
@@ -77,6 +79,7 @@
 mod ast;
 mod attr;
 mod errors;
+mod exception;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -93,4 +96,55 @@ pub fn rpc_endpoint(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn rpc_client(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::run(ast::Role::Client, args.into(), item.into()).into()
+}
+
+/// Implements `RemoteException`: each variant of an enum (or the struct) is an exception of a
+/// named Python class. See the `amqp-rpc` crate for the documentation.
+///
+/// For
+///
+/// ```text
+/// #[derive(RemoteException)]
+/// #[remote(module = "nova.exception")]
+/// pub enum ComputeError {
+///     InstanceNotFound { instance_id: String },
+///     #[remote(module = "builtins", class = "ValueError")]
+///     Invalid(String),
+/// }
+/// ```
+///
+/// the expansion is, in outline (paths shortened):
+///
+/// ```text
+/// impl RemoteException for ComputeError {
+///     fn to_remote(&self) -> Result<RemoteError, RpcError> {
+///         match self {
+///             Self::InstanceNotFound { instance_id: __field0 } => Ok(exception::with_kwargs(
+///                 self, "nova.exception", "InstanceNotFound",
+///                 [("instance_id", exception::encode::<String>(__field0, "...")?)],
+///             )),
+///             Self::Invalid(__field0) => Ok(exception::with_args(
+///                 self, "builtins", "ValueError",
+///                 [exception::encode::<String>(__field0, "...")?],
+///             )),
+///         }
+///     }
+///     fn from_remote(__remote: &RemoteError) -> Option<Result<Self, RpcError>> {
+///         if exception::is(__remote, "nova.exception", "InstanceNotFound") {
+///             return exception::decode(__remote, |__remote| Ok(Self::InstanceNotFound {
+///                 instance_id: exception::kwarg::<String>(__remote, "instance_id", "...")?,
+///             }));
+///         }
+///         if exception::is(__remote, "builtins", "ValueError") {
+///             return exception::decode(__remote, |__remote| Ok(Self::Invalid(
+///                 exception::arg::<String>(__remote, 0, "...")?,
+///             )));
+///         }
+///         None
+///     }
+/// }
+/// ```
+#[proc_macro_derive(RemoteException, attributes(remote))]
+pub fn derive_remote_exception(input: TokenStream) -> TokenStream {
+    exception::derive(input.into()).into()
 }

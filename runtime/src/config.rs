@@ -121,7 +121,19 @@ pub struct TransportConfig {
     pub ssl_cert_file: Option<PathBuf>,
     /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1). Default none.
     pub ssl_key_file: Option<PathBuf>,
+    /// amqp-rpc's own: the largest message body, in bytes, taken or sent. A request above it
+    /// gets a `ValueError` failure reply (when its `_msg_id` and `_reply_q` can be found) and
+    /// is not run; a reply above it fails its call with [`WireError::TooLarge`]; a call or
+    /// result above it is refused before it is sent. oslo has no such limit; the default,
+    /// 16 MiB, is RabbitMQ 4's own `max_message_size`, so nothing a default broker carries is
+    /// refused. Not a URL option (Python peers would refuse the URL).
+    ///
+    /// [`WireError::TooLarge`]: crate::wire::WireError::TooLarge
+    pub max_message_size: usize,
 }
+
+/// The default [`TransportConfig::max_message_size`]: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
 
 impl Default for TransportConfig {
     fn default() -> Self {
@@ -148,11 +160,19 @@ impl Default for TransportConfig {
             ssl_ca_file: None,
             ssl_cert_file: None,
             ssl_key_file: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
 
 impl TransportConfig {
+    /// Sets [`TransportConfig::max_message_size`].
+    #[must_use]
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// Applies the options of a URL's query, which override the struct's values. An option
     /// this crate does not know is an error, as in oslo.
     pub fn with_url_options(mut self, url: &TransportUrl) -> Result<Self, UrlError> {

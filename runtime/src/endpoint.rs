@@ -62,6 +62,10 @@ pub trait Endpoint: Send + Sync + 'static {
 
     /// Runs `method` (one for which [`Endpoint::has_method`] is true) with the request's
     /// context and keyword arguments, returning its JSON result or its failure.
+    ///
+    /// Decode arguments with [`wire::from_value`](crate::wire::from_value) rather than
+    /// `serde_json::from_value`: Python's `NaN`, `Infinity`, integers beyond 64 bits and lone
+    /// surrogates, which a `Value` cannot hold, arrive encoded, and it decodes them.
     async fn dispatch(
         &self,
         ctx: Context,

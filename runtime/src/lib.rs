@@ -8,6 +8,8 @@
 //! * [`RpcClient`]: `call` and `cast` (and fanout casts) to a [`Target`].
 //! * [`RpcServer`]: serves [`Endpoint`]s on a server target.
 //! * [`Context`], [`Version`], [`RpcError`]: the request context, API versions, and errors.
+//! * [`RemoteException`](trait@RemoteException): a method's own error as Python exception
+//!   classes that Python callers catch and Rust callers decode.
 //! * [`driver`]: the interface a transport's driver implements, below the [`Transport`].
 //!
 //! ```
@@ -136,6 +138,14 @@ pub use async_trait::async_trait;
 /// `crate = "path"` (where `amqp_rpc` is, for a renamed dependency). On a method,
 /// `#[rpc(cast)]`, `#[rpc(since = "X.Y")]` and `#[rpc(name = "wire_name")]`. The expansion is
 /// shown in the documentation of the `amqp-rpc-macros` crate.
+///
+/// Requests bind arguments as Python binds keyword arguments: a missing one is a `TypeError`
+/// naming it (`add() missing 1 required positional argument: 'y'`) whatever its type, a
+/// `serde_json::Value` or `()` included, except an `Option<T>` parameter, which is `None` when
+/// left out (the Rust spelling of Python's `y=None`); an unknown one is a `TypeError`; a value
+/// the parameter's type cannot hold is a `TypeError`, or a `ValueError` for a value Python's
+/// `json` writes that no Rust type of that kind holds (`NaN` for an `i64`, a lone surrogate
+/// for a `String`: see [`wire::from_value`]).
 pub use amqp_rpc_macros::rpc_endpoint;
 
 /// Generates `<Trait>Client`, a typed client: one `async` method per trait method, returning
@@ -165,11 +175,65 @@ pub use amqp_rpc_macros::rpc_endpoint;
 /// Arguments as for [`rpc_endpoint`]; on a trait carrying both, give them once.
 pub use amqp_rpc_macros::rpc_client;
 pub use client::{DEFAULT_TIMEOUT, RpcClient};
-pub use config::{FailoverStrategy, LoginMethod, TransportConfig};
+pub use config::{DEFAULT_MAX_MESSAGE_SIZE, FailoverStrategy, LoginMethod, TransportConfig};
 pub use context::Context;
 pub use driver::ConnectionState;
 pub use endpoint::Endpoint;
-pub use error::{APPLICATION_ERROR_MODULE, CallError, RemoteError, RpcError, TransportError};
+pub use error::{
+    APPLICATION_ERROR_MODULE, CallError, RemoteError, RemoteException, RpcError, TransportError,
+};
+
+/// Implements [`RemoteException`](trait@RemoteException): each variant of an enum (or the
+/// struct) is an exception of a named Python class.
+///
+/// On the type, `#[remote(module = "...")]` gives the module of every variant; on a variant,
+/// `#[remote(module = "...", class = "...")]` gives its own (`class` defaults to the variant's
+/// name, or the struct's). `crate = "path"` on the type names a renamed `amqp_rpc`. The message
+/// is the value's `Display`. The fields are the exception's constructor arguments:
+///
+/// | Rust | Python: `cls(*args, **kwargs)` | e.g. |
+/// |---|---|---|
+/// | unit variant | `cls(message)` | `Timeout` |
+/// | named fields | `cls(message, **fields)`: a nova-style `NovaException(message=None, **kwargs)` | `InstanceNotFound { instance_id: String }` |
+/// | tuple fields | `cls(*fields)`: built-in exceptions take positional arguments only | `#[remote(module = "builtins", class = "ValueError")] Invalid(String)` |
+///
+/// A Rust caller decodes a failure of a variant's class back into that variant (named fields
+/// from `kwargs`, ignoring other keys; tuple fields from `args`; a missing one decodes from
+/// `null`, so an `Option` field may be absent). So a Python `raise ValueError("bad")` becomes
+/// `Invalid("bad".into())`, and `InstanceNotFound(instance_id="i-1")` its variant. As in
+/// Python, the class is all that counts: a variant of `builtins.TypeError` also receives the
+/// `TypeError` a server sends for wrong arguments, and one of `builtins.RuntimeError` that of
+/// a panicking handler.
+///
+/// Checked at compile time: every variant has a module; module and class are Python names;
+/// no two variants share a class; a `builtins` variant has no named fields (Python's built-in
+/// exceptions take no keyword arguments); no unknown or repeated keys. Every field's type
+/// implements `Serialize` and `Deserialize`, and the type implements `Display` (with
+/// `thiserror`, say).
+///
+/// ```
+/// use amqp_rpc::RemoteException;
+///
+/// /// `nova.exception.QuotaError(message, quota=..., used=...)`.
+/// #[derive(Debug, RemoteException)]
+/// #[remote(module = "nova.exception", class = "QuotaError")]
+/// pub struct QuotaExceeded {
+///     pub quota: u32,
+///     pub used: u32,
+/// }
+///
+/// impl std::fmt::Display for QuotaExceeded {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "Quota exceeded: {} of {}", self.used, self.quota)
+///     }
+/// }
+///
+/// let remote = QuotaExceeded { quota: 10, used: 11 }.to_remote().unwrap();
+/// assert_eq!(remote.class(), "QuotaError");
+/// assert_eq!(remote.args(), ["Quota exceeded: 11 of 10"]);
+/// assert_eq!(remote.kwargs()["used"], 11);
+/// ```
+pub use amqp_rpc_macros::RemoteException;
 pub use server::{PING_METHOD, RpcServer, ServerConfig};
 pub use target::Target;
 pub use transport::Transport;

@@ -4,6 +4,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 
 use serde::Serialize;
@@ -11,7 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use crate::{
-    CallError, Context, Endpoint, RemoteError, RpcClient, RpcError, Target, Transport, Version,
+    CallError, Context, Endpoint, RemoteError, RemoteException, RpcClient, RpcError, Target,
+    Transport, Version,
 };
 pub use ::core;
 pub use ::serde;
@@ -28,18 +30,59 @@ fn type_error(message: String) -> RemoteError {
     RemoteError::builtin("TypeError", message)
 }
 
-/// Takes keyword argument `name` of `method`. A missing argument is decoded from `null`, so an
-/// `Option` parameter may be left out; for any other type it is a `TypeError`, as in Python.
+/// Takes keyword argument `name` of `method`, decoding it with
+/// [`wire::from_value`](crate::wire::from_value) (so Python's `NaN` or big integers reach
+/// a type that holds them).
+///
+/// A missing argument is a `TypeError` naming it, as in Python, whatever the parameter's type
+/// (`serde_json::Value` and `()` included), except `Option<T>`, which is `None` when left out:
+/// the Rust spelling of Python's `name=None`. A value the type cannot hold is a `TypeError`, or
+/// a `ValueError` for a Python value no Rust type of that kind holds (`NaN` for an integer).
 pub fn take_arg<T: DeserializeOwned>(
     args: &mut Args,
     method: &str,
     name: &str,
 ) -> Result<T, RemoteError> {
     match args.remove(name) {
-        Some(value) => T::deserialize(value)
-            .map_err(|e| type_error(format!("{method}() argument '{name}': {e}"))),
-        None => T::deserialize(Value::Null)
-            .map_err(|_| type_error(format!("{method}() missing required argument: '{name}'"))),
+        Some(value) => crate::wire::from_value(value).map_err(|e| {
+            let text = e.to_string();
+            match text.strip_prefix("ValueError: ") {
+                Some(text) => RemoteError::builtin(
+                    "ValueError",
+                    format!("{method}() argument '{name}': {text}"),
+                ),
+                None => type_error(format!("{method}() argument '{name}': {text}")),
+            }
+        }),
+        None => T::deserialize(Absent).map_err(|_| {
+            type_error(format!(
+                "{method}() missing 1 required positional argument: '{name}'"
+            ))
+        }),
+    }
+}
+
+/// An argument left out: an `Option` takes it as `None`; every other type refuses it.
+struct Absent;
+
+impl<'de> serde::Deserializer<'de> for Absent {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("missing"))
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_none()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
     }
 }
 
@@ -56,7 +99,7 @@ pub fn no_other_args(args: &Args, method: &str) -> Result<(), RemoteError> {
 
 /// Encodes a method's return value.
 pub fn encode_result<T: Serialize + ?Sized>(method: &str, value: &T) -> Result<Value, RemoteError> {
-    serde_json::to_value(value)
+    crate::wire::to_value(value)
         .map_err(|e| type_error(format!("{method}() returned a value that is not JSON: {e}")))
 }
 
@@ -67,6 +110,172 @@ pub fn application_error<E: Serialize + Display>(method: &str, error: &E) -> Rem
             "{method}() returned an error that is not JSON: {e}"
         ))
     })
+}
+
+/// How a method's error type `E` crosses the wire: through its [`RemoteException`] impl when
+/// it has one ([`ExceptionCodec`]), else as a serde value ([`SerdeCodec`]). The choice is made
+/// at compile time by method resolution (autoref specialization), since `E` is a concrete
+/// type in the generated code:
+///
+/// ```text
+/// use __private_v1::{ViaException as _, ViaSerde as _};
+/// (&ErrorCodec::<E>::NEW).codec().application_error::<E>(method, &error)
+/// ```
+///
+/// [`ViaException`] is implemented for `ErrorCodec<E>` when `E: RemoteException` and matches
+/// the receiver as it is; [`ViaSerde`], for every `&ErrorCodec<E>`, matches only after
+/// another borrow, so it is picked only when the first does not apply. [`SerdeCodec`]'s
+/// methods carry today's serde bounds, so an error type with neither fails at those bounds.
+pub struct ErrorCodec<E>(PhantomData<fn() -> E>);
+
+impl<E> ErrorCodec<E> {
+    /// The selector for `E`.
+    pub const NEW: Self = ErrorCodec(PhantomData);
+}
+
+/// Picks [`ExceptionCodec`] for a [`RemoteException`] (see [`ErrorCodec`]).
+pub trait ViaException {
+    /// The codec.
+    fn codec(&self) -> ExceptionCodec {
+        ExceptionCodec
+    }
+}
+
+impl<E: RemoteException> ViaException for ErrorCodec<E> {}
+
+/// Picks [`SerdeCodec`] for any other error type (see [`ErrorCodec`]).
+pub trait ViaSerde {
+    /// The codec.
+    fn codec(&self) -> SerdeCodec {
+        SerdeCodec
+    }
+}
+
+impl<E> ViaSerde for &ErrorCodec<E> {}
+
+/// A method's error through its [`RemoteException`] impl.
+#[derive(Clone, Copy)]
+pub struct ExceptionCodec;
+
+impl ExceptionCodec {
+    /// Encodes a method's own error as the exception it names.
+    pub fn application_error<E: RemoteException>(self, method: &str, error: &E) -> RemoteError {
+        error.to_remote().unwrap_or_else(|e| {
+            type_error(format!(
+                "{method}() returned an error that is not JSON: {e}"
+            ))
+        })
+    }
+
+    /// A call's error, as [`CallError::from_rpc_exception`].
+    pub fn from_rpc<E: RemoteException>(self, error: RpcError) -> CallError<E> {
+        CallError::from_rpc_exception(error)
+    }
+}
+
+/// A method's error as a serde value ([`RemoteError::from_typed`]).
+#[derive(Clone, Copy)]
+pub struct SerdeCodec;
+
+impl SerdeCodec {
+    /// Encodes a method's own error as a typed remote failure named after it.
+    pub fn application_error<E: Serialize + Display>(self, method: &str, error: &E) -> RemoteError {
+        application_error(method, error)
+    }
+
+    /// A call's error, as [`CallError::from_rpc`].
+    pub fn from_rpc<E: DeserializeOwned>(self, error: RpcError) -> CallError<E> {
+        CallError::from_rpc(error)
+    }
+}
+
+/// What `#[derive(RemoteException)]` generates calls.
+pub mod exception {
+    use serde::Serialize;
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde_json::{Map, Value};
+
+    use crate::{RemoteError, RemoteException, RpcError};
+
+    /// The failure of `error`, of `module.class`: its `Display` as the message, the message as
+    /// the only positional argument, and `kwargs` (its named fields).
+    // Bounded by `RemoteException`, not by its `Display`, so that a type without `Display` is
+    // told so once, at the derived impl.
+    pub fn with_kwargs<E: RemoteException, const N: usize>(
+        error: &E,
+        module: &str,
+        class: &str,
+        kwargs: [(&str, Value); N],
+    ) -> RemoteError {
+        let kwargs: Map<String, Value> = kwargs
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        RemoteError::new(class, module, error.to_string()).with_kwargs(kwargs)
+    }
+
+    /// The failure of `error`, of `module.class`: its `Display` as the message and `args` (its
+    /// tuple fields) as the positional arguments.
+    pub fn with_args<E: RemoteException, const N: usize>(
+        error: &E,
+        module: &str,
+        class: &str,
+        args: [Value; N],
+    ) -> RemoteError {
+        RemoteError::new(class, module, error.to_string()).with_args(args.into())
+    }
+
+    /// Encodes a field; `what` names it in the error.
+    pub fn encode<T: Serialize + ?Sized>(value: &T, what: &'static str) -> Result<Value, RpcError> {
+        // Non-finite floats and big integers as Python writes them (see `wire::from_value`).
+        crate::wire::to_value(value).map_err(|e| RpcError::encode(what, e))
+    }
+
+    /// Whether `remote` is `module.class`, or oslo's `class_Remote` in `module_Remote`.
+    pub fn is(remote: &RemoteError, module: &str, class: &str) -> bool {
+        remote.is_exception(module, class)
+    }
+
+    /// `decode(remote)`: lets the generated code decode the fields with `?`.
+    pub fn decode<E>(
+        remote: &RemoteError,
+        decode: impl FnOnce(&RemoteError) -> Result<E, RpcError>,
+    ) -> Option<Result<E, RpcError>> {
+        Some(decode(remote))
+    }
+
+    /// Keyword argument `name` of `remote`. A missing one decodes from `null`, so an `Option`
+    /// field may be left out.
+    pub fn kwarg<T: DeserializeOwned>(
+        remote: &RemoteError,
+        name: &'static str,
+        what: &'static str,
+    ) -> Result<T, RpcError> {
+        field(remote.kwargs().get(name), name, what)
+    }
+
+    /// Positional argument `index` of `remote`. A missing one decodes from `null`.
+    pub fn arg<T: DeserializeOwned>(
+        remote: &RemoteError,
+        index: usize,
+        what: &'static str,
+    ) -> Result<T, RpcError> {
+        field(remote.args().get(index), "argument", what)
+    }
+
+    fn field<T: DeserializeOwned>(
+        value: Option<&Value>,
+        name: &'static str,
+        what: &'static str,
+    ) -> Result<T, RpcError> {
+        match value {
+            Some(value) => {
+                crate::wire::from_value(value.clone()).map_err(|e| RpcError::decode(what, e))
+            }
+            None => T::deserialize(&Value::Null)
+                .map_err(|_| RpcError::decode(what, serde_json::Error::missing_field(name))),
+        }
+    }
 }
 
 /// The failure for a method name the endpoint does not have (the server checks
@@ -146,7 +355,7 @@ pub mod wire_steps {
     pub fn decode_request(
         body: &[u8],
     ) -> Result<(Option<String>, Value, Context), crate::wire::WireError> {
-        let request: IncomingRequest = crate::wire::decode(body)?;
+        let request = IncomingRequest::decode(body)?;
         Ok((request.method, request.args, request.context))
     }
 

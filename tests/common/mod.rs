@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use amqp_rpc::{Endpoint, RpcServer, ServerConfig, Target, Transport};
 
+pub(crate) mod log;
 pub(crate) mod peer;
 pub(crate) mod proxy;
 use tokio::sync::mpsc;

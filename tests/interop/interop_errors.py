@@ -18,3 +18,31 @@ class CustomError(Exception):
         super().__init__(message)
         self.code = code
         self.kwargs = {"code": code}
+
+
+class ServiceException(Exception):
+    """An OpenStack-style exception base, as nova.exception.NovaException is.
+
+    The message is formatted from ``msg_fmt`` and the keyword arguments, which the
+    exception keeps in ``kwargs`` (with its HTTP ``code``): oslo.messaging sends
+    ``args`` (``[message]``) and those ``kwargs``, and the receiver rebuilds the exception
+    as ``cls(message, **kwargs)``.
+    """
+
+    msg_fmt = "An unknown exception occurred."
+    code = 500
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if "code" not in self.kwargs:
+            self.kwargs["code"] = self.code
+        if not message:
+            message = self.msg_fmt % kwargs
+        super().__init__(message)
+
+
+class InstanceNotFound(ServiceException):
+    """nova.exception.InstanceNotFound, in short."""
+
+    msg_fmt = "Instance %(instance_id)s could not be found."
+    code = 404

@@ -21,7 +21,8 @@ the command had none):
 "builtins", "RemoteError" in "oslo_messaging.rpc.client", "MessagingTimeout" in
 "oslo_messaging.exceptions"); "message" is str(e). Extra error fields: "exc_type",
 "value", "traceback" for RemoteError; "kwargs" when the exception has a dict attribute
-`kwargs` (e.g. interop_errors.CustomError -> {"code": ...}). call/cast responses also
+`kwargs` (e.g. interop_errors.CustomError -> {"code": ...}); "mro": "module.Class" of each
+class in type(e).__mro__ (what an `except` clause catches it by). call/cast responses also
 carry "elapsed" (seconds, float) next to "ok"/"error".
 
 Commands (see tests/interop/README.md for the full description):
@@ -110,6 +111,8 @@ def error_object(exc):
     kwargs = getattr(exc, "kwargs", None)
     if isinstance(kwargs, dict):
         err["kwargs"] = kwargs
+    # The classes an `except` clause catches it by.
+    err["mro"] = [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__]
     return err
 
 
@@ -180,9 +183,23 @@ class Default:
         self._record("raise_custom", ctxt, {"message": message, "code": code})
         raise interop_errors.CustomError(message, code=code)
 
+    def raise_instance_not_found(self, ctxt, instance_id):
+        self._record("raise_instance_not_found", ctxt, {"instance_id": instance_id})
+        raise interop_errors.InstanceNotFound(instance_id=instance_id)
+
     def record(self, ctxt, **kw):
         self._record("record", ctxt, kw)
         return None
+
+    def python_values(self, ctxt):
+        """Values Python's json writes that strict JSON has not."""
+        return {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"),
+                "big": 2 ** 64, "neg_big": -(2 ** 70), "surrogate": "a\udc80b"}
+
+    def describe(self, ctxt, **kw):
+        """repr() of each argument and context value, as the Python side received them."""
+        return {"args": {k: repr(v) for k, v in kw.items()},
+                "ctxt": {k: repr(v) for k, v in ctxt.items()}}
 
 
 class Calc:
@@ -292,10 +309,14 @@ class Peer:
         client = oslo_messaging.get_rpc_client(self.transport, target)
         if options:
             client = client.prepare(**options)
-        ctxt = cmd.get("ctxt") or {}
-        args = cmd.get("args") or {}
+        # "args_json"/"ctxt_json": JSON text read by Python's json (NaN, lone surrogates and
+        # big integers included), for values the Rust side's protocol lines cannot hold.
+        ctxt = json.loads(cmd["ctxt_json"]) if "ctxt_json" in cmd else cmd.get("ctxt") or {}
+        args = json.loads(cmd["args_json"]) if "args_json" in cmd else cmd.get("args") or {}
         if is_call:
-            return client.call(ctxt, cmd["method"], **args)
+            result = client.call(ctxt, cmd["method"], **args)
+            # "result_json": the result as Python's json.dumps writes it (a string).
+            return json.dumps(result) if cmd.get("result_json") else result
         client.cast(ctxt, cmd["method"], **args)
         return None
 

@@ -288,7 +288,7 @@ impl RpcClient {
             self.publish_call(&body, msg_id, deadline).await?;
             drop(body);
             let result = self.wait_for_reply(&pending, deadline).await?;
-            R::deserialize(result).map_err(|e| RpcError::decode("call result", e))
+            crate::wire::from_value(result).map_err(|e| RpcError::decode("call result", e))
         }
         .instrument(span)
     }
@@ -477,6 +477,7 @@ impl RpcClient {
             };
             let reply = match event {
                 ReplyEvent::Reply(reply) => reply,
+                ReplyEvent::Unreadable(error) => return Err(error.into()),
                 ReplyEvent::Closed(reason) => {
                     return Err(TransportError::Closed { reason }.into());
                 }

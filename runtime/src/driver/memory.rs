@@ -477,6 +477,11 @@ impl Driver for MemoryDriver {
         Ok(())
     }
 
+    async fn reply_queue_exists(&self, queue: &str) -> Result<bool, TransportError> {
+        self.check_open()?;
+        Ok(lock(&self.broker.state).queues.contains_key(queue))
+    }
+
     async fn listen_rpc(
         &self,
         target: &Target,

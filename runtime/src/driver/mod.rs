@@ -116,6 +116,10 @@ fn push_fanout_exchange(name: &mut String, topic: &str) {
     name.push_str("_fanout");
 }
 
+/// AMQP's limit on the name of a queue or exchange, and on a routing key (a short string):
+/// no queue has a longer name, and lapin panics on one.
+pub(crate) const LONGEST_NAME: usize = 255;
+
 /// A new reply queue's name (oslo: `reply_<32 hex digits>`).
 pub(crate) fn reply_queue_name() -> String {
     format!("reply_{}", crate::wire::new_id())
@@ -329,6 +333,18 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
 
     /// Declares and consumes a new reply queue.
     async fn listen_replies(&self) -> Result<ReplyQueue, TransportError>;
+
+    /// Whether reply queue `queue` exists now, asked without publishing to it. A server that
+    /// keeps a reply to a missing reply queue asks this before each retry, so that the reply
+    /// goes out again only once the queue is back (on `rabbit://`, each returned reply makes
+    /// lapin log its whole body).
+    ///
+    /// The default says `true`, for a driver that cannot ask: the server then publishes, and
+    /// the mandatory publish tells.
+    async fn reply_queue_exists(&self, queue: &str) -> Result<bool, TransportError> {
+        let _ = queue;
+        Ok(true)
+    }
 
     /// Declares a new reply queue and hands its messages to `handler` for as long as the
     /// returned consumer and the handler live. Clients receive their replies this way.

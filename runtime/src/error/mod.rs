@@ -2,9 +2,13 @@
 //!
 //! Framework errors (timeouts, routing, versions, encoding, transport) are variants of
 //! [`RpcError`]; whatever the remote method itself failed with arrives as a [`RemoteError`],
-//! which may carry the method's own typed error (see [`RemoteError::application`]).
+//! which may carry the method's own typed error: a value of a [`RemoteException`], which names
+//! a Python exception class, or else a serde value (see [`RemoteError::application`]).
 
+mod exception;
 mod type_name;
+
+pub use exception::RemoteException;
 
 use std::fmt;
 use std::time::Duration;
@@ -302,7 +306,9 @@ impl TransportError {
     }
 }
 
-/// The module name given to typed application errors sent by amqp-rpc servers.
+/// The module name given to the typed application errors of amqp-rpc servers that are not a
+/// [`RemoteException`]. No Python module has this name, so Python callers get
+/// `oslo_messaging.RemoteError` for them, with the class name as its `exc_type`.
 pub const APPLICATION_ERROR_MODULE: &str = "amqp_rpc.remote";
 
 /// The `kwargs` key holding the serialized typed error of an application failure.
@@ -312,7 +318,9 @@ const APPLICATION_ERROR_KEY: &str = "amqp_rpc_error";
 /// `message`, `tb`, `args`, `kwargs`).
 ///
 /// Endpoints return it to fail a call; callers receive it in [`RpcError::Remote`]. A Python
-/// caller sees an exception of class `class` whose text is `message`.
+/// caller rebuilds it as `module.class(*args, **kwargs)` when `module` is `builtins` or in its
+/// `allowed_remote_exmods` and the class takes those arguments; otherwise it gets
+/// `oslo_messaging.RemoteError`, with `class` as its `exc_type` and `message` as its `value`.
 ///
 /// ```
 /// use amqp_rpc::RemoteError;
@@ -367,7 +375,9 @@ impl RemoteError {
 
     /// A typed application error: `class` is its type (or variant) name, `message` its
     /// `Display`, and the value itself travels in `kwargs` so that an amqp-rpc caller can
-    /// decode it back with [`RemoteError::application`].
+    /// decode it back with [`RemoteError::application`]. The module is
+    /// [`APPLICATION_ERROR_MODULE`], which Python callers cannot import: they get
+    /// `oslo_messaging.RemoteError`. A [`RemoteException`] names a class they can catch.
     pub fn from_application<E: Serialize + fmt::Display>(
         class: impl Into<String>,
         error: &E,
@@ -468,7 +478,8 @@ impl std::error::Error for RemoteError {}
 /// method's own error `E`, or a failure of the RPC itself.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError<E> {
-    /// The remote method returned `Err(E)`.
+    /// The remote method failed with `E`: a Rust server's `Err(E)`, or, for an `E` that is a
+    /// [`RemoteException`], an exception of one of its classes raised by any server.
     #[error("{0}")]
     Application(E),
     /// The call failed: timeout, routing, transport, or a remote failure other than `E`.
@@ -496,12 +507,29 @@ impl<E> CallError<E> {
 
 impl<E: DeserializeOwned> CallError<E> {
     /// Splits an RPC error: a remote failure carrying a typed application error that decodes
-    /// as `E` becomes [`CallError::Application`]; anything else stays [`CallError::Rpc`].
+    /// as `E` becomes [`CallError::Application`]; anything else stays [`CallError::Rpc`]. (A
+    /// generated client uses [`CallError::from_rpc_exception`] instead when `E` is a
+    /// [`RemoteException`].)
     pub fn from_rpc(error: RpcError) -> Self {
         if let RpcError::Remote(remote) = &error {
             // An error that does not decode as `E` (a peer with another version of it) stays
             // the remote failure it is, with its class and message.
             if let Some(Ok(e)) = remote.application::<E>() {
+                return CallError::Application(e);
+            }
+        }
+        CallError::Rpc(error)
+    }
+}
+
+impl<E: RemoteException> CallError<E> {
+    /// Splits an RPC error: a remote failure that [`RemoteException::from_remote`] recognises
+    /// and decodes becomes [`CallError::Application`]; anything else stays [`CallError::Rpc`].
+    pub fn from_rpc_exception(error: RpcError) -> Self {
+        if let RpcError::Remote(remote) = &error {
+            // A failure of one of `E`'s classes whose arguments do not decode (a peer with
+            // another version of the class) stays the remote failure it is.
+            if let Some(Ok(e)) = E::from_remote(remote) {
                 return CallError::Application(e);
             }
         }

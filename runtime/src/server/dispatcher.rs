@@ -11,7 +11,7 @@ use crate::client::DISPATCHER_MODULE;
 use crate::context::Context;
 use crate::endpoint::Endpoint;
 use crate::error::RemoteError;
-use crate::wire::{RequestedVersion, json_type};
+use crate::wire::{RequestedVersion, display_string, json_type};
 
 /// The method of the optional ping endpoint; it returns `"pong"`.
 pub const PING_METHOD: &str = "oslo_rpc_server_ping";
@@ -77,7 +77,8 @@ impl Dispatcher {
             }
             found_compatible = true;
         }
-        let method = method.unwrap_or("None");
+        // A name Python wrote with a lone surrogate is shown as Python wrote it.
+        let method = method.map_or("None".into(), display_string);
         Err(match found_compatible {
             true => RemoteError::new(
                 "NoSuchMethod",

@@ -5,6 +5,7 @@
 //! not yet started go back to the queue when the server stops.
 
 mod dispatcher;
+mod reply_retry;
 mod workers;
 
 use std::collections::{HashSet, VecDeque};
@@ -23,14 +24,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::driver::{Destination, PublishOptions, Subscription};
+use crate::driver::{Destination, LONGEST_NAME, PublishOptions, Subscription};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
-use crate::sync::lock;
 use crate::target::Target;
-use crate::transport::{Transport, deadline_after};
+use crate::transport::Transport;
 use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
 use dispatcher::Dispatcher;
+use reply_retry::{Known, ReplyRetries};
 use workers::Workers;
 
 pub use dispatcher::PING_METHOD;
@@ -51,6 +52,17 @@ pub struct ServerConfig {
     /// Whether the server answers `oslo_rpc_server_ping` with `"pong"` (oslo's
     /// `rpc_ping_enabled`). Default `false`.
     pub ping: bool,
+    /// How many final replies to missing reply queues the server keeps to try again. A
+    /// reply whose queue is missing (the caller may be reconnecting) is tried again every
+    /// 0.25 s for `kombu_missing_consumer_retry_timeout`, as oslo does, but without holding a
+    /// handler slot. Default 1024. Beyond this many, or beyond
+    /// [`ServerConfig::max_pending_reply_bytes`], the oldest kept reply is dropped, with a
+    /// WARN line naming its `_msg_id` and queue; `0` keeps none.
+    pub max_pending_replies: usize,
+    /// How many bytes of encoded replies the server keeps for missing reply queues, over all
+    /// of them. Default 64 MiB. A single reply larger than this is dropped when its queue is
+    /// found missing.
+    pub max_pending_reply_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +70,8 @@ impl Default for ServerConfig {
         ServerConfig {
             max_concurrency: 64,
             ping: false,
+            max_pending_replies: 1024,
+            max_pending_reply_bytes: 64 << 20,
         }
     }
 }
@@ -74,6 +88,15 @@ impl ServerConfig {
     #[must_use]
     pub fn with_ping(mut self, enabled: bool) -> Self {
         self.ping = enabled;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_pending_replies`] and
+    /// [`ServerConfig::max_pending_reply_bytes`].
+    #[must_use]
+    pub fn with_max_pending_replies(mut self, replies: usize, bytes: usize) -> Self {
+        self.max_pending_replies = replies;
+        self.max_pending_reply_bytes = bytes;
         self
     }
 }
@@ -105,8 +128,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     /// `true` while the consumer loop runs.
     consuming: watch::Sender<bool>,
-    /// Reply queues found missing for the whole retry time, and when that was.
-    obsolete_reply_queues: std::sync::Mutex<VecDeque<(String, Instant)>>,
+    /// Replies to missing reply queues, retried beside the handlers.
+    replies: Arc<ReplyRetries>,
 }
 
 struct Running {
@@ -119,12 +142,6 @@ struct Running {
 /// acknowledged yet (up to the prefetch), and clients send again messages not confirmed, so
 /// the window here also covers twice the concurrency limit.
 const DUPLICATE_WINDOW: usize = 1024;
-
-/// How often a reply to a missing reply queue is tried again (oslo: 0.25 s).
-const REPLY_RETRY_INTERVAL: Duration = Duration::from_millis(250);
-
-/// How many obsolete reply queues a server remembers (oslo: 200).
-const OBSOLETE_REPLY_QUEUES: usize = 200;
 
 impl RpcServer {
     /// A server of `endpoints` (scanned in order) on `target`, with the default
@@ -162,7 +179,13 @@ impl RpcServer {
                 max_concurrency,
                 permits: Arc::new(Semaphore::new(max_concurrency as usize)),
                 consuming: watch::Sender::new(false),
-                obsolete_reply_queues: std::sync::Mutex::new(VecDeque::new()),
+                replies: Arc::new(ReplyRetries::new(
+                    transport.clone(),
+                    reply_retry::Limits {
+                        replies: config.max_pending_replies,
+                        bytes: config.max_pending_reply_bytes,
+                    },
+                )),
             }),
             running: tokio::sync::Mutex::new(None),
         })
@@ -215,6 +238,12 @@ impl RpcServer {
     /// Waits until the server is stopped (by [`RpcServer::stop`], possibly from another task)
     /// and every request in flight has finished and been answered. The server can then be
     /// started again.
+    ///
+    /// A reply whose reply queue is missing counts as answered: it is kept and tried again in
+    /// the background (see [`ServerConfig::max_pending_replies`]) until delivered, or for
+    /// `kombu_missing_consumer_retry_timeout`, for as long as the transport is open (it keeps
+    /// the transport's connection open until then); closing the transport drops it. oslo's
+    /// `wait()` waits for such retries, up to that timeout.
     pub async fn wait(&self) {
         let mut consuming = self.shared.consuming.subscribe();
         // Err only if the sender is gone, which cannot happen while `self` lives.
@@ -279,10 +308,19 @@ async fn consume(
                 break;
             }
         };
-        let mut request: IncomingRequest = match wire::decode(&delivery.body) {
-            Ok(request) => request,
-            Err(e) => {
-                tracing::warn!(error = %e, "rejecting undecodable RPC message");
+        let limit = shared.transport.config().max_message_size;
+        let mut request = match read_request(&delivery.body, limit) {
+            Ok(request) if request.reply.is_some() || request.refusal.is_none() => request,
+            unanswerable => {
+                let why = match unanswerable {
+                    Ok(request) => request.refusal.map(|r| r.message().to_owned()),
+                    Err(e) => Some(e.to_string()),
+                };
+                tracing::warn!(
+                    error = why.as_deref().unwrap_or_default(),
+                    bytes = delivery.body.len(),
+                    "rejecting an RPC message that cannot be run or answered"
+                );
                 if let Err(e) = delivery.acker.reject(false).await {
                     tracing::warn!(error = %e, "failed to reject a message");
                 }
@@ -321,6 +359,33 @@ async fn consume(
     }
     subscription.close().await;
     shared.consuming.send_replace(false);
+}
+
+/// Reads a request body of at most `limit` bytes. One that is larger or does not decode but
+/// names its `_msg_id` and `_reply_q` becomes a request answered with a `ValueError` failure
+/// (its caller learns at once instead of timing out); `Err` for one that cannot be answered.
+fn read_request(body: &[u8], limit: usize) -> Result<IncomingRequest, wire::WireError> {
+    let error = match body.len() > limit {
+        true => wire::WireError::TooLarge {
+            size: body.len(),
+            limit,
+        },
+        false => match IncomingRequest::decode(body) {
+            Ok(request) => return Ok(request),
+            Err(e) => e,
+        },
+    };
+    match wire::salvage_reply_to(body, body.len() <= limit) {
+        Some(to) => {
+            tracing::warn!(msg_id = to.msg_id, error = %error, "answering an RPC request that cannot be read with a failure");
+            let failure = RemoteError::builtin(
+                "ValueError",
+                format!("amqp-rpc server could not read the request: {error}"),
+            );
+            Ok(IncomingRequest::refused(to, failure))
+        }
+        None => Err(error),
+    }
 }
 
 /// The `_unique_id`s a server saw last, to drop duplicates (spec §3.7).
@@ -447,6 +512,7 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         reply,
         call_monitor_timeout,
         context,
+        refusal,
         ..
     } = request;
     let span = tracing::info_span!(
@@ -465,10 +531,14 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         );
         let work = AssertUnwindSafe(work).catch_unwind();
         let heartbeat = reply.as_ref().zip(heartbeat_interval(call_monitor_timeout));
-        let outcome = match heartbeat {
-            None => work.await,
+        let outcome = match (refusal, heartbeat) {
+            // A request that must not run (see `IncomingRequest::refusal`).
+            (Some(failure), _) => Ok(Err(failure)),
+            (None, None) => work.await,
             // Rare: boxed, so that the task of every other request stays small.
-            Some((to, interval)) => Box::pin(with_heartbeats(&shared, to, interval, work)).await,
+            (None, Some((to, interval))) => {
+                Box::pin(with_heartbeats(&shared, to, interval, work)).await
+            }
         };
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
         match &reply {
@@ -550,19 +620,24 @@ fn panic_failure(panic: &(dyn std::any::Any + Send)) -> RemoteError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
     Delivered,
-    /// The reply queue does not exist (for a final reply: for the whole retry time).
+    /// The reply queue is missing: a heartbeat is dropped, a final reply to an obsolete queue
+    /// too.
     NoQueue,
+    /// The reply queue is missing: the final reply is kept and tried again in the background.
+    Kept,
     /// The broker could not be reached in time, or refused the reply.
     Failed,
 }
 
-/// Sends a reply (final when `ending`, else a heartbeat).
+/// Sends a reply (final when `ending`, else a heartbeat), given up `within` (also when the
+/// connection is not restored by then).
 ///
 /// oslo's rule for a missing reply queue (the caller may be reconnecting): a final reply is
 /// tried again every 0.25 s for `kombu_missing_consumer_retry_timeout`, after which the queue
-/// is remembered as obsolete for as long and later replies to it are dropped at once. The
-/// reply is given up `within` (also when the connection is not restored by then); a heartbeat
-/// is tried once.
+/// is remembered as obsolete for as long and later replies to it are dropped at once. Here the
+/// retrying is handed to [`ReplyRetries`], so that the handler's slot is free at once; a final
+/// reply to a queue already known missing joins the replies kept for it without being
+/// published. A heartbeat is tried once.
 async fn send_reply(
     shared: &Shared,
     reply_q: &str,
@@ -571,16 +646,25 @@ async fn send_reply(
     within: Duration,
     ending: bool,
 ) -> Sent {
-    let retry_for = shared
-        .transport
-        .config()
-        .kombu_missing_consumer_retry_timeout;
-    if shared.is_obsolete(reply_q, retry_for) {
+    if reply_q.len() > LONGEST_NAME {
+        // From the network: no queue has such a name (and lapin would panic on it).
         tracing::warn!(
-            reply_q,
-            "dropping a reply to a reply queue found missing earlier"
+            bytes = reply_q.len(),
+            "dropping a reply to a reply queue name longer than AMQP allows"
         );
         return Sent::NoQueue;
+    }
+    let known = shared.replies.known(reply_q);
+    match known {
+        Known::Obsolete => {
+            tracing::warn!(
+                reply_q,
+                "dropping a reply to a reply queue found missing earlier"
+            );
+            return Sent::NoQueue;
+        }
+        Known::Missing if !ending => return Sent::NoQueue,
+        Known::Missing | Known::Nothing => {}
     }
     let (result, failure) = match outcome {
         Ok(value) => (value, None),
@@ -598,55 +682,35 @@ async fn send_reply(
         unique_id: unique_id.as_str(),
     };
     let body = Bytes::from(reply.encode());
+    if known == Known::Missing {
+        shared.replies.keep(reply_q, msg_id, body);
+        return Sent::Kept;
+    }
     let options = PublishOptions {
         expiration: None,
         mandatory: true,
     };
     let retry = if ending { None } else { Some(0) };
-    // Read on the first failure only: most replies never need the clock.
-    let mut deadline: Option<Instant> = None;
-    loop {
-        let to = Destination::Reply { queue: reply_q };
-        let left = deadline.map_or(within, |d| d.saturating_duration_since(Instant::now()));
-        let sent = shared.transport.publish(to, &body, options, retry, left);
-        match sent.await {
-            Ok(()) => return Sent::Delivered,
-            Err(TransportError::NoRoute { .. }) if !ending => return Sent::NoQueue,
-            Err(TransportError::NoRoute { .. })
-                if Instant::now() < *deadline.get_or_insert_with(|| deadline_after(within)) =>
-            {
-                // Boxed: only a reply that must wait pays for the timer.
-                Box::pin(tokio::time::sleep(REPLY_RETRY_INTERVAL)).await;
-            }
-            Err(TransportError::NoRoute { .. }) => {
-                tracing::warn!(
-                    reply_q,
-                    "reply queue missing for {retry_for:?}; reply dropped"
-                );
-                shared.mark_obsolete(reply_q);
-                return Sent::NoQueue;
-            }
-            Err(e) => {
-                tracing::warn!(reply_q, error = %e, "could not deliver reply");
-                return Sent::Failed;
-            }
+    let to = Destination::Reply { queue: reply_q };
+    match shared
+        .transport
+        .publish(to, &body, options, retry, within)
+        .await
+    {
+        Ok(()) => Sent::Delivered,
+        Err(TransportError::NoRoute { .. }) if ending => {
+            tracing::debug!(
+                reply_q,
+                "reply queue missing; the reply is kept to try again"
+            );
+            shared.replies.keep(reply_q, msg_id, body);
+            Sent::Kept
         }
-    }
-}
-
-impl Shared {
-    fn is_obsolete(&self, reply_q: &str, for_how_long: Duration) -> bool {
-        let mut obsolete = lock(&self.obsolete_reply_queues);
-        obsolete.retain(|(_, since)| since.elapsed() < for_how_long);
-        obsolete.iter().any(|(queue, _)| queue == reply_q)
-    }
-
-    fn mark_obsolete(&self, reply_q: &str) {
-        let mut obsolete = lock(&self.obsolete_reply_queues);
-        if obsolete.len() == OBSOLETE_REPLY_QUEUES {
-            obsolete.pop_front();
+        Err(TransportError::NoRoute { .. }) => Sent::NoQueue,
+        Err(e) => {
+            tracing::warn!(reply_q, error = %e, "could not deliver reply");
+            Sent::Failed
         }
-        obsolete.push_back((reply_q.to_owned(), Instant::now()));
     }
 }
 

@@ -161,7 +161,8 @@ impl Transport {
         if let Some(waiter) = self.current_reply_waiter() {
             return Ok(waiter);
         }
-        let waiter = Arc::new(ReplyWaiter::start(self.inner.driver.as_ref()).await?);
+        let limit = self.config().max_message_size;
+        let waiter = Arc::new(ReplyWaiter::start(self.inner.driver.as_ref(), limit).await?);
         *lock(&self.inner.replies) = Some(Arc::clone(&waiter));
         Ok(waiter)
     }

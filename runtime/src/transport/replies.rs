@@ -11,12 +11,14 @@ use tokio::sync::Notify;
 use crate::driver::{Driver, ReplyConsumer, ReplyHandler};
 use crate::error::{RpcError, TransportError};
 use crate::sync::lock;
-use crate::wire::{Id, IncomingReply};
+use crate::wire::{self, Id, IncomingReply, WireError};
 
 /// What a waiting call receives.
 #[derive(Debug)]
 pub(crate) enum ReplyEvent {
     Reply(IncomingReply),
+    /// A reply to this call that cannot be read (malformed, or larger than the limit).
+    Unreadable(WireError),
     /// The reply queue's subscription ended; no reply can arrive any more.
     Closed(String),
 }
@@ -33,6 +35,10 @@ pub(crate) struct ReplyWaiter {
 #[derive(Debug, Default)]
 struct Mailbox {
     state: Mutex<State>,
+    /// The largest reply body read ([`TransportConfig::max_message_size`]).
+    ///
+    /// [`TransportConfig::max_message_size`]: crate::TransportConfig::max_message_size
+    limit: usize,
     /// Set once the consumer has ended (`state.closed` says why).
     closed: AtomicBool,
 }
@@ -110,8 +116,11 @@ impl Drop for PendingCall {
 
 impl ReplyWaiter {
     /// Declares a reply queue and starts consuming it.
-    pub(crate) async fn start(driver: &dyn Driver) -> Result<ReplyWaiter, RpcError> {
-        let mailbox = Arc::new(Mailbox::default());
+    pub(crate) async fn start(driver: &dyn Driver, limit: usize) -> Result<ReplyWaiter, RpcError> {
+        let mailbox = Arc::new(Mailbox {
+            limit,
+            ..Mailbox::default()
+        });
         let handler: Weak<dyn ReplyHandler> = Arc::downgrade(&mailbox) as Weak<Mailbox>;
         let consumer = driver.consume_replies(handler).await?;
         Ok(ReplyWaiter { mailbox, consumer })
@@ -163,6 +172,24 @@ impl Mailbox {
         }
     }
 
+    /// Fails the call a reply that cannot be read names, if its `_msg_id` can be found: the
+    /// caller learns at once rather than at its timeout.
+    fn fail(&self, body: &[u8], error: WireError) {
+        let msg_id = wire::salvage_msg_id(body, body.len() <= self.limit);
+        let state = lock(&self.state);
+        let call = msg_id
+            .as_deref()
+            .and_then(Id::parse)
+            .and_then(|id| state.calls.get(&id));
+        match call {
+            Some(call) => {
+                tracing::warn!(msg_id, error = %error, "failing a call: its reply cannot be read");
+                call.push(ReplyEvent::Unreadable(error));
+            }
+            None => tracing::warn!(msg_id, error = %error, "dropping a reply that cannot be read"),
+        }
+    }
+
     fn close(&self, reason: String) {
         let mut state = lock(&self.state);
         for (_, call) in state.calls.drain() {
@@ -175,9 +202,16 @@ impl Mailbox {
 
 impl ReplyHandler for Mailbox {
     fn on_message(&self, body: Bytes) {
-        match IncomingReply::decode(&body) {
+        let read = match body.len() > self.limit {
+            true => Err(WireError::TooLarge {
+                size: body.len(),
+                limit: self.limit,
+            }),
+            false => IncomingReply::decode(&body),
+        };
+        match read {
             Ok(reply) => self.deliver(reply),
-            Err(e) => tracing::warn!(error = %e, "dropping malformed reply"),
+            Err(e) => self.fail(&body, e),
         }
     }
 

@@ -196,20 +196,37 @@ pub fn open(body: &[u8]) -> Result<Map<String, Value>, WireError> {
 
 /// Decodes an AMQP body (enveloped or not, as [`open`]) straight into `T`, which must
 /// deserialize from a JSON object.
+///
+/// JSON that serde_json refuses is read again as Python writes it (`NaN`, lone surrogates:
+/// see [`super::python`]).
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    decode_as(body, false)
+}
+
+/// [`decode`]; with `python`, the message is read as Python writes it even where serde_json
+/// takes it (for integers beyond 64 bits, which serde_json reads as floats).
+pub(crate) fn decode_as<T: DeserializeOwned>(body: &[u8], python: bool) -> Result<T, WireError> {
     match open_usual(body) {
         // Parsed as text: it is known to be UTF-8, so its strings are not checked again.
-        Some(inner) => parse_object(Text(&inner)),
-        None => decode_any(body),
+        Some(inner) => parse_python(Text(&inner), python),
+        None => decode_any(body, python),
     }
 }
 
 /// [`decode`] for any body: the envelope's keys found by serde_json, then its message
 /// unescaped and parsed.
-fn decode_any<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    let outer: Outer<'_> = parse_object(body)?;
+pub(super) fn decode_any<T: DeserializeOwned>(body: &[u8], python: bool) -> Result<T, WireError> {
+    let outer: Outer<'_> = match parse_object(body) {
+        Ok(outer) => outer,
+        // An un-enveloped message as Python writes it.
+        Err(WireError::Json(e)) => match super::python::normalize(body) {
+            Some(normalized) => return decode_any(&normalized, python),
+            None => return Err(WireError::Json(e)),
+        },
+        Err(e) => return Err(e),
+    };
     let (Some(version), Some(message)) = (outer.version, outer.message) else {
-        return parse_object(body);
+        return parse_python(body, python);
     };
     let compatible = json_str(version)
         .and_then(|v| v.parse::<Version>().ok())
@@ -224,7 +241,27 @@ fn decode_any<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
         expected: "string",
     })?;
     // Parsed as text: it is known to be UTF-8, so its strings are not checked again.
-    parse_object(Text(&inner))
+    parse_python(Text(&inner), python)
+}
+
+/// [`parse_object`], reading the text again as Python writes it when serde_json refuses it,
+/// or at once with `python`.
+fn parse_python<'a, T: DeserializeOwned>(
+    text: impl JsonInput<'a>,
+    python: bool,
+) -> Result<T, WireError> {
+    let refused = match python {
+        true => None,
+        false => match parse_object(text) {
+            Err(WireError::Json(e)) => Some(e),
+            parsed => return parsed,
+        },
+    };
+    match (super::python::normalize(text.bytes()), refused) {
+        (Some(normalized), _) => parse_object(&normalized[..]),
+        (None, Some(e)) => Err(WireError::Json(e)),
+        (None, None) => parse_object(text),
+    }
 }
 
 /// The beginnings of an envelope as amqp-rpc and as Python's `json.dumps` write it, up to the
@@ -235,7 +272,7 @@ const USUAL_PREFIXES: [&[u8]; 2] = [PREFIX, br#"{"oslo.version": "2.0", "oslo.me
 /// the one pass that finds its end. `None` for any other body (other keys or key order,
 /// another version, anything serde_json would refuse), which the general path then reads:
 /// for the bodies it takes, this gives what the general path would.
-fn open_usual(body: &[u8]) -> Option<String> {
+pub(super) fn open_usual(body: &[u8]) -> Option<String> {
     let rest = USUAL_PREFIXES.iter().find_map(|p| body.strip_prefix(*p))?;
     let (inner, after) = unescape_prefix(rest)?;
     let after = after?.strip_prefix(b"}")?;
@@ -373,7 +410,7 @@ impl<'de, K: KnownKeys> Deserialize<'de> for Key<K> {
 
 /// Unescapes the contents of a JSON string (without its quotes); `None` if it does not
 /// unescape. The text was already checked as JSON, but every escape is checked again.
-fn unescape(escaped: &str) -> Option<String> {
+pub(super) fn unescape(escaped: &str) -> Option<String> {
     match unescape_prefix(escaped.as_bytes())? {
         (text, None) => Some(text),
         (_, Some(_)) => None,
@@ -415,7 +452,7 @@ fn unescape_prefix(bytes: &[u8]) -> Option<(String, Option<&[u8]>)> {
 /// (the classic "has a byte less than n" word test), and `"` and `\` are found as zero bytes
 /// of the word XORed with them. A borrow can flag bytes above a true match, never below one, so
 /// the lowest flagged byte is the first match.
-fn next_needing_escape(bytes: &[u8], mut at: usize) -> usize {
+pub(super) fn next_needing_escape(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const TOPS: u64 = ONES << 7;
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
@@ -623,7 +660,7 @@ mod tests {
         let mut usual = 0;
         for body in &bodies {
             let shown = String::from_utf8_lossy(body);
-            let any = decode_any::<Map<String, Value>>(body).map_err(|e| e.to_string());
+            let any = decode_any::<Map<String, Value>>(body, false).map_err(|e| e.to_string());
             if let Some(inner) = open_usual(body) {
                 usual += 1;
                 let fast = parse_object::<Map<String, Value>>(Text(&inner));

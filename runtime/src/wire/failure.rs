@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::WireError;
+use super::python::{Mode, Py};
 use crate::error::{RemoteError, RemoteParts};
 
 #[derive(Serialize, Deserialize)]
@@ -41,7 +42,7 @@ impl RemoteError {
             kwargs: self.inner.kwargs.clone(),
         };
         // Strings, arrays and maps of JSON values always serialize.
-        serde_json::to_string(&json).unwrap_or_default()
+        serde_json::to_string(&Py(&json, Mode::Text)).unwrap_or_default()
     }
 
     /// Parses a reply's failure: normally a JSON string holding the failure object; an object
@@ -52,7 +53,13 @@ impl RemoteError {
             expected: "serialized exception",
         };
         let json: FailureJson = match failure {
-            Value::String(s) => serde_json::from_str(&s).map_err(bad)?,
+            // A Python exception's arguments may hold NaN or the like (see `super::python`).
+            Value::String(s) => serde_json::from_str(&s)
+                .or_else(|e| match super::python::normalize(s.as_bytes()) {
+                    Some(text) => serde_json::from_slice(&text),
+                    None => Err(e),
+                })
+                .map_err(bad)?,
             other => serde_json::from_value(other).map_err(bad)?,
         };
         let module = match json.module.as_str() {
@@ -117,6 +124,19 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(remote.module(), "builtins");
         assert!(remote.traceback().is_empty() && remote.args().is_empty());
+    }
+
+    #[test]
+    fn a_python_failure_with_python_values_in_its_arguments_decodes() {
+        let remote = RemoteError::from_failure(json!(
+            r#"{"class": "ValueError", "module": "builtins", "message": "m", "args": [NaN, "\ud800"], "kwargs": {"n": 18446744073709551616}}"#
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(remote.class(), "ValueError");
+        // Written back as Python wrote them, when the failure is relayed.
+        let again = remote.to_failure_string();
+        assert!(again.contains(r#""args":[NaN,"\ud800"]"#), "{again}");
+        assert!(again.contains(r#""n":18446744073709551616"#), "{again}");
     }
 
     #[test]

@@ -5,13 +5,18 @@
 
 mod envelope;
 mod failure;
+mod python;
 mod reply;
 mod request;
+mod salvage;
 
 pub(crate) use envelope::decode;
 pub use envelope::{ENVELOPE_VERSION, open, seal};
+pub use python::from_value;
+pub(crate) use python::{display_string, to_value};
 pub(crate) use reply::{IncomingReply, OutgoingReply};
 pub(crate) use request::{CallFields, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion};
+pub(crate) use salvage::{msg_id as salvage_msg_id, reply_to as salvage_reply_to};
 
 /// A message that is not valid oslo.messaging wire format.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +36,16 @@ pub enum WireError {
     UnsupportedEnvelope {
         /// The version found, as JSON text.
         version: String,
+    },
+
+    /// The message is larger than the transport's
+    /// [`max_message_size`](crate::TransportConfig::max_message_size).
+    #[error("message of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
     },
 
     /// A required field is absent or of the wrong JSON type.
@@ -122,7 +137,6 @@ pub(crate) fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
-#[cfg(test)]
 mod id_tests {
     #[test]
     fn ids_parse_back_and_nothing_else_parses() {

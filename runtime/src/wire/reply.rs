@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::WireError;
-use super::envelope::{Key, KnownKeys, seal_with};
+use super::envelope::{Key, KnownKeys, decode_as, seal_with};
+use super::python::{Mode, Py, may_hide_big_integer};
 use crate::error::RemoteError;
 
 /// A reply as sent.
@@ -27,7 +28,7 @@ impl OutgoingReply<'_> {
     /// The AMQP body: the reply sealed in the envelope, encoded in one pass.
     pub(crate) fn encode(&self) -> Vec<u8> {
         // Strings, booleans and JSON values always serialize, and a Vec takes every write.
-        seal_with(512, |out| out.serialize(self)).unwrap_or_default()
+        seal_with(512, |out| out.serialize(&Py(self, Mode::Text))).unwrap_or_default()
     }
 }
 
@@ -45,7 +46,10 @@ pub(crate) struct IncomingReply {
 impl IncomingReply {
     /// Decodes an AMQP body (enveloped or not) into a reply.
     pub(crate) fn decode(body: &[u8]) -> Result<Self, WireError> {
-        let fields: ReplyFields = super::decode(body)?;
+        let mut fields: ReplyFields = super::decode(body)?;
+        if may_hide_big_integer(&fields.result) {
+            fields = decode_as(body, true)?;
+        }
         let msg_id = match fields.msg_id {
             Some(Value::String(id)) => id,
             _ => {

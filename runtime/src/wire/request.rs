@@ -9,9 +9,11 @@ use serde::ser::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::envelope::{Escaped, Key, KnownKeys, json_str, seal_with};
+use super::WireError;
+use super::envelope::{Escaped, Key, KnownKeys, decode_as, json_str, seal_with};
+use super::python::{Mode, Py, may_hide_big_integer};
 use crate::context::Context;
-use crate::error::RpcError;
+use crate::error::{RemoteError, RpcError};
 use crate::version::Version;
 
 /// The prefix of flattened context keys.
@@ -61,7 +63,7 @@ impl<A: Serialize + ?Sized> OutgoingRequest<'_, A> {
         out.serialize(self.method).map_err(encode)?;
         out.write_all(br#","args":"#).map_err(io)?;
         let at = out.written().len();
-        out.serialize(self.args)
+        out.serialize(&Py(self.args, Mode::Text))
             .map_err(|e| RpcError::encode("arguments", e))?;
         // Escaped, a string argument starts with `\"`.
         let found = match out.written().get(at) {
@@ -101,7 +103,7 @@ impl<A: Serialize + ?Sized> OutgoingRequest<'_, A> {
             out.write_all(b",").map_err(io)?;
             out.serialize(&ContextKey(key)).map_err(encode)?;
             out.write_all(b":").map_err(io)?;
-            out.serialize(value).map_err(encode)?;
+            out.serialize(&Py(value, Mode::Text)).map_err(encode)?;
         }
         out.write_all(b"}").map_err(io)
     }
@@ -142,6 +144,40 @@ pub(crate) struct IncomingRequest {
     pub(crate) unique_id: Option<String>,
     /// The unflattened context plus `client_timeout`.
     pub(crate) context: Context,
+    /// Why the request must not run, though it decoded: a `namespace`, `_msg_id` or
+    /// `_reply_q` that is not a string (oslo's peers send strings; a number is not "absent"),
+    /// or, for a request made by the server from one that did not decode, why not.
+    pub(crate) refusal: Option<RemoteError>,
+}
+
+impl IncomingRequest {
+    /// A request that did not decode but names where its answer goes: it is answered with
+    /// `failure` and not run.
+    pub(crate) fn refused(to: ReplyTo, failure: RemoteError) -> IncomingRequest {
+        IncomingRequest {
+            method: None,
+            args: Value::Null,
+            namespace: None,
+            version: RequestedVersion::Valid(Version::DEFAULT),
+            reply: Some(to),
+            call_monitor_timeout: None,
+            unique_id: None,
+            context: Context::new(),
+            refusal: Some(failure),
+        }
+    }
+
+    /// Decodes an AMQP body (enveloped or not) into a request. Values Python writes that
+    /// serde_json refuses or changes are read as Python wrote them (see [`super::python`]).
+    pub(crate) fn decode(body: &[u8]) -> Result<IncomingRequest, WireError> {
+        let request: IncomingRequest = super::decode(body)?;
+        let suspect = may_hide_big_integer(&request.args)
+            || request.context.iter().any(|(_, v)| may_hide_big_integer(v));
+        match suspect {
+            true => decode_as(body, true),
+            false => Ok(request),
+        }
+    }
 }
 
 /// The keys of a request.
@@ -174,6 +210,24 @@ impl KnownKeys for RequestKey {
     }
 }
 
+/// The string `value` of request field `field`; anything else is recorded as a defect. A
+/// repeated key keeps its last value, and its defect only if that value is not a string.
+fn checked(field: &'static str, value: Value, defects: &mut Vec<String>) -> Option<String> {
+    if !defects.is_empty() {
+        defects.retain(|d| !d.starts_with(field));
+    }
+    match value {
+        Value::String(s) => Some(s),
+        other => {
+            defects.push(format!(
+                "{field} must be a string, not {}",
+                super::json_type(&other)
+            ));
+            None
+        }
+    }
+}
+
 fn string(value: Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s),
@@ -199,6 +253,7 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                 let mut version: Option<&'de RawValue> = None;
                 let mut msg_id = None;
                 let mut reply_q = None;
+                let mut defects: Vec<String> = Vec::new();
                 let mut timeout = Value::Null;
                 let mut unique_id = None;
                 let mut context = Context::new();
@@ -215,10 +270,18 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                     match key {
                         RequestKey::Method => method = string(value),
                         RequestKey::Args => args = Some(value),
-                        RequestKey::Namespace => namespace = string(value),
+                        RequestKey::Namespace => {
+                            namespace = match value {
+                                Value::Null => {
+                                    defects.retain(|d| !d.starts_with("namespace"));
+                                    None
+                                }
+                                value => checked("namespace", value, &mut defects),
+                            }
+                        }
                         RequestKey::Version => {}
-                        RequestKey::MsgId => msg_id = string(value),
-                        RequestKey::ReplyQ => reply_q = string(value),
+                        RequestKey::MsgId => msg_id = checked("_msg_id", value, &mut defects),
+                        RequestKey::ReplyQ => reply_q = checked("_reply_q", value, &mut defects),
                         RequestKey::Timeout => timeout = value,
                         RequestKey::UniqueId => unique_id = string(value),
                         RequestKey::Context(name) => drop(context.insert(name, value)),
@@ -247,6 +310,8 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                     call_monitor_timeout,
                     unique_id,
                     context,
+                    refusal: (!defects.is_empty())
+                        .then(|| RemoteError::builtin("TypeError", defects.join("; "))),
                 })
             }
         }
@@ -420,6 +485,25 @@ mod tests {
             (odd.method, odd.namespace, odd.unique_id, odd.reply),
             (None, None, None, None)
         );
+        assert_eq!(
+            odd.refusal.map(|r| r.message().to_owned()).as_deref(),
+            Some("namespace must be a string, not number")
+        );
+    }
+
+    #[test]
+    fn non_string_namespace_msg_id_and_reply_q_are_defects_not_absent() {
+        let req = request(r#"{"method": "m", "_msg_id": 5, "_reply_q": ["q"]}"#);
+        assert_eq!(req.reply, None);
+        assert_eq!(
+            req.refusal.map(|r| r.message().to_owned()).as_deref(),
+            Some("_msg_id must be a string, not number; _reply_q must be a string, not array")
+        );
+        let fine = request(
+            r#"{"method": "m", "namespace": 1, "namespace": null, "_msg_id": "a", "_reply_q": "q"}"#,
+        );
+        assert_eq!((fine.refusal, fine.namespace), (None, None));
+        assert!(fine.reply.is_some());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::protocol::AMQPErrorKind;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, ErrorKind};
@@ -101,6 +101,9 @@ pub struct RabbitDriver {
     publisher: Mutex<Option<Arc<PublishChannel>>>,
     /// Serializes opening a publish channel (the rare, slow path).
     opening: tokio::sync::Mutex<()>,
+    /// The channel that asks whether reply queues exist, of its connection; held by one
+    /// question at a time, since a missing queue closes it (404).
+    probe: tokio::sync::Mutex<Option<(Arc<Live>, Channel)>>,
 }
 
 impl std::fmt::Debug for RabbitDriver {
@@ -138,6 +141,7 @@ impl RabbitDriver {
             link: Link::connect(url, config).await?,
             publisher: Mutex::new(None),
             opening: tokio::sync::Mutex::new(()),
+            probe: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -289,6 +293,54 @@ impl Driver for RabbitDriver {
             Confirmation::Nack(None) => Err(TransportError::Refused {
                 exchange: address().0,
             }),
+        }
+    }
+
+    /// A passive `queue.declare`, on a channel of its own: a missing queue is a 404, which
+    /// closes the channel (lapin and the broker each log that in one short line), so the
+    /// next question opens another. Publishing instead would have the broker return the whole
+    /// reply, which lapin logs at WARN with its body.
+    async fn reply_queue_exists(&self, queue: &str) -> Result<bool, TransportError> {
+        if queue.len() > super::LONGEST_NAME {
+            return Ok(false);
+        }
+        let mut probe = self.probe.lock().await;
+        let (live, channel) = match &*probe {
+            Some((live, channel)) if live.is_usable() && channel.status().connected() => {
+                (Arc::clone(live), channel.clone())
+            }
+            _ => {
+                let live = self
+                    .link
+                    .live()
+                    .ok_or_else(|| TransportError::ConnectionLost {
+                        reason: "not connected (reconnecting)".to_owned(),
+                    })?;
+                let channel = live
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| self.fail(&e, &live))?;
+                *probe = Some((Arc::clone(&live), channel.clone()));
+                (live, channel)
+            }
+        };
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await;
+        match declared {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(&e, &live) {
+                Failure::Channel { code: 404, .. } => Ok(false),
+                // 405: the queue exists, exclusive to its consumer's connection. Other refusals
+                // (access) do not say: a publish will.
+                Failure::Channel { .. } => Ok(true),
+                _ => Err(self.fail(&e, &live)),
+            },
         }
     }
 

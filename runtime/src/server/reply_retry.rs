@@ -107,6 +107,10 @@ impl ReplyRetries {
     /// What is known of `reply_q`.
     pub(super) fn known(&self, reply_q: &str) -> Known {
         let mut state = lock(&self.state);
+        // The usual case, without hashing the name.
+        if state.missing.is_empty() && state.obsolete.is_empty() {
+            return Known::Nothing;
+        }
         let retry_for = self.retry_for;
         while let Some((_, since)) = state.obsolete.front() {
             if since.elapsed() < retry_for {
@@ -361,6 +365,71 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::memory::MemoryDriver;
+    use crate::driver::{ConnectionState, Driver, ReplyQueue, Subscription};
+    use crate::target::Target;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// `memory://`, counting the checks of whether a reply queue exists.
+    #[derive(Debug)]
+    struct Counting {
+        inner: MemoryDriver,
+        checks: Arc<AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Driver for Counting {
+        async fn publish(
+            &self,
+            to: Destination<'_>,
+            body: Bytes,
+            options: PublishOptions,
+        ) -> Result<(), TransportError> {
+            self.inner.publish(to, body, options).await
+        }
+        async fn listen_rpc(
+            &self,
+            target: &Target,
+            prefetch: u16,
+        ) -> Result<Box<dyn Subscription>, TransportError> {
+            self.inner.listen_rpc(target, prefetch).await
+        }
+        async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
+            self.inner.listen_replies().await
+        }
+        async fn reply_queue_exists(&self, queue: &str) -> Result<bool, TransportError> {
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            self.inner.reply_queue_exists(queue).await
+        }
+        fn connection_state(&self) -> tokio::sync::watch::Receiver<ConnectionState> {
+            self.inner.connection_state()
+        }
+        async fn close(&self) {
+            self.inner.close().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_stays_missing_is_checked_less_and_less_often() {
+        let checks = Arc::new(AtomicUsize::new(0));
+        let driver = Counting {
+            inner: MemoryDriver::private(),
+            checks: Arc::clone(&checks),
+        };
+        let transport = Transport::from_driver(Arc::new(driver));
+        let retry_for = transport.config().kombu_missing_consumer_retry_timeout;
+        let retries = retries(&transport, 10, 1000);
+        retries.keep("reply_gone", "m1", Bytes::from_static(b"{}"));
+        // Every 0.25 s at first, as oslo retries...
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let early = checks.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&early), "{early} checks in 0.8 s");
+        // ...then doubling to 4 s: about 20 checks in oslo's 60 s rather than 240.
+        tokio::time::sleep(retry_for).await;
+        let all = checks.load(Ordering::SeqCst);
+        assert!((15..=25).contains(&all), "{all} checks in {retry_for:?}");
+        assert_eq!(retries.known("reply_gone"), Known::Obsolete);
+    }
 
     fn retries(transport: &Transport, replies: usize, bytes: usize) -> Arc<ReplyRetries> {
         Arc::new(ReplyRetries::new(

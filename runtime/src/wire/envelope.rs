@@ -216,7 +216,17 @@ pub(crate) fn decode_as<T: DeserializeOwned>(body: &[u8], python: bool) -> Resul
 /// [`decode`] for any body: the envelope's keys found by serde_json, then its message
 /// unescaped and parsed.
 pub(super) fn decode_any<T: DeserializeOwned>(body: &[u8], python: bool) -> Result<T, WireError> {
-    let outer: Outer<'_> = match parse_object(body) {
+    // serde_json checks the UTF-8 of the strings it reads, not of those it skips (the values
+    // of other keys): the whole body is checked here, as Python decodes it before parsing.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => Text(text),
+        Err(e) => {
+            return Err(WireError::NotUtf8 {
+                valid_up_to: e.valid_up_to(),
+            });
+        }
+    };
+    let outer: Outer<'_> = match parse_object(text) {
         Ok(outer) => outer,
         // An un-enveloped message as Python writes it.
         Err(WireError::Json(e)) => match super::python::normalize(body) {
@@ -226,7 +236,7 @@ pub(super) fn decode_any<T: DeserializeOwned>(body: &[u8], python: bool) -> Resu
         Err(e) => return Err(e),
     };
     let (Some(version), Some(message)) = (outer.version, outer.message) else {
-        return parse_python(body, python);
+        return parse_python(text, python);
     };
     let compatible = json_str(version)
         .and_then(|v| v.parse::<Version>().ok())
@@ -744,7 +754,10 @@ mod tests {
         assert!(matches!(open(b" \"s\""), Err(WireError::NotAnObject)));
         assert!(matches!(open(b"{"), Err(WireError::Json(_))));
         assert!(matches!(open(b"nope"), Err(WireError::Json(_))));
-        assert!(matches!(open(b"\xff"), Err(WireError::Json(_))));
+        assert!(matches!(
+            open(b"\xff"),
+            Err(WireError::NotUtf8 { valid_up_to: 0 })
+        ));
         assert!(matches!(
             open(br#"{"oslo.version": "2.0", "oslo.message": "[1]"}"#),
             Err(WireError::NotAnObject)

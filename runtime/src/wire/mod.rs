@@ -5,6 +5,8 @@
 
 mod envelope;
 mod failure;
+#[cfg(test)]
+mod proptests;
 mod python;
 mod reply;
 mod request;
@@ -25,6 +27,13 @@ pub enum WireError {
     /// The body (or the enveloped `oslo.message`) is not valid JSON.
     #[error("message is not valid JSON: {0}")]
     Json(#[source] serde_json::Error),
+
+    /// The message is not UTF-8 text (Python refuses it before reading its JSON).
+    #[error("message is not UTF-8: invalid byte after {valid_up_to} bytes")]
+    NotUtf8 {
+        /// How many bytes from the start are valid UTF-8.
+        valid_up_to: usize,
+    },
 
     /// The message is JSON but not an object.
     #[error("message is not a JSON object")]
@@ -137,6 +146,7 @@ pub(crate) fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
+#[cfg(test)]
 mod id_tests {
     #[test]
     fn ids_parse_back_and_nothing_else_parses() {

@@ -219,7 +219,15 @@ fn number_end(text: &[u8], start: usize) -> usize {
     at
 }
 
+/// An integer literal at `start` that no 64-bit integer holds, and the index after it. None
+/// with serde_json's `arbitrary_precision`, where a `Value` holds it as it is.
+#[cfg(feature = "arbitrary-precision")]
+fn big_integer(_: &[u8], _: usize) -> Option<(Special, usize)> {
+    None
+}
+
 /// An integer literal at `start` that no 64-bit integer holds, and the index after it.
+#[cfg(not(feature = "arbitrary-precision"))]
 fn big_integer(text: &[u8], start: usize) -> Option<(Special, usize)> {
     let end = number_end(text, start);
     let literal = std::str::from_utf8(text.get(start..end)?).ok()?;
@@ -1049,6 +1057,8 @@ mod tests {
         );
     }
 
+    // Without `arbitrary-precision`: big integers are marked (with it, a `Value` holds them).
+    #[cfg(not(feature = "arbitrary-precision"))]
     #[test]
     fn types_that_cannot_hold_a_python_value_fail_with_a_value_error() {
         let value = normalized(r#"{"f": NaN, "s": "a\ud800b", "i": 18446744073709551616}"#);
@@ -1075,6 +1085,8 @@ mod tests {
 
     type HashMapOfValues = std::collections::HashMap<String, Value>;
 
+    // Without `arbitrary-precision`: big integers are marked (with it, a `Value` holds them).
+    #[cfg(not(feature = "arbitrary-precision"))]
     #[test]
     fn big_integers_fit_128_bit_integers_and_floats_and_are_written_back_exactly() {
         let value = normalized(

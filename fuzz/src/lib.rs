@@ -66,11 +66,21 @@ pub fn open_plain(body: &[u8]) -> Plain {
 /// Whether `body` holds what Python's `json.dumps` writes and serde_json refuses: `NaN`,
 /// `Infinity`, a `\u` escape of a surrogate, or an integer beyond 64 bits (serde_json refuses
 /// one beyond the range of a float). Only such a body may open where serde_json refuses it.
+///
+/// An envelope's `oslo.message` is JSON text inside a string: it is looked at too, unescaped.
 pub fn has_python_extension(body: &[u8]) -> bool {
     let surrogate = |w: &[u8]| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D');
+    let inner = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(outer)) => match outer.get("oslo.message") {
+            Some(serde_json::Value::String(inner)) => has_big_integer(inner.as_bytes()),
+            _ => false,
+        },
+        _ => false,
+    };
     body.windows(3).any(|w| w == b"NaN" || surrogate(w))
         || body.windows(8).any(|w| w == b"Infinity")
         || has_big_integer(body)
+        || inner
 }
 
 /// Whether JSON text that serde_json reads holds an integer literal no 64-bit integer holds.

@@ -146,8 +146,24 @@ pub(crate) fn normalize(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() + 64);
     let mut changed = false;
     let mut at = 0;
+    // The open objects and arrays, and whether a key comes next: a value Python writes is
+    // marked only where a value may stand, so that `{NaN: 1}` stays the error it is.
+    let mut open: Vec<u8> = Vec::new();
+    let mut key_next = false;
     while let Some(&byte) = text.get(at) {
+        match byte {
+            b'{' | b'[' => {
+                open.push(byte);
+                key_next = byte == b'{';
+            }
+            b'}' | b']' => drop(open.pop()),
+            b',' => key_next = open.last() == Some(&b'{'),
+            b':' => key_next = false,
+            _ => {}
+        }
         let special = match byte {
+            // Not a value: copied as it is below.
+            b'N' | b'I' | b'-' | b'0'..=b'9' if key_next => None,
             b'"' => {
                 let end = string_end(text, at)?;
                 let body = text.get(at + 1..end)?;
@@ -1121,6 +1137,26 @@ mod tests {
             text_of(&value),
             r#"["\ud800","ok 😀","x\udc00\"y\\","\\ud800"]"#
         );
+    }
+
+    #[test]
+    fn python_values_where_a_key_stands_are_left_for_serde_json_to_refuse() {
+        for text in [
+            r#"{NaN: 1}"#,
+            r#"{"a": 1, Infinity: 2}"#,
+            r#"{"a": [{"b": 1}], 18446744073709551616: "x"}"#,
+            r#"{"a": 5e-324,1111111111111111111111111111: "x"}"#,
+        ] {
+            let normalized = normalize(text.as_bytes()).unwrap_or_else(|| text.as_bytes().to_vec());
+            assert!(
+                serde_json::from_slice::<Value>(&normalized).is_err(),
+                "{text} became {}",
+                String::from_utf8_lossy(&normalized)
+            );
+        }
+        // Values in arrays inside objects are still values.
+        let value = normalized(r#"{"a": [NaN, {"b": Infinity}], "c": NaN}"#);
+        assert_eq!(text_of(&value), r#"{"a":[NaN,{"b":Infinity}],"c":NaN}"#);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! authorities are the only ones trusted, as Python's `ca_certs` does; without it, the system's.
 //! The broker's host name is always verified.
 
+#[cfg(feature = "tls")]
 use std::path::Path;
 
 use crate::config::TransportConfig;

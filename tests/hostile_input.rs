@@ -314,7 +314,7 @@ fn cases(reply_q: &str) -> Vec<Case> {
             "twice",
             &serde_json::to_string(&many_keys).unwrap(),
             "",
-            Expect::Failure("TypeError", "missing 1 required positional argument: 'n'"),
+            Expect::Failure("TypeError", "unexpected keyword argument 'k0'"),
         ),
         call(
             "deep-args",

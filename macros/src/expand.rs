@@ -331,6 +331,7 @@ impl<'a> Generator<'a> {
             let key = name.unraw().to_string();
             quote!(let #name = #private::take_arg::<#ty>(&mut __args, #wire, #key)?;)
         });
+        let keys = method.params.iter().map(|p| p.ident.unraw().to_string());
         let ctx = method.ctx.as_ref().map(|_| quote!(&__ctx,));
         let names = method.params.iter().map(|p| &p.ident);
         let call = quote!(<T as #trait_ident>::#ident(&self.inner, #ctx #(#names),*).await);
@@ -352,8 +353,8 @@ impl<'a> Generator<'a> {
         };
         quote! {
             #wire => {
+                #private::only_args(&__args, #wire, &[#(#keys),*])?;
                 #(#takes)*
-                #private::no_other_args(&__args, #wire)?;
                 #finish
             }
         }

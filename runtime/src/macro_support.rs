@@ -86,10 +86,11 @@ impl<'de> serde::Deserializer<'de> for Absent {
     }
 }
 
-/// Refuses keyword arguments the method does not take, as Python does.
+/// Refuses keyword arguments other than `params`, before any is decoded: Python reports an
+/// unexpected keyword argument before a missing one.
 #[inline]
-pub fn no_other_args(args: &Args, method: &str) -> Result<(), RemoteError> {
-    match args.keys().next() {
+pub fn only_args(args: &Args, method: &str, params: &[&str]) -> Result<(), RemoteError> {
+    match args.keys().find(|name| !params.contains(&name.as_str())) {
         None => Ok(()),
         Some(name) => Err(type_error(format!(
             "{method}() got an unexpected keyword argument '{name}'"

@@ -1679,14 +1679,14 @@ impl amqp_rpc::driver::Driver for HiddenQueue {
         body: bytes::Bytes,
         options: PublishOptions,
     ) -> Result<(), amqp_rpc::TransportError> {
-        if let Destination::Reply { queue } = to {
-            if self.is_hidden(queue) {
-                self.publishes_while_hidden.fetch_add(1, Ordering::SeqCst);
-                return Err(amqp_rpc::TransportError::NoRoute {
-                    exchange: String::new(),
-                    routing_key: queue.to_owned(),
-                });
-            }
+        if let Destination::Reply { queue } = to
+            && self.is_hidden(queue)
+        {
+            self.publishes_while_hidden.fetch_add(1, Ordering::SeqCst);
+            return Err(amqp_rpc::TransportError::NoRoute {
+                exchange: String::new(),
+                routing_key: queue.to_owned(),
+            });
         }
         self.inner.publish(to, body, options).await
     }

@@ -522,24 +522,23 @@ fn parse_output(output: &ReturnType, errors: &mut Errors) -> Output {
         );
         return Output::Unit;
     }
-    if let Type::Path(path) = ty {
-        if let Some(last) = path.path.segments.last().filter(|s| s.ident == "Result") {
-            if let PathArguments::AngleBracketed(generic) = &last.arguments {
-                let types: Vec<&Type> = generic
-                    .args
-                    .iter()
-                    .filter_map(|a| match a {
-                        GenericArgument::Type(t) => Some(t),
-                        _ => None,
-                    })
-                    .collect();
-                if let [ok, err] = types.as_slice() {
-                    return Output::Fallible {
-                        ok: Box::new((*ok).clone()),
-                        err: Box::new((*err).clone()),
-                    };
-                }
-            }
+    if let Type::Path(path) = ty
+        && let Some(last) = path.path.segments.last().filter(|s| s.ident == "Result")
+        && let PathArguments::AngleBracketed(generic) = &last.arguments
+    {
+        let types: Vec<&Type> = generic
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if let [ok, err] = types.as_slice() {
+            return Output::Fallible {
+                ok: Box::new((*ok).clone()),
+                err: Box::new((*err).clone()),
+            };
         }
     }
     Output::Value(Box::new(ty.clone()))

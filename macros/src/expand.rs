@@ -88,10 +88,10 @@ impl<'a> Generator<'a> {
                 // The macro has reported any pattern that is not a plain name; rustc would
                 // report it again, as not allowed in a function without a body.
                 for input in &mut f.sig.inputs {
-                    if let syn::FnArg::Typed(arg) = input {
-                        if !matches!(arg.pat.as_ref(), syn::Pat::Ident(_) | syn::Pat::Wild(_)) {
-                            *arg.pat = syn::parse_quote!(_);
-                        }
+                    if let syn::FnArg::Typed(arg) = input
+                        && !matches!(arg.pat.as_ref(), syn::Pat::Ident(_) | syn::Pat::Wild(_))
+                    {
+                        *arg.pat = syn::parse_quote!(_);
                     }
                 }
             }

@@ -515,12 +515,12 @@ pub(crate) const DISPATCHER_MODULE: &str = "oslo_messaging.rpc.dispatcher";
 fn remote_to_error(failure: RemoteError) -> RpcError {
     if failure.module() == DISPATCHER_MODULE {
         let message = failure.message();
-        if failure.class() == "NoSuchMethod" {
-            if let Some(method) = message.strip_prefix("Endpoint does not support RPC method ") {
-                return RpcError::NoSuchMethod {
-                    method: method.to_owned(),
-                };
-            }
+        if failure.class() == "NoSuchMethod"
+            && let Some(method) = message.strip_prefix("Endpoint does not support RPC method ")
+        {
+            return RpcError::NoSuchMethod {
+                method: method.to_owned(),
+            };
         }
         if failure.class() == "UnsupportedVersion" {
             let parsed = message

@@ -343,10 +343,10 @@ async fn consume(
             Some(Ok(())) => {}
             None => acks.push(ack),
         }
-        if let Some(id) = request.unique_id.take() {
-            if !recent_ids.insert(id) {
-                continue;
-            }
+        if let Some(id) = request.unique_id.take()
+            && !recent_ids.insert(id)
+        {
+            continue;
         }
         workers.submit(request, permit, &run);
     }
@@ -465,10 +465,10 @@ impl RecentIds {
             return false;
         }
         self.order.push_back(key);
-        if self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
+        if self.order.len() > self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
         }
         true
     }

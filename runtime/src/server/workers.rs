@@ -192,7 +192,7 @@ mod tests {
         let permits = Arc::new(Semaphore::new(4));
         let workers = Workers::new();
         let run = |n: u64| async move {
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 tokio::task::yield_now().await;
             }
         };

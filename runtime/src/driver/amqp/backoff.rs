@@ -65,7 +65,7 @@ impl Schedule {
             pause += self.splay.mul_f64(random_fraction());
         }
         let hosts = u32::try_from(self.order.len()).unwrap_or(u32::MAX).max(1);
-        if attempt % hosts == 0 {
+        if attempt.is_multiple_of(hosts) {
             pause += self.round_interval(attempt / hosts);
         }
         pause

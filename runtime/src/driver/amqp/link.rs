@@ -170,10 +170,10 @@ impl Link {
             if self.is_closed() {
                 return Err(closed());
             }
-            if let Some(current) = live.borrow_and_update().clone() {
-                if after.is_none_or(|failed| current.generation > failed) {
-                    return Ok(current);
-                }
+            if let Some(current) = live.borrow_and_update().clone()
+                && after.is_none_or(|failed| current.generation > failed)
+            {
+                return Ok(current);
             }
             if live.changed().await.is_err() {
                 return Err(closed());

@@ -221,10 +221,10 @@ impl ChannelGuard {
 
 impl Drop for ChannelGuard {
     fn drop(&mut self) {
-        if let Some(channel) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                drop(runtime.spawn(close_channel(Arc::new(channel), None)));
-            }
+        if let Some(channel) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(close_channel(Arc::new(channel), None)));
         }
     }
 }
@@ -241,10 +241,10 @@ impl std::fmt::Debug for RecoveringSubscription {
 /// Deletes the listener's own queue if any, then closes the channel: the broker returns the
 /// deliveries not acknowledged to their queues.
 async fn close_channel(channel: Arc<Channel>, owned_queue: Option<String>) {
-    if let Some(queue) = owned_queue {
-        if let Err(e) = delete_queue(&channel, &queue).await {
-            tracing::debug!(queue, error = %e, "could not delete the listener's queue");
-        }
+    if let Some(queue) = owned_queue
+        && let Err(e) = delete_queue(&channel, &queue).await
+    {
+        tracing::debug!(queue, error = %e, "could not delete the listener's queue");
     }
     if let Err(e) = channel.close(200, "listener closed".into()).await {
         tracing::debug!(error = %e, "could not close the listener's channel");

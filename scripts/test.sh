@@ -7,8 +7,10 @@
 #
 #   scripts/test.sh [cargo test arguments...]     e.g. scripts/test.sh -- interop
 #
-# Exports for the tests: AMQP_RPC_TEST_URL=rabbit://guest:guest@127.0.0.1:5672/<vhost>,
-# AMQP_RPC_TEST_VHOST=<vhost>, REQUIRE_BROKER=1 (broker tests fail instead of skipping),
+# The tests that need RabbitMQ are #[ignore]d (plain `cargo test` reports them as ignored);
+# this script adds --include-ignored. Exports for the tests:
+# AMQP_RPC_TEST_URL=rabbit://guest:guest@127.0.0.1:5672/<vhost>, AMQP_RPC_TEST_VHOST=<vhost>,
+# REQUIRE_BROKER=1,
 # AMQP_RPC_PYTHON=<repo>/.venv/bin/python (the oslo.messaging interop peer's interpreter), and
 # with the extra nodes what `scripts/brokers.sh env` prints, and REQUIRE_EXTRA_NODES=1.
 # Exit status: cargo's (130/143 when interrupted).
@@ -57,6 +59,19 @@ export AMQP_RPC_TEST_VHOST="$vhost"
 export AMQP_RPC_TEST_URL="rabbit://guest:guest@127.0.0.1:5672/$vhost"
 export REQUIRE_BROKER=1
 
+# Tests that need RabbitMQ are #[ignore]d, so that plain `cargo test` reports them as ignored;
+# here they run with the rest.
+args=("$@")
+has_separator=0
+for arg in "${args[@]}"; do
+  if [[ "$arg" == "--" ]]; then has_separator=1; fi
+done
+if [[ "$has_separator" == 1 ]]; then
+  args+=(--include-ignored)
+else
+  args+=(-- --include-ignored)
+fi
+
 status=0
-cargo test --workspace "$@" || status=$?
+cargo test --workspace "${args[@]}" || status=$?
 exit "$status"

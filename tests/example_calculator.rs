@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::broker_or_skip;
+use common::test_broker;
 
 /// The example always serves topic `calculator`: its tests take turns.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -45,8 +45,9 @@ fn readme_python() -> String {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 fn calculator_runs_unchanged_on_rabbitmq() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -68,8 +69,9 @@ fn calculator_runs_unchanged_on_rabbitmq() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 fn python_and_a_second_process_call_the_serving_calculator() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

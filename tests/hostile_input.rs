@@ -639,8 +639,9 @@ async fn every_hostile_message_gets_its_answer_over_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn every_hostile_message_gets_its_answer_over_rabbitmq() {
-    let url = common::broker_or_skip!();
+    let url = common::test_broker!();
     let config = limited(TransportConfig::default());
     let transport = Transport::from_url_with_config(&url, config).await.unwrap();
     let topic = run_suite(transport.clone()).await;

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 mod common;
 use common::peer::PythonPeer;
-use common::{broker_or_skip, unique, until};
+use common::{test_broker, unique, until};
 
 /// The Rust service Python calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,8 +203,9 @@ fn all_json_types() -> Map<String, Value> {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn python_client_calls_a_rust_server() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("py2rs");
     let (s1, recorded1) = rust_server(&transport, &topic, "r1").await;
@@ -367,8 +368,9 @@ trait PyDefault {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn rust_client_calls_a_python_server() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("rs2py");
     let py = PythonPeer::start(&url).await;
@@ -518,8 +520,9 @@ async fn rust_client_calls_a_python_server() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn python_caller_catches_the_exception_class_a_rust_error_names() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("exc-py2rs");
     let (server, _) = rust_server(&transport, &topic, "r1").await;
@@ -586,8 +589,9 @@ trait PyRaises {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn python_exceptions_reach_a_rust_client_as_variants_of_its_error() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("exc-rs2py");
     let py = PythonPeer::start(&url).await;
@@ -622,8 +626,9 @@ async fn python_exceptions_reach_a_rust_client_as_variants_of_its_error() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn python_and_rust_servers_share_a_topic_round_robin() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("mixed");
     let py = PythonPeer::start(&url).await;
@@ -642,8 +647,9 @@ async fn python_and_rust_servers_share_a_topic_round_robin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn python_and_rust_clients_call_one_rust_server_concurrently() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("clients");
     let (server, _) = rust_server(&transport, &topic, "rust").await;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::peer::PythonPeer;
-use common::{broker_or_skip, unique};
+use common::{test_broker, unique};
 
 #[rpc_endpoint]
 trait Values {
@@ -68,8 +68,9 @@ async fn python_call(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_python_caller_gets_its_own_json_values_served_or_refused_at_once() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("pyjson");
     let endpoint: Arc<dyn Endpoint> = Arc::new(ValuesEndpoint::new(Service));
@@ -182,8 +183,9 @@ struct RustValues {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_rust_caller_reads_python_values_and_sends_its_own_as_python_reads_them() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("rsjson");
     let py = PythonPeer::start(&url).await;

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::peer::PythonPeer;
-use common::{broker_or_skip, unique};
+use common::{test_broker, unique};
 
 /// The server name of both sides in the topology comparison, so that `<topic>.<server>`
 /// normalizes to the same name.
@@ -741,8 +741,9 @@ fn leftovers(
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn rust_and_python_declare_the_same_topology() {
-    let base = broker_or_skip!();
+    let base = test_broker!();
     let vhost = vhost(&base);
     let running = join_all(OPTION_SETS.map(|options| start_both(&base, options))).await;
 
@@ -1045,8 +1046,9 @@ async fn expect_inequivalent(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn rust_joins_a_python_fleet_without_precondition_failed() {
-    let base = broker_or_skip!();
+    let base = test_broker!();
     let vhost = vhost(&base);
     let (durable, durable_rust_first, quorum, quorum_rust_first) = tokio::join!(
         rust_joins_python(&base, DURABLE),

@@ -22,7 +22,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
 mod common;
-use common::{broker_or_skip, unique, until};
+use common::{test_broker, unique, until};
 
 #[rpc_endpoint]
 #[rpc_client]
@@ -141,8 +141,9 @@ async fn declare_temporary_queue(channel: &lapin::Channel, name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn calls_round_robin_direct_and_fanout_over_rabbitmq() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("rr");
     let workers: Vec<Named> = ["s1", "s2", "s3"].into_iter().map(Named::new).collect();
@@ -187,8 +188,9 @@ async fn calls_round_robin_direct_and_fanout_over_rabbitmq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn requests_carry_oslos_properties_and_call_expiration() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("props");
     // Our own queue on the control exchange, bound as a topic queue would be.
@@ -275,8 +277,9 @@ async fn requests_carry_oslos_properties_and_call_expiration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn stopping_a_server_returns_unstarted_requests_to_the_queue() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("stop");
     let first = Named::new("s1");
@@ -312,8 +315,9 @@ async fn stopping_a_server_returns_unstarted_requests_to_the_queue() {
 /// Undecodable requests are rejected without requeue (spec §2.5): the server goes on serving,
 /// and once it has stopped nothing is back in its queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn undecodable_requests_are_rejected_not_requeued() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("undecodable");
     let server = serve(&transport, &topic, Named::new("s1"), 4).await;
@@ -363,8 +367,9 @@ async fn undecodable_requests_are_rejected_not_requeued() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_dead_server_leaves_its_unstarted_requests_to_another_server() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let topic = unique("dead");
     let doomed_transport = transport(&url).await;
     let doomed = Named::new("s1");
@@ -397,8 +402,9 @@ async fn a_dead_server_leaves_its_unstarted_requests_to_another_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn expired_call_requests_are_dropped_by_the_broker() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("expire");
     let worker = Named::new("s1");
@@ -421,8 +427,9 @@ async fn expired_call_requests_are_dropped_by_the_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn call_monitor_heartbeats_keep_a_long_call_alive_over_rabbitmq() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("beat");
     let server = serve(&transport, &topic, Named::new("s1"), 4).await;
@@ -439,8 +446,9 @@ async fn call_monitor_heartbeats_keep_a_long_call_alive_over_rabbitmq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_reply_to_a_missing_reply_queue_is_retried_until_the_queue_appears() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("retry");
     let server = serve(&transport, &topic, Named::new("s1"), 4).await;
@@ -511,10 +519,11 @@ async fn raw_echo(channel: &lapin::Channel, topic: &str, msg_id: &str, reply_q: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn replies_to_missing_reply_queues_free_their_slots_and_their_bodies_are_not_logged_again() {
     // lapin logs from its own thread: the subscriber is the process's.
     let log = common::log::capture_everywhere();
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&format!("{url}?kombu_missing_consumer_retry_timeout=2")).await;
     let topic = unique("gone");
     let max = 2;
@@ -609,8 +618,9 @@ async fn replies_to_missing_reply_queues_free_their_slots_and_their_bodies_are_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn closing_the_connection_fails_pending_and_new_calls_with_a_transport_error() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let server_transport = transport(&url).await;
     let topic = unique("close");
     let server = serve(&server_transport, &topic, Named::new("s1"), 4).await;
@@ -644,8 +654,9 @@ async fn closing_the_connection_fails_pending_and_new_calls_with_a_transport_err
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn two_thousand_concurrent_calls_share_one_client() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("many");
     let server = serve(&transport, &topic, Named::new("s1"), 256).await;
@@ -663,8 +674,9 @@ async fn two_thousand_concurrent_calls_share_one_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn unknown_url_options_and_unreachable_brokers_are_errors_not_hangs() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let bogus = format!("{url}?no_such_option=1");
     assert!(matches!(
         Transport::from_url(&bogus).await,
@@ -680,8 +692,9 @@ async fn unknown_url_options_and_unreachable_brokers_are_errors_not_hangs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_call_without_a_usable_timeout_is_sent_with_rabbitmqs_longest_expiration() {
-    let url = broker_or_skip!();
+    let url = test_broker!();
     let transport = transport(&url).await;
     let topic = unique("max-timeout");
     let _server = serve(&transport, &topic, Named::new("s1"), 4).await;

@@ -70,22 +70,16 @@ pub(crate) async fn until(what: &str, within: Duration, condition: impl Fn() -> 
 }
 
 /// The URL of the test broker's vhost (`AMQP_RPC_TEST_URL`, which `scripts/test.sh` sets up).
-/// Without it the test is skipped, saying so on stderr, unless `REQUIRE_BROKER=1`: then it
-/// fails.
-pub(crate) fn broker_url() -> Option<String> {
+///
+/// Tests that need RabbitMQ are `#[ignore = "needs RabbitMQ: ..."]`, so that plain `cargo test`
+/// reports them as ignored rather than passed; `scripts/test.sh` runs them
+/// (`--include-ignored`). Run without the URL, such a test fails, saying why.
+pub(crate) fn broker_url() -> String {
     match std::env::var("AMQP_RPC_TEST_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("REQUIRE_BROKER").as_deref() == Ok("1") => {
-            panic!(
-                "REQUIRE_BROKER=1 but AMQP_RPC_TEST_URL is not set: run the tests with scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: no broker (AMQP_RPC_TEST_URL is unset); scripts/test.sh sets one up"
-            );
-            None
-        }
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "this test needs RabbitMQ and AMQP_RPC_TEST_URL is not set: run it with scripts/test.sh"
+        ),
     }
 }
 
@@ -94,13 +88,10 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The broker URL, or returns from the test (see [`broker_url`]).
-macro_rules! broker_or_skip {
+/// The broker URL (see [`broker_url`]).
+macro_rules! test_broker {
     () => {
-        match crate::common::broker_url() {
-            Some(url) => url,
-            None => return,
-        }
+        crate::common::broker_url()
     };
 }
-pub(crate) use broker_or_skip;
+pub(crate) use test_broker;

@@ -14,7 +14,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use crate::common::proxy::FaultProxy;
-use crate::common::{broker_or_skip, unique, until};
+use crate::common::{test_broker, unique, until};
 use crate::support::{
     BROKER_PORT, Load, Node, Pair, ServiceClient, States, Vhost, connect, quick_config, serve,
     wait_state,
@@ -36,8 +36,9 @@ fn assert_bounded(what: &str, elapsed: Duration, timeout: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_broker_closing_every_connection_is_survived_by_pending_and_new_calls() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
     let pair = Pair::start("faults", &url, &url, quick_config()).await;
@@ -83,8 +84,9 @@ async fn a_broker_closing_every_connection_is_survived_by_pending_and_new_calls(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn steady_calls_and_casts_lose_nothing_through_repeated_cuts() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
     let pair = Pair::start("steady", &url, &url, quick_config()).await;
@@ -110,8 +112,9 @@ async fn steady_calls_and_casts_lose_nothing_through_repeated_cuts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_cut_network_is_survived_by_client_and_server() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
     let url = vhost.url(proxy.port());
@@ -141,8 +144,9 @@ async fn a_cut_network_is_survived_by_client_and_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_reply_on_its_way_when_the_connection_is_cut_still_reaches_the_caller() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
     let (direct, proxied) = (vhost.url(BROKER_PORT), vhost.url(proxy.port()));
@@ -169,8 +173,9 @@ async fn a_reply_on_its_way_when_the_connection_is_cut_still_reaches_the_caller(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
     let mut config = quick_config();
@@ -228,8 +233,9 @@ async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
     let (direct, proxied) = (vhost.url(BROKER_PORT), vhost.url(proxy.port()));
@@ -326,8 +332,9 @@ async fn calls_made_while_the_broker_is_away_wait_for_it_within_their_timeout() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn connecting_is_bounded_per_host_and_the_error_names_every_host_tried() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let blackhole = FaultProxy::start(broker_address()).await;
     blackhole.blackhole();
     let refusing = FaultProxy::start(broker_address()).await;
@@ -381,8 +388,9 @@ async fn connecting_is_bounded_per_host_and_the_error_names_every_host_tried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn consumers_the_broker_cancels_are_restored() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
     let pair = Pair::start("cancel", &url, &url, quick_config()).await;
@@ -437,8 +445,9 @@ async fn publish_raw(lapin_url: &str, body: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_request_sent_again_after_a_reconnect_does_not_run_twice() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
     let server_transport = connect(&url, quick_config()).await;
@@ -483,8 +492,9 @@ async fn a_request_sent_again_after_a_reconnect_does_not_run_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_closed_transport_fails_at_once_and_for_good() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let transport = connect(&vhost.url(BROKER_PORT), quick_config()).await;
     let client = ServiceClient::new(&transport, "closed");
@@ -503,8 +513,9 @@ async fn a_closed_transport_fails_at_once_and_for_good() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_mixed_python_and_rust_fleet_recovers_from_the_same_cut() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
     let python = crate::common::peer::PythonPeer::start(&url).await;
@@ -553,8 +564,9 @@ async fn a_mixed_python_and_rust_fleet_recovers_from_the_same_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_channel_the_broker_closes_leaves_the_connection_up() {
-    let _ = broker_or_skip!();
+    let _ = test_broker!();
     let vhost = Vhost::new();
     let url = vhost.url(BROKER_PORT);
     let server_transport = connect(&url, quick_config()).await;

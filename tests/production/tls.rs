@@ -80,6 +80,7 @@ async fn refused(url: &str, expected: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and its extra nodes: scripts/test.sh runs it"]
 async fn a_trusted_broker_is_reached_over_tls_and_serves_calls() {
     let tls = tls_or_skip!();
     let url = tls.url("localhost", &tls.verified());
@@ -99,6 +100,7 @@ async fn a_trusted_broker_is_reached_over_tls_and_serves_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and its extra nodes: scripts/test.sh runs it"]
 async fn a_broker_certificate_from_another_authority_is_refused() {
     let tls = tls_or_skip!();
     let query = format!("ssl=1&ssl_ca_file={}", tls.file("other-ca.pem"));
@@ -106,6 +108,7 @@ async fn a_broker_certificate_from_another_authority_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and its extra nodes: scripts/test.sh runs it"]
 async fn a_broker_certificate_for_another_host_name_is_refused() {
     let tls = tls_or_skip!();
     // The certificate names `localhost` only, not 127.0.0.1.
@@ -117,6 +120,7 @@ async fn a_broker_certificate_for_another_host_name_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and its extra nodes: scripts/test.sh runs it"]
 async fn tls_never_falls_back_to_plain_text() {
     let tls = tls_or_skip!();
     // TLS to the plain port: the handshake fails; nothing is sent in clear.
@@ -138,6 +142,7 @@ async fn tls_never_falls_back_to_plain_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and its extra nodes: scripts/test.sh runs it"]
 async fn a_client_certificate_logs_in_with_external() {
     let tls = tls_or_skip!();
     let name = unique("external");
@@ -170,6 +175,7 @@ async fn a_client_certificate_logs_in_with_external() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and its extra nodes: scripts/test.sh runs it"]
 async fn a_python_client_over_tls_calls_a_rust_server_over_tls() {
     let tls = tls_or_skip!();
     let url = tls.url("localhost", &tls.verified());

@@ -395,8 +395,8 @@ struct RecentIds {
     capacity: usize,
 }
 
-/// A hash for [`UniqueId`]s, which are random (uuid4) or a random prefix and a counter: a
-/// multiply and a rotation per word, where SipHash cost a thousand instructions per request.
+/// A hash for [`UniqueId`]s, which are random (uuid4): a multiply and a rotation per word,
+/// where SipHash cost a thousand instructions per request.
 /// Ids a peer chose to collide only make lookups linear in the window (bounded), as oslo's
 /// own list of 16 is.
 #[derive(Default)]

@@ -67,18 +67,15 @@ pub enum WireError {
     },
 }
 
-/// A fresh id for `_msg_id`, `_unique_id` and queue names: 32 hex digits, like Python's
-/// `uuid4().hex`. Receivers never check the format (spec §1.3); what matters is uniqueness,
-/// which a random per-process prefix and a counter give without a system call per id.
+/// A fresh id for `_msg_id`, `_unique_id` and queue names: a random (version 4) UUID, whose
+/// text is 32 hex digits as Python's `uuid4().hex`. Receivers never check the format (spec
+/// §1.3), but ids must not be guessable: a peer that can predict a call's `_msg_id` and reply
+/// queue can answer it in the server's place. uuid's `fast-rng` draws them from a
+/// thread-local generator seeded from the system, without a system call per id: about 160
+/// instructions per id more than the per-process prefix and counter it replaces, 1% of a
+/// `memory://` call, which the benchmark does not see (see `bench/PROFILING.md`).
 pub(crate) fn new_id() -> Id {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    // Both halves start from random bits, so ids differ across processes and restarts.
-    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let (prefix, start) = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair());
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Id((u128::from(prefix) << 64) | u128::from(start.wrapping_add(count)))
+    Id(uuid::Uuid::new_v4().as_u128())
 }
 
 /// An id from [`new_id`]; its text is 32 lowercase hex digits, made without allocating.
@@ -166,6 +163,19 @@ mod id_tests {
             let text = format!("{value:032x}");
             assert_eq!(super::Id::parse(&text), Some(super::Id(value)), "{text}");
         }
+    }
+
+    #[test]
+    fn ids_are_random_uuids_as_python_writes_them() {
+        // Version 4, RFC 4122 variant: as Python's uuid4().hex.
+        for _ in 0..100 {
+            let id = super::new_id().to_string();
+            assert_eq!(&id[12..13], "4", "{id}");
+            assert!(matches!(&id[16..17], "8" | "9" | "a" | "b"), "{id}");
+        }
+        // Not a counter: consecutive ids share no long prefix.
+        let (a, b) = (super::new_id().to_string(), super::new_id().to_string());
+        assert_ne!(a[..12], b[..12]);
     }
 
     #[test]

@@ -164,6 +164,14 @@ fn cases(reply_q: &str) -> Vec<Case> {
     let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
     let many_keys: Map<String, Value> = (0..40_000).map(|i| (format!("k{i}"), json!(i))).collect();
     let huge = "x".repeat(2 * LIMIT);
+    // A call that invalid UTF-8 is put into.
+    let valid = python_envelope(&call_text(
+        "echo",
+        r#"{"text": "x"}"#,
+        "invalid-utf8",
+        reply_q,
+        "",
+    ));
     vec![
         // Python's JSON.
         call(
@@ -412,24 +420,7 @@ fn cases(reply_q: &str) -> Vec<Case> {
         // Bodies that do not decode but say where the answer goes.
         raw(
             "invalid-utf8",
-            [
-                &python_envelope(&call_text(
-                    "echo",
-                    r#"{"text": "x"}"#,
-                    "invalid-utf8",
-                    reply_q,
-                    "",
-                ))[..60],
-                b"\xff\xfe",
-                &python_envelope(&call_text(
-                    "echo",
-                    r#"{"text": "x"}"#,
-                    "invalid-utf8",
-                    reply_q,
-                    "",
-                ))[60..],
-            ]
-            .concat(),
+            [&valid[..60], b"\xff\xfe", &valid[60..]].concat(),
             Expect::Failure("ValueError", "could not read the request"),
         ),
         raw(

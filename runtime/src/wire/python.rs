@@ -265,7 +265,6 @@ fn lone_surrogates(body: &[u8]) -> Option<Vec<u16>> {
         return None;
     }
     let mut units = Vec::with_capacity(body.len());
-    let mut lone = false;
     let mut at = 0;
     while at < body.len() {
         match body[at] {
@@ -303,9 +302,7 @@ fn lone_surrogates(body: &[u8]) -> Option<Vec<u16>> {
             }
         }
     }
-    for item in char::decode_utf16(units.iter().copied()) {
-        lone |= item.is_err();
-    }
+    let lone = char::decode_utf16(units.iter().copied()).any(|item| item.is_err());
     lone.then_some(units)
 }
 
@@ -722,7 +719,7 @@ impl<'de> de::VariantAccess<'de> for Restore {
         match self.0 {
             Value::Null => Ok(()),
             other => Err(de::Error::invalid_type(
-                de::Unexpected::Other(json_kind(&other)),
+                de::Unexpected::Other(super::json_type(&other)),
                 &"unit variant",
             )),
         }
@@ -750,10 +747,6 @@ impl<'de> de::VariantAccess<'de> for Restore {
     ) -> Result<V::Value, serde_json::Error> {
         de::Deserializer::deserialize_map(self, visitor)
     }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    super::json_type(value)
 }
 
 /// How [`Py`] writes a value Python has and JSON has not.
@@ -995,47 +988,34 @@ impl<C: ser::SerializeMap> ser::SerializeMap for PyCompound<C> {
     }
 }
 
-impl<C: ser::SerializeStruct> ser::SerializeStruct for PyCompound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
+/// The compound serializers whose fields have names.
+macro_rules! named_fields {
+    ($trait:ident) => {
+        impl<C: ser::$trait> ser::$trait for PyCompound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), C::Error> {
-        self.0.serialize_field(key, &Py(value, self.1))
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), C::Error> {
+                self.0.serialize_field(key, &Py(value, self.1))
+            }
 
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.0.skip_field(key)
-    }
+            fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
+                self.0.skip_field(key)
+            }
 
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.0.end()
+            }
+        }
+    };
 }
 
-impl<C: ser::SerializeStructVariant> ser::SerializeStructVariant for PyCompound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), C::Error> {
-        self.0.serialize_field(key, &Py(value, self.1))
-    }
-
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.0.skip_field(key)
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
-}
+named_fields!(SerializeStruct);
+named_fields!(SerializeStructVariant);
 
 /// Encodes `value` as a [`Value`], its non-finite floats as marked strings (where
 /// `serde_json::to_value` gives `null`).

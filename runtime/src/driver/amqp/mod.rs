@@ -149,6 +149,15 @@ impl RabbitDriver {
         self.link.config()
     }
 
+    /// The connection now; `ConnectionLost` while reconnecting.
+    fn live(&self) -> Result<Arc<Live>, TransportError> {
+        self.link
+            .live()
+            .ok_or_else(|| TransportError::ConnectionLost {
+                reason: "not connected (reconnecting)".to_owned(),
+            })
+    }
+
     /// The publish channel of the connection now; `ConnectionLost` while reconnecting.
     async fn publish_channel(&self) -> Result<Arc<PublishChannel>, TransportError> {
         let usable = |c: &Option<Arc<PublishChannel>>| c.clone().filter(|c| c.is_usable());
@@ -159,12 +168,7 @@ impl RabbitDriver {
         if let Some(channel) = usable(&lock(&self.publisher)) {
             return Ok(channel);
         }
-        let live = self
-            .link
-            .live()
-            .ok_or_else(|| TransportError::ConnectionLost {
-                reason: "not connected (reconnecting)".to_owned(),
-            })?;
+        let live = self.live()?;
         let first = lock(&live.first_channel).take();
         let channel = match first {
             Some(channel) => channel,
@@ -310,12 +314,7 @@ impl Driver for RabbitDriver {
                 (Arc::clone(live), channel.clone())
             }
             _ => {
-                let live = self
-                    .link
-                    .live()
-                    .ok_or_else(|| TransportError::ConnectionLost {
-                        reason: "not connected (reconnecting)".to_owned(),
-                    })?;
+                let live = self.live()?;
                 let channel = live
                     .connection
                     .create_channel()

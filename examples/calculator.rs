@@ -16,10 +16,11 @@
 use std::sync::Arc;
 
 use amqp_rpc::{
-    CallError, Context, Endpoint, RemoteException, RpcServer, Target, Transport, rpc_client,
+    CallError, Context, RemoteException, RpcError, RpcServer, Target, Transport, rpc_client,
     rpc_endpoint,
 };
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// The calculator's own error. Each variant is a Python exception class: Python callers catch
 /// a `ZeroDivisionError`, Rust callers get the variant.
@@ -119,7 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         call(&transport).await?;
     }
     if let Some(serving) = serving {
-        serving.await?;
+        serving.await??;
         println!("server stopped");
     }
     Ok(())
@@ -127,18 +128,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Starts the server; the task it returns ends once `control.stop` has been called and the
 /// server has finished its requests.
-async fn serve(transport: &Transport) -> Result<tokio::task::JoinHandle<()>, amqp_rpc::RpcError> {
+async fn serve(transport: &Transport) -> Result<JoinHandle<Result<(), RpcError>>, RpcError> {
     let stop = Arc::new(Notify::new());
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![
-        Arc::new(CalculatorEndpoint::new(Calc)),
-        Arc::new(ControlEndpoint::new(Stopper(Arc::clone(&stop)))),
-    ];
-    let server = RpcServer::new(transport, Target::server("calculator", "calc-1"), endpoints)?;
+    let server = RpcServer::builder(transport, Target::server("calculator", "calc-1"))
+        .endpoint(CalculatorEndpoint::new(Calc))
+        .endpoint(ControlEndpoint::new(Stopper(Arc::clone(&stop))))
+        .build()?;
+    // Started here, so that the client can call as soon as this returns.
     server.start().await?;
     Ok(tokio::spawn(async move {
-        stop.notified().await;
-        server.stop().await;
-        server.wait().await;
+        server.serve_until(stop.notified()).await
     }))
 }
 

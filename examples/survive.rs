@@ -7,10 +7,9 @@
 //! rabbitmqctl close_all_connections "cut by hand"      # in another terminal
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amqp_rpc::{Endpoint, RpcServer, Target, Transport, rpc_client, rpc_endpoint};
+use amqp_rpc::{RpcServer, Target, Transport, rpc_client, rpc_endpoint};
 
 /// The service called.
 #[rpc_endpoint]
@@ -52,12 +51,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
 
     let server_transport = Transport::from_url(&url).await?;
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(ClockEndpoint::new(Uptime(start)))];
-    let server = RpcServer::new(
-        &server_transport,
-        Target::server("clock", "clock-1"),
-        endpoints,
-    )?;
+    let server = RpcServer::builder(&server_transport, Target::server("clock", "clock-1"))
+        .endpoint(ClockEndpoint::new(Uptime(start)))
+        .build()?;
     server.start().await?;
     let transport = Transport::from_url(&url).await?;
     report_states("server", &server_transport, start);

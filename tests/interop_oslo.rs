@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{
-    CallError, Context, Endpoint, RemoteException, RpcClient, RpcError, RpcServer, Target,
-    Transport, rpc_client, rpc_endpoint,
+    CallError, Context, RemoteException, RpcClient, RpcError, RpcServer, Target, Transport,
+    rpc_client, rpc_endpoint,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -175,11 +175,11 @@ async fn rust_server(
         name: name.to_owned(),
         recorded: Arc::clone(&recorded),
     };
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![
-        Arc::new(ServiceEndpoint::new(service)),
-        Arc::new(CalcEndpoint::new(calc)),
-    ];
-    let server = RpcServer::new(transport, Target::server(topic, name), endpoints).unwrap();
+    let server = RpcServer::builder(transport, Target::server(topic, name))
+        .endpoint(ServiceEndpoint::new(service))
+        .endpoint(CalcEndpoint::new(calc))
+        .build()
+        .unwrap();
     server.start().await.unwrap();
     (server, recorded)
 }

@@ -4,12 +4,9 @@
 //! broker vhost and the virtualenv; see `tests/interop/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use amqp_rpc::{
-    Context, Endpoint, RpcClient, RpcError, RpcServer, Target, Transport, rpc_endpoint,
-};
+use amqp_rpc::{Context, RpcClient, RpcError, RpcServer, Target, Transport, rpc_endpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -73,9 +70,10 @@ async fn a_python_caller_gets_its_own_json_values_served_or_refused_at_once() {
     let url = test_broker!();
     let transport = Transport::from_url(&url).await.unwrap();
     let topic = unique("pyjson");
-    let endpoint: Arc<dyn Endpoint> = Arc::new(ValuesEndpoint::new(Service));
-    let server =
-        RpcServer::new(&transport, Target::server(&topic, "rust"), vec![endpoint]).unwrap();
+    let server = RpcServer::builder(&transport, Target::server(&topic, "rust"))
+        .endpoint(ValuesEndpoint::new(Service))
+        .build()
+        .unwrap();
     server.start().await.unwrap();
     let py = PythonPeer::start(&url).await;
     let call =

@@ -20,13 +20,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use amqp_rpc::{
-    Endpoint, RpcError, RpcServer, Target, Transport, TransportUrl, rpc_client, rpc_endpoint,
-};
+use amqp_rpc::{RpcError, RpcServer, Target, Transport, TransportUrl, rpc_client, rpc_endpoint};
 use futures_util::future::join_all;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
@@ -601,10 +598,6 @@ impl Side {
 // Starting each side, and cleaning up
 // ---------------------------------------------------------------------------------------------
 
-fn endpoints(name: &str) -> Vec<Arc<dyn Endpoint>> {
-    vec![Arc::new(TopoEndpoint::new(Named(name.to_owned())))]
-}
-
 /// Starts a Rust server `name` on `topic`; `Err` (never a hang) if the broker refuses a
 /// declaration.
 async fn start_rust_server(
@@ -612,7 +605,9 @@ async fn start_rust_server(
     topic: &str,
     name: &str,
 ) -> Result<RpcServer, RpcError> {
-    let server = RpcServer::new(transport, Target::server(topic, name), endpoints(name))?;
+    let server = RpcServer::builder(transport, Target::server(topic, name))
+        .endpoint(TopoEndpoint::new(Named(name.to_owned())))
+        .build()?;
     tokio::time::timeout(START, server.start())
         .await
         .unwrap_or_else(|_| panic!("starting Rust server {name} on {topic} hung"))?;

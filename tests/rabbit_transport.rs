@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{
-    Context, Endpoint, RpcClient, RpcError, RpcServer, ServerConfig, Target, Transport,
-    TransportError, rpc_client, rpc_endpoint, wire,
+    Context, RpcClient, RpcError, RpcServer, Target, Transport, TransportError, rpc_client,
+    rpc_endpoint, wire,
 };
 use futures_util::StreamExt;
 use lapin::options::{
@@ -94,10 +94,11 @@ async fn serve_named(
     worker: Named,
     max: usize,
 ) -> RpcServer {
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(WorkerEndpoint::new(worker))];
-    let config = ServerConfig::default().with_max_concurrency(max);
-    let server =
-        RpcServer::with_config(transport, Target::server(topic, name), endpoints, config).unwrap();
+    let server = RpcServer::builder(transport, Target::server(topic, name))
+        .endpoint(WorkerEndpoint::new(worker))
+        .max_concurrency(max)
+        .build()
+        .unwrap();
     server.start().await.unwrap();
     server
 }

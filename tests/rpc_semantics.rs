@@ -1007,15 +1007,15 @@ async fn invalid_targets_are_refused() {
     let cast = no_topic.record().await;
     assert!(invalid(&cast, "topic"), "{cast:?}");
 
-    let endpoints = || vec![Agent::new("x").probe()];
-    let no_server = RpcServer::new(&transport, Target::new("T"), endpoints()).map(drop);
+    let build = |target| RpcServer::builder(&transport, target).endpoint(Agent::new("x").probe());
+    let no_server = build(Target::new("T")).build().map(drop);
     assert!(invalid(&no_server, "server name"), "{no_server:?}");
-    let no_topic =
-        RpcServer::new(&transport, Target::default().with_server("s1"), endpoints()).map(drop);
+    let no_topic = build(Target::default().with_server("s1")).build().map(drop);
     assert!(invalid(&no_topic, "topic"), "{no_topic:?}");
-    let zero = ServerConfig::default().with_max_concurrency(0);
-    let zero =
-        RpcServer::with_config(&transport, Target::server("T", "s1"), endpoints(), zero).map(drop);
+    let zero = build(Target::server("T", "s1"))
+        .max_concurrency(0)
+        .build()
+        .map(drop);
     assert!(
         matches!(zero, Err(RpcError::InvalidConfig { .. })),
         "{zero:?}"

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use amqp_rpc::{
-    Endpoint, RpcError, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint,
-};
+use amqp_rpc::{RpcError, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint};
 
 mod common;
 use common::until;
@@ -58,24 +56,17 @@ impl Jobs for Arc<Worker> {
     }
 }
 
-fn endpoints(worker: &Arc<Worker>) -> Vec<Arc<dyn Endpoint>> {
-    vec![Arc::new(JobsEndpoint::new(Arc::clone(worker)))]
-}
-
 fn server(
     transport: &Transport,
     name: &str,
     worker: &Arc<Worker>,
     max_concurrency: usize,
 ) -> RpcServer {
-    let config = ServerConfig::default().with_max_concurrency(max_concurrency);
-    RpcServer::with_config(
-        transport,
-        Target::server("jobs", name),
-        endpoints(worker),
-        config,
-    )
-    .unwrap()
+    RpcServer::builder(transport, Target::server("jobs", name))
+        .endpoint(JobsEndpoint::new(Arc::clone(worker)))
+        .max_concurrency(max_concurrency)
+        .build()
+        .unwrap()
 }
 
 fn client(transport: &Transport) -> JobsClient {
@@ -161,7 +152,10 @@ async fn default_concurrency_limit_is_64() {
     assert_eq!(ServerConfig::default().max_concurrency, 64);
     let transport = Transport::memory();
     let worker = Worker::new(Duration::from_millis(100));
-    let s = RpcServer::new(&transport, Target::server("jobs", "s"), endpoints(&worker)).unwrap();
+    let s = RpcServer::builder(&transport, Target::server("jobs", "s"))
+        .endpoint(JobsEndpoint::new(Arc::clone(&worker)))
+        .build()
+        .unwrap();
     s.start().await.unwrap();
     for call in spawn_calls(&client(&transport), 100) {
         call.await.unwrap().unwrap();
@@ -173,9 +167,11 @@ async fn default_concurrency_limit_is_64() {
 #[tokio::test]
 async fn zero_concurrency_is_a_configuration_error() {
     let transport = Transport::memory();
-    let endpoints = endpoints(&Worker::new(Duration::ZERO));
     let config = ServerConfig::default().with_max_concurrency(0);
-    let err = RpcServer::with_config(&transport, Target::server("jobs", "s"), endpoints, config)
+    let err = RpcServer::builder(&transport, Target::server("jobs", "s"))
+        .endpoint(JobsEndpoint::new(Worker::new(Duration::ZERO)))
+        .config(config)
+        .build()
         .unwrap_err();
     assert!(matches!(err, RpcError::InvalidConfig { .. }), "{err}");
 }
@@ -283,7 +279,10 @@ async fn transport_options_set_the_default_timeout_and_concurrency() {
     let rpc = amqp_rpc::RpcClient::new(&transport, Target::new("jobs"));
     assert_eq!(rpc.timeout(), Duration::from_secs(7));
     let worker = Worker::new(Duration::from_millis(30));
-    let s = RpcServer::new(&transport, Target::server("jobs", "s"), endpoints(&worker)).unwrap();
+    let s = RpcServer::builder(&transport, Target::server("jobs", "s"))
+        .endpoint(JobsEndpoint::new(Arc::clone(&worker)))
+        .build()
+        .unwrap();
     s.start().await.unwrap();
     for call in spawn_calls(&client(&transport), 30) {
         call.await.unwrap().unwrap();
@@ -348,4 +347,159 @@ async fn a_reply_queue_missing_for_the_retry_time_is_then_skipped_at_once() {
         started.elapsed()
     );
     s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve_until and ServerHandle
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_until_drains_in_flight_calls_after_the_signal_and_leaves_the_rest_queued() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::from_millis(300));
+    let s = server(&transport, "s", &worker, 2);
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let result = s.serve_until(async { drop(signalled.await) }).await;
+        (s, result)
+    });
+    let calls = spawn_calls(&client(&transport), 5);
+    until("two calls run", Duration::from_secs(5), || {
+        worker.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    signal.send(()).unwrap();
+    let (s, result) = serving.await.unwrap();
+    result.unwrap();
+    assert_eq!(
+        worker.finished.load(Ordering::SeqCst),
+        2,
+        "serve_until returns after the calls in flight are answered"
+    );
+    assert!(!s.handle().is_running());
+    // The three calls not started are still queued: a restart serves them.
+    s.start().await.unwrap();
+    let results: Vec<u64> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|call| call.unwrap().unwrap())
+        .collect();
+    assert_eq!(results, (0..5).collect::<Vec<u64>>(), "no call lost");
+    assert_eq!(worker.started.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_stops_the_server_from_another_task() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::from_millis(200));
+    let s = server(&transport, "s", &worker, 4);
+    let handle = s.handle();
+    assert!(!handle.is_running(), "not started yet");
+    let serving = tokio::spawn(async move { s.serve_until(std::future::pending()).await });
+    let client = client(&transport);
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.work(7).await }
+    });
+    until("the call runs", Duration::from_secs(5), || {
+        worker.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(handle.is_running());
+
+    let stopper = handle.clone();
+    tokio::spawn(async move { stopper.stop() });
+    handle.stopped().await;
+    assert!(!handle.is_running());
+    assert_eq!(
+        worker.finished.load(Ordering::SeqCst),
+        1,
+        "stopped() waits for the call in flight"
+    );
+    assert_eq!(call.await.unwrap().unwrap(), 7);
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("serve_until returns once the server is stopped")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_start_does_not_cancel_the_next_start() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::ZERO);
+    let s = server(&transport, "s", &worker, 4);
+    s.handle().stop();
+    s.start().await.unwrap();
+    assert_eq!(client(&transport).work(3).await.unwrap(), 3);
+    // Stopped by the handle, the server starts again at once, without its owner's `stop`.
+    s.handle().stop();
+    s.handle().stopped().await;
+    s.start().await.unwrap();
+    assert!(s.handle().is_running());
+    assert_eq!(client(&transport).work(4).await.unwrap(), 4);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_until_fails_when_the_transport_is_closed_under_it() {
+    let transport = Transport::memory();
+    let s = server(&transport, "s", &Worker::new(Duration::ZERO), 4);
+    let handle = s.handle();
+    let serving = tokio::spawn(async move { s.serve_until(std::future::pending()).await });
+    until("the server runs", Duration::from_secs(5), || {
+        handle.is_running()
+    })
+    .await;
+    transport.close().await;
+    let result = tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("serve_until returns when its transport closes")
+        .unwrap();
+    assert!(
+        matches!(result, Err(RpcError::Transport(_))),
+        "a transport error, not a silent Ok: {result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shared_endpoint_serves_on_two_servers() {
+    let transport = Transport::memory();
+    let worker = Worker::new(Duration::ZERO);
+    let shared = Arc::new(JobsEndpoint::new(Arc::clone(&worker)));
+    let (a, b) = (
+        RpcServer::builder(&transport, Target::server("jobs", "a"))
+            .endpoint(Arc::clone(&shared))
+            .build()
+            .unwrap(),
+        RpcServer::builder(&transport, Target::server("jobs", "b"))
+            .endpoint(shared)
+            .build()
+            .unwrap(),
+    );
+    a.start().await.unwrap();
+    b.start().await.unwrap();
+    let client = client(&transport);
+    assert_eq!(client.with_server("a").work(1).await.unwrap(), 1);
+    assert_eq!(client.with_server("b").work(2).await.unwrap(), 2);
+    assert_eq!(worker.finished.load(Ordering::SeqCst), 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[test]
+fn a_builder_without_a_server_name_or_with_zero_concurrency_is_refused() {
+    let transport = Transport::memory();
+    let no_name = RpcServer::builder(&transport, Target::new("jobs")).build();
+    assert!(
+        matches!(no_name, Err(RpcError::InvalidTarget { .. })),
+        "{no_name:?}"
+    );
+    let zero = RpcServer::builder(&transport, Target::server("jobs", "s"))
+        .max_concurrency(0)
+        .build();
+    assert!(
+        matches!(zero, Err(RpcError::InvalidConfig { .. })),
+        "{zero:?}"
+    );
 }

@@ -666,7 +666,9 @@ async fn heap_per_in_flight_call(url: &str, count: usize) -> Option<f64> {
     use amqp_rpc::{Context, RpcClient, RpcServer, Target, Transport};
     let transport = Transport::from_url(url).await.ok()?;
     // Declare the queues, then stop consuming: the calls wait.
-    let server = RpcServer::new(&transport, Target::server("heap", "s"), Vec::new()).ok()?;
+    let server = RpcServer::builder(&transport, Target::server("heap", "s"))
+        .build()
+        .ok()?;
     server.start().await.ok()?;
     server.stop().await;
     let client =

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use amqp_rpc::{Endpoint, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint};
+use amqp_rpc::{RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -190,14 +190,10 @@ impl AmqpSystem {
             let config = config.clone();
             async move {
                 let received = Arc::new(AtomicU64::new(0));
-                let endpoints: Vec<Arc<dyn Endpoint>> =
-                    vec![Arc::new(BenchEndpoint::new(Counter(Arc::clone(&received))))];
-                let server = RpcServer::with_config(
-                    &transport,
-                    Target::server(topic, name),
-                    endpoints,
-                    config,
-                )?;
+                let server = RpcServer::builder(&transport, Target::server(topic, name))
+                    .endpoint(BenchEndpoint::new(Counter(Arc::clone(&received))))
+                    .config(config)
+                    .build()?;
                 server.start().await?;
                 Ok::<_, amqp_rpc::RpcError>((server, received))
             }

@@ -73,3 +73,28 @@ pub trait Endpoint: Send + Sync + 'static {
         args: Map<String, Value>,
     ) -> Result<Value, RemoteError>;
 }
+
+/// A shared endpoint, to serve one value on several servers.
+#[async_trait]
+impl<E: Endpoint + ?Sized> Endpoint for std::sync::Arc<E> {
+    fn namespace(&self) -> Option<&str> {
+        (**self).namespace()
+    }
+
+    fn version(&self) -> Version {
+        (**self).version()
+    }
+
+    fn has_method(&self, method: &str) -> bool {
+        (**self).has_method(method)
+    }
+
+    async fn dispatch(
+        &self,
+        ctx: Context,
+        method: &str,
+        args: Map<String, Value>,
+    ) -> Result<Value, RemoteError> {
+        (**self).dispatch(ctx, method, args).await
+    }
+}

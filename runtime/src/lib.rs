@@ -35,7 +35,9 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), amqp_rpc::RpcError> {
 //! let transport = Transport::memory();
-//! let server = RpcServer::new(&transport, Target::server("calc", "calc-1"), vec![Arc::new(Adder)])?;
+//! let server = RpcServer::builder(&transport, Target::server("calc", "calc-1"))
+//!     .endpoint(Adder)
+//!     .build()?;
 //! server.start().await?;
 //! let client = RpcClient::new(&transport, Target::new("calc"));
 //! let sum: i64 = client.call(&Context::new(), "add", json!({"x": 2, "y": 3})).await?;
@@ -119,8 +121,9 @@ pub use async_trait::async_trait;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let transport = Transport::memory();
-/// let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(CalculatorEndpoint::new(Calc))];
-/// let server = RpcServer::new(&transport, Target::server("calc", "calc-1"), endpoints)?;
+/// let server = RpcServer::builder(&transport, Target::server("calc", "calc-1"))
+///     .endpoint(CalculatorEndpoint::new(Calc))
+///     .build()?;
 /// server.start().await?;
 ///
 /// let client = CalculatorClient::new(&transport, "calc");
@@ -234,7 +237,7 @@ pub use error::{
 /// assert_eq!(remote.kwargs()["used"], 11);
 /// ```
 pub use amqp_rpc_macros::RemoteException;
-pub use server::{PING_METHOD, RpcServer, ServerConfig};
+pub use server::{PING_METHOD, RpcServer, ServerBuilder, ServerConfig, ServerHandle};
 pub use target::Target;
 pub use transport::Transport;
 pub use url::{Scheme, TransportHost, TransportUrl, UrlError};

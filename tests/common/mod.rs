@@ -24,8 +24,12 @@ pub(crate) async fn serve_with(
     endpoints: Vec<Arc<dyn Endpoint>>,
     config: ServerConfig,
 ) -> RpcServer {
-    let target = Target::server(topic, server);
-    let server = RpcServer::with_config(transport, target, endpoints, config).unwrap();
+    let builder = RpcServer::builder(transport, Target::server(topic, server)).config(config);
+    let server = endpoints
+        .into_iter()
+        .fold(builder, |builder, endpoint| builder.endpoint(endpoint))
+        .build()
+        .unwrap();
     server.start().await.unwrap();
     server
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amqp_rpc::{
-    ConnectionState, Endpoint, RpcServer, ServerConfig, Target, Transport, TransportConfig,
-    rpc_client, rpc_endpoint,
+    ConnectionState, RpcServer, ServerConfig, Target, Transport, TransportConfig, rpc_client,
+    rpc_endpoint,
 };
 
 use crate::common::unique;
@@ -140,10 +140,11 @@ impl Service for Node {
 
 /// Starts `node` serving `topic` on `transport`.
 pub(crate) async fn serve(transport: &Transport, topic: &str, node: &Node) -> RpcServer {
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(ServiceEndpoint::new(node.clone()))];
-    let target = Target::server(topic, &node.name);
-    let server =
-        RpcServer::with_config(transport, target, endpoints, ServerConfig::default()).unwrap();
+    let server = RpcServer::builder(transport, Target::server(topic, &node.name))
+        .endpoint(ServiceEndpoint::new(node.clone()))
+        .config(ServerConfig::default())
+        .build()
+        .unwrap();
     server.start().await.unwrap();
     server
 }

@@ -523,6 +523,7 @@ impl Driver for MemoryDriver {
         });
         Ok(Box::new(MemorySubscription {
             broker: Arc::clone(&self.broker),
+            connection: self.state.subscribe(),
             rx,
             consumers,
             owned_queues: vec![fanout_queue],
@@ -560,6 +561,7 @@ impl Driver for MemoryDriver {
         Ok(ReplyQueue {
             subscription: Box::new(MemorySubscription {
                 broker: Arc::clone(&self.broker),
+                connection: self.state.subscribe(),
                 rx,
                 consumers: vec![(Arc::clone(&queue), consumer)],
                 owned_queues: vec![queue],
@@ -590,6 +592,9 @@ impl Drop for PushedReplies {
 #[derive(Debug)]
 struct MemorySubscription {
     broker: Arc<Broker>,
+    /// The state of the connection it was made on: closing the transport ends it, as it
+    /// ends a RabbitMQ consumer.
+    connection: watch::Receiver<ConnectionState>,
     rx: mpsc::UnboundedReceiver<Delivery>,
     consumers: Vec<(Arc<str>, u64)>,
     /// Queues that live only as long as this listener (fanout and reply queues; RabbitMQ
@@ -600,9 +605,17 @@ struct MemorySubscription {
 #[async_trait]
 impl Subscription for MemorySubscription {
     async fn next(&mut self) -> Result<Delivery, TransportError> {
-        self.rx.recv().await.ok_or_else(|| TransportError::Closed {
-            reason: "memory subscription closed".to_owned(),
-        })
+        let closed = |state: &ConnectionState| matches!(state, ConnectionState::Closed);
+        tokio::select! {
+            biased;
+            // Err only if the driver is gone, which also ends the subscription.
+            _ = self.connection.wait_for(closed) => Err(TransportError::Closed {
+                reason: "the transport was closed".to_owned(),
+            }),
+            delivery = self.rx.recv() => delivery.ok_or_else(|| TransportError::Closed {
+                reason: "memory subscription closed".to_owned(),
+            }),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::driver::{Destination, LONGEST_NAME, PublishOptions, Subscription};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
+use crate::sync::lock;
 use crate::target::Target;
 use crate::transport::Transport;
 use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
@@ -101,23 +102,171 @@ impl ServerConfig {
     }
 }
 
-/// Serves a list of endpoints on a server [`Target`]: the shared `<topic>` queue
-/// (round-robin among servers), its own `<topic>.<server>` queue, and the topic's fanout.
+/// Serves endpoints on a server [`Target`]: the shared `<topic>` queue (round-robin among
+/// servers), its own `<topic>.<server>` queue, and the topic's fanout.
+///
+/// Made by [`RpcServer::builder`]. [`RpcServer::serve_until`] runs it until a future
+/// completes (a signal, say) and then shuts it down gracefully; [`RpcServer::start`],
+/// [`RpcServer::stop`] and [`RpcServer::wait`] are the steps it takes, for finer control; a
+/// [`ServerHandle`] stops it from anywhere.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use amqp_rpc::{Endpoint, RpcServer, Target, Transport};
-/// # async fn demo(transport: Transport, endpoint: Arc<dyn Endpoint>) -> Result<(), amqp_rpc::RpcError> {
-/// let server = RpcServer::new(&transport, Target::server("calculator", "calc-1"), vec![endpoint])?;
-/// server.start().await?;
-/// // ... serve until asked to stop ...
-/// server.stop().await; // take no new requests
-/// server.wait().await; // let in-flight requests finish
+/// # async fn demo(transport: Transport, endpoint: impl Endpoint) -> Result<(), amqp_rpc::RpcError> {
+/// let server = RpcServer::builder(&transport, Target::server("calculator", "calc-1"))
+///     .endpoint(endpoint)
+///     .max_concurrency(8)
+///     .build()?;
+/// // Serves until Ctrl-C, then takes no new requests and lets those in flight finish.
+/// server.serve_until(async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await?;
 /// # Ok(()) }
 /// ```
 pub struct RpcServer {
     shared: Arc<Shared>,
-    running: tokio::sync::Mutex<Option<Running>>,
+    /// The consumer loop, while one was started and not yet joined.
+    consumer: tokio::sync::Mutex<Option<JoinHandle<Option<TransportError>>>>,
+}
+
+/// Builds an [`RpcServer`]: its endpoints, in the order they are scanned, and its settings.
+/// Made by [`RpcServer::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ServerBuilder {
+    transport: Transport,
+    target: Target,
+    endpoints: Vec<Arc<dyn Endpoint>>,
+    config: ServerConfig,
+}
+
+impl ServerBuilder {
+    /// Adds an endpoint, scanned after those added before it: a request goes to the first
+    /// endpoint of its namespace whose version serves it and which has the method. Generated
+    /// endpoints come from the trait's `into_rpc()`; an `Arc<E>` is an endpoint too, to share
+    /// one between servers.
+    pub fn endpoint(mut self, endpoint: impl Endpoint) -> Self {
+        self.endpoints.push(Arc::new(endpoint));
+        self
+    }
+
+    /// Replaces every setting with `config`. The default is [`ServerConfig::default`] but for
+    /// [`ServerConfig::max_concurrency`], which is the transport's `executor_thread_pool_size`
+    /// (default 64).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_concurrency`].
+    pub fn max_concurrency(mut self, max: usize) -> Self {
+        self.config.max_concurrency = max;
+        self
+    }
+
+    /// Sets [`ServerConfig::ping`].
+    pub fn ping(mut self, enabled: bool) -> Self {
+        self.config.ping = enabled;
+        self
+    }
+
+    /// The server, not yet started. Fails on a target without a topic or a server name
+    /// ([`RpcError::InvalidTarget`]) and on a concurrency limit of 0
+    /// ([`RpcError::InvalidConfig`]). A server without endpoints is valid: it answers every
+    /// method with `NoSuchMethod`.
+    pub fn build(self) -> Result<RpcServer, RpcError> {
+        let ServerBuilder {
+            transport,
+            target,
+            endpoints,
+            config,
+        } = self;
+        target.validate_server()?;
+        let max_concurrency = u32::try_from(config.max_concurrency)
+            .ok()
+            .filter(|&n| (1..=Semaphore::MAX_PERMITS as u64).contains(&u64::from(n)))
+            .ok_or(RpcError::InvalidConfig {
+                reason: "max_concurrency must be between 1 and 2^32-1",
+            })?;
+        Ok(RpcServer {
+            shared: Arc::new(Shared {
+                replies: Arc::new(ReplyRetries::new(
+                    transport.clone(),
+                    reply_retry::Limits {
+                        replies: config.max_pending_replies,
+                        bytes: config.max_pending_reply_bytes,
+                    },
+                )),
+                transport,
+                target,
+                dispatcher: Dispatcher::new(endpoints, config.ping),
+                max_concurrency,
+                permits: Arc::new(Semaphore::new(max_concurrency as usize)),
+                consuming: watch::Sender::new(false),
+                stop: std::sync::Mutex::new(None),
+            }),
+            consumer: tokio::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("target", &self.target)
+            .field("endpoints", &self.endpoints.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops an [`RpcServer`] from anywhere, and waits for it to stop. Cheap to clone; made by
+/// [`RpcServer::handle`]. It keeps the server's transport open while it lives.
+///
+/// ```
+/// use amqp_rpc::{RpcServer, Target, Transport};
+/// # async fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
+/// let server = RpcServer::builder(&transport, Target::server("jobs", "jobs-1")).build()?;
+/// let handle = server.handle();
+/// tokio::spawn(async move {
+///     // ... on an admin request, a deadline, a health check failing ...
+///     handle.stop();
+/// });
+/// server.serve_until(std::future::pending()).await?; // returns once stopped and drained
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Tells the server to stop taking requests, and returns at once; requests in flight go
+    /// on. A server that is not running is not affected (a later start is not cancelled).
+    /// [`ServerHandle::stopped`] waits for the result.
+    pub fn stop(&self) {
+        if let Some(stop) = lock(&self.shared.stop).take() {
+            // The loop may have ended on its own; then there is nobody to tell.
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the server is not running (stopped, or never started) and every request in
+    /// flight has finished and been answered: [`RpcServer::wait`] from anywhere.
+    pub async fn stopped(&self) {
+        self.shared.stopped().await;
+    }
+
+    /// Whether the server is taking requests.
+    pub fn is_running(&self) -> bool {
+        *self.shared.consuming.borrow()
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("target", &self.shared.target)
+            .field("running", &self.is_running())
+            .finish()
+    }
 }
 
 struct Shared {
@@ -128,13 +277,22 @@ struct Shared {
     permits: Arc<Semaphore>,
     /// `true` while the consumer loop runs.
     consuming: watch::Sender<bool>,
+    /// Tells the running consumer loop to stop; taken by the first to stop it.
+    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     /// Replies to missing reply queues, retried beside the handlers.
     replies: Arc<ReplyRetries>,
 }
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    consumer: JoinHandle<()>,
+impl Shared {
+    async fn stopped(&self) {
+        let mut consuming = self.consuming.subscribe();
+        // Err only if the sender is gone, which cannot happen while `self` lives.
+        drop(consuming.wait_for(|running| !running).await);
+        match self.permits.acquire_many(self.max_concurrency).await {
+            Ok(all) => drop(all),
+            Err(e) => tracing::error!(error = %e, "RPC server semaphore closed"),
+        }
+    }
 }
 
 /// How many `_unique_id`s a server remembers at least, to drop duplicates. oslo's
@@ -144,51 +302,37 @@ struct Running {
 const DUPLICATE_WINDOW: usize = 1024;
 
 impl RpcServer {
-    /// A server of `endpoints` (scanned in order) on `target`, with the default
-    /// [`ServerConfig`] but for the concurrency limit, which is the transport's
-    /// `executor_thread_pool_size` (default 64). The target needs a topic and a server name.
-    pub fn new(
-        transport: &Transport,
-        target: Target,
-        endpoints: Vec<Arc<dyn Endpoint>>,
-    ) -> Result<RpcServer, RpcError> {
-        let config = ServerConfig::default()
-            .with_max_concurrency(transport.config().executor_thread_pool_size);
-        RpcServer::with_config(transport, target, endpoints, config)
-    }
-
-    /// A server with explicit settings.
-    pub fn with_config(
-        transport: &Transport,
-        target: Target,
-        endpoints: Vec<Arc<dyn Endpoint>>,
-        config: ServerConfig,
-    ) -> Result<RpcServer, RpcError> {
-        target.validate_server()?;
-        let max_concurrency = u32::try_from(config.max_concurrency)
-            .ok()
-            .filter(|&n| (1..=Semaphore::MAX_PERMITS as u64).contains(&u64::from(n)))
-            .ok_or(RpcError::InvalidConfig {
-                reason: "max_concurrency must be between 1 and 2^32-1",
-            })?;
-        Ok(RpcServer {
-            shared: Arc::new(Shared {
-                transport: transport.clone(),
-                target,
-                dispatcher: Dispatcher::new(endpoints, config.ping),
-                max_concurrency,
-                permits: Arc::new(Semaphore::new(max_concurrency as usize)),
-                consuming: watch::Sender::new(false),
-                replies: Arc::new(ReplyRetries::new(
-                    transport.clone(),
-                    reply_retry::Limits {
-                        replies: config.max_pending_replies,
-                        bytes: config.max_pending_reply_bytes,
-                    },
-                )),
-            }),
-            running: tokio::sync::Mutex::new(None),
-        })
+    /// Starts building a server on `target`, which needs a topic and a server name.
+    ///
+    /// ```
+    /// use amqp_rpc::{rpc_endpoint, RpcServer, Target, Transport};
+    ///
+    /// #[rpc_endpoint]
+    /// pub trait Greeter {
+    ///     /// Greets.
+    ///     async fn hello(&self, name: String) -> String;
+    /// }
+    /// struct English;
+    /// impl Greeter for English {
+    ///     async fn hello(&self, name: String) -> String {
+    ///         format!("hello, {name}")
+    ///     }
+    /// }
+    /// # fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
+    /// let server = RpcServer::builder(&transport, Target::server("greeter", "greeter-1"))
+    ///     .endpoint(GreeterEndpoint::new(English))
+    ///     .ping(true)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(transport: &Transport, target: Target) -> ServerBuilder {
+        ServerBuilder {
+            transport: transport.clone(),
+            target,
+            endpoints: Vec::new(),
+            config: ServerConfig::default()
+                .with_max_concurrency(transport.config().executor_thread_pool_size),
+        }
     }
 
     /// The target served.
@@ -196,14 +340,51 @@ impl RpcServer {
         &self.shared.target
     }
 
+    /// A handle to stop this server from another task.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Starts the server, serves until `signal` completes or the server is stopped otherwise
+    /// (by a [`ServerHandle`], or by its transport closing), then shuts down gracefully: takes
+    /// no new requests (those not started go back to their queues) and returns once the
+    /// requests in flight have finished and been answered.
+    ///
+    /// Fails if the server cannot start, or if it stopped because its subscription failed
+    /// (the transport was closed under it): then requests in flight have finished too.
+    pub async fn serve_until(&self, signal: impl Future<Output = ()>) -> Result<(), RpcError> {
+        self.start().await?;
+        let mut consuming = self.shared.consuming.subscribe();
+        tokio::select! {
+            () = signal => {}
+            // Err only if the sender is gone, which cannot happen while `self` lives.
+            _ = consuming.wait_for(|running| !running) => {}
+        }
+        let ended = self.stop_consuming().await;
+        self.wait().await;
+        match ended {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Declares the queues and starts taking requests. Starting a running server does nothing.
     /// On a `rabbit://` transport whose connection is being restored, it waits for the
     /// connection; afterwards the server declares and consumes its queues again by itself
     /// whenever the connection is lost.
     pub async fn start(&self) -> Result<(), RpcError> {
-        let mut running = self.running.lock().await;
-        if running.as_ref().is_some_and(|r| !r.consumer.is_finished()) {
+        let mut consumer = self.consumer.lock().await;
+        if let Some(running) = consumer.as_ref()
+            && !running.is_finished()
+            && lock(&self.shared.stop).is_some()
+        {
             return Ok(());
+        }
+        // A loop told to stop (or ended) is joined before a new one consumes the queues.
+        if let Some(old) = consumer.take() {
+            join(old).await;
         }
         let prefetch = u16::try_from(self.shared.max_concurrency).unwrap_or(u16::MAX);
         let subscription = self
@@ -213,9 +394,13 @@ impl RpcServer {
             .listen_rpc(&self.shared.target, prefetch)
             .await?;
         let (stop, stopped) = oneshot::channel();
+        *lock(&self.shared.stop) = Some(stop);
         self.shared.consuming.send_replace(true);
-        let consumer = tokio::spawn(consume(Arc::clone(&self.shared), subscription, stopped));
-        *running = Some(Running { stop, consumer });
+        *consumer = Some(tokio::spawn(consume(
+            Arc::clone(&self.shared),
+            subscription,
+            stopped,
+        )));
         tracing::info!(target = %self.shared.target, "RPC server started");
         Ok(())
     }
@@ -224,20 +409,21 @@ impl RpcServer {
     /// not yet started are back in their queues. Requests in flight go on; see
     /// [`RpcServer::wait`].
     pub async fn stop(&self) {
-        let running = self.running.lock().await.take();
-        if let Some(Running { stop, consumer }) = running {
-            // The loop may have ended on its own; then there is nobody to tell.
-            let _ = stop.send(());
-            if let Err(e) = consumer.await {
-                tracing::error!(error = %e, "RPC server consumer task failed");
-            }
-            tracing::info!(target = %self.shared.target, "RPC server stopped");
-        }
+        self.stop_consuming().await;
     }
 
-    /// Waits until the server is stopped (by [`RpcServer::stop`], possibly from another task)
-    /// and every request in flight has finished and been answered. The server can then be
-    /// started again.
+    /// Stops the consumer loop and joins it: the error it ended on by itself, if it did.
+    async fn stop_consuming(&self) -> Option<TransportError> {
+        self.handle().stop();
+        let consumer = self.consumer.lock().await.take()?;
+        let ended = join(consumer).await;
+        tracing::info!(target = %self.shared.target, "RPC server stopped");
+        ended
+    }
+
+    /// Waits until the server is stopped (by [`RpcServer::stop`] or a [`ServerHandle`],
+    /// possibly from another task) and every request in flight has finished and been
+    /// answered. The server can then be started again.
     ///
     /// A reply whose reply queue is missing counts as answered: it is kept and tried again in
     /// the background (see [`ServerConfig::max_pending_replies`]) until delivered, or for
@@ -245,17 +431,17 @@ impl RpcServer {
     /// the transport's connection open until then); closing the transport drops it. oslo's
     /// `wait()` waits for such retries, up to that timeout.
     pub async fn wait(&self) {
-        let mut consuming = self.shared.consuming.subscribe();
-        // Err only if the sender is gone, which cannot happen while `self` lives.
-        drop(consuming.wait_for(|running| !running).await);
-        match self
-            .shared
-            .permits
-            .acquire_many(self.shared.max_concurrency)
-            .await
-        {
-            Ok(all) => drop(all),
-            Err(e) => tracing::error!(error = %e, "RPC server semaphore closed"),
+        self.shared.stopped().await;
+    }
+}
+
+/// Waits for a consumer loop to end: the error it ended on by itself, if it did.
+async fn join(consumer: JoinHandle<Option<TransportError>>) -> Option<TransportError> {
+    match consumer.await {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::error!(error = %e, "RPC server consumer task failed");
+            None
         }
     }
 }
@@ -264,9 +450,7 @@ impl RpcServer {
 /// in flight still finish and are answered in the background.
 impl Drop for RpcServer {
     fn drop(&mut self) {
-        if let Some(Running { stop, .. }) = self.running.get_mut().take() {
-            let _ = stop.send(());
-        }
+        self.handle().stop();
     }
 }
 
@@ -284,7 +468,8 @@ async fn consume(
     shared: Arc<Shared>,
     mut subscription: Box<dyn Subscription>,
     mut stop: oneshot::Receiver<()>,
-) {
+) -> Option<TransportError> {
+    let mut ended = None;
     let mut recent_ids = RecentIds::new(DUPLICATE_WINDOW.max(2 * shared.max_concurrency as usize));
     // Acknowledgements being written, polled here rather than in a task each.
     let mut acks = FuturesUnordered::new();
@@ -305,6 +490,7 @@ async fn consume(
             Ok(delivery) => delivery,
             Err(e) => {
                 tracing::error!(target = %shared.target, error = %e, "RPC server stopped consuming");
+                ended = Some(e);
                 break;
             }
         };
@@ -359,6 +545,7 @@ async fn consume(
     }
     subscription.close().await;
     shared.consuming.send_replace(false);
+    ended
 }
 
 /// Reads a request body of at most `limit` bytes. One that is larger or does not decode but

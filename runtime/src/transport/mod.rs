@@ -137,8 +137,9 @@ impl Transport {
     }
 
     /// Closes the connection. Calls waiting for replies fail at once with
-    /// [`TransportError::Closed`], as does every later operation; servers on a `rabbit://`
-    /// transport stop receiving requests.
+    /// [`TransportError::Closed`], as does every later operation; servers on it stop
+    /// receiving requests (their [`RpcServer::serve_until`](crate::RpcServer::serve_until)
+    /// returns that error).
     pub async fn close(&self) {
         let waiter = lock(&self.inner.replies).clone();
         if let Some(waiter) = waiter {

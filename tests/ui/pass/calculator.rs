@@ -73,9 +73,10 @@ async fn main() {
     );
 
     let transport = Transport::memory();
-    let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(CalculatorEndpoint::new(Calc))];
-    let server =
-        RpcServer::new(&transport, Target::server("calc", "calc-1"), endpoints).expect("server");
+    let server = RpcServer::builder(&transport, Target::server("calc", "calc-1"))
+        .endpoint(CalculatorEndpoint::new(Calc))
+        .build()
+        .expect("server");
     server.start().await.expect("start");
 
     let client = CalculatorClient::new(&transport, "calc");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amqp_rpc::driver::memory::MemoryDriver;
 use amqp_rpc::driver::{Destination, PublishOptions, Subscription};
@@ -18,6 +18,8 @@ use amqp_rpc::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
+// Timing tests run on tokio's paused clock: sleeps take no wall time and bounds are exact.
+use tokio::time::Instant;
 
 mod common;
 use common::{ANSWER, QUIET, expect_events, serve, serve_with};
@@ -529,7 +531,7 @@ async fn cast_to_topic_reaches_exactly_one_server() {
     assert_eq!(got, ["s1:record", "s2:record", "s3:record"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn cast_gets_no_reply() {
     let driver = MemoryDriver::private();
     let transport = Transport::from_driver(Arc::new(driver.clone()));
@@ -886,7 +888,7 @@ async fn ping_is_off_by_default_and_answers_pong_when_enabled() {
 // Client-side rules: timeouts, version cap, targets
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn call_without_a_server_times_out_with_the_msg_id() {
     let transport = Transport::memory();
     let timeout = Duration::from_millis(200);
@@ -1505,7 +1507,7 @@ async fn hand_written_endpoint_is_served_alongside_generated_ones() {
 // Call monitoring and expiry
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn call_monitor_heartbeats_keep_a_long_call_alive() {
     let transport = Transport::memory();
     let _server = serve(&transport, "T", "s1", vec![Agent::new("slow").probe()]).await;
@@ -1522,7 +1524,7 @@ async fn call_monitor_heartbeats_keep_a_long_call_alive() {
     assert!(started.elapsed() >= Duration::from_millis(3500));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn call_monitor_timeout_fails_a_call_when_heartbeats_stop() {
     let transport = Transport::memory();
     // Under 2 s the server sends no heartbeats at all, so a slow method trips the monitor.
@@ -1553,7 +1555,7 @@ async fn call_monitor_timeout_fails_a_call_when_heartbeats_stop() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn expired_call_requests_are_dropped_by_the_broker() {
     let driver = MemoryDriver::private();
     let transport = Transport::from_driver(Arc::new(driver.clone()));

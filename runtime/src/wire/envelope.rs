@@ -2,19 +2,20 @@
 //!
 //! The inner message is JSON text inside a JSON string, so every message is encoded twice
 //! over. Sealing serializes the inner message straight into the body already escaped (one
-//! buffer, no intermediate text, no second pass: see [`InString`]). Opening an envelope laid
+//! buffer, no intermediate text, no second pass: see [`super::escape`]). Opening an envelope laid
 //! out as amqp-rpc or Python write it unescapes `oslo.message` in the pass that finds its end;
 //! any other reads the envelope's two keys without building a JSON tree, then unescapes.
 
 use std::io;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
-use serde_json::ser::CharEscape;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::WireError;
+use super::escape::{Escaped, json_str, unescape_prefix};
+use super::keys::{Key, KnownKeys};
 use crate::version::Version;
 
 /// The envelope version amqp-rpc sends and accepts.
@@ -50,131 +51,9 @@ pub(crate) fn seal_with<E>(
 ) -> Result<Vec<u8>, E> {
     let mut body = Vec::with_capacity(PREFIX.len() + capacity + SUFFIX.len());
     body.extend_from_slice(PREFIX);
-    write_inner(&mut Escaped(&mut body))?;
+    write_inner(&mut Escaped::new(&mut body))?;
     body.extend_from_slice(SUFFIX);
     Ok(body)
-}
-
-/// A writer that appends what it is given as the contents of a JSON string: `"` and `\`
-/// escaped, control characters as `\u00XX` (compact JSON from serde_json has none, but any
-/// text written stays valid).
-pub(crate) struct Escaped<'a>(&'a mut Vec<u8>);
-
-impl Escaped<'_> {
-    /// Serializes `value` as compact JSON, escaped: the same bytes as writing
-    /// `serde_json::to_vec(value)` to this writer, made in one pass.
-    pub(crate) fn serialize<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
-        value.serialize(&mut serde_json::Serializer::with_formatter(
-            &mut *self.0,
-            InString,
-        ))
-    }
-
-    /// The bytes written so far, escaped, after the envelope's prefix.
-    pub(crate) fn written(&self) -> &[u8] {
-        self.0.get(PREFIX.len()..).unwrap_or_default()
-    }
-
-    /// Forgets what was written after `len` bytes of [`Escaped::written`].
-    pub(crate) fn truncate(&mut self, len: usize) {
-        self.0.truncate(PREFIX.len() + len);
-    }
-}
-
-/// Which bytes need escaping inside a JSON string: `"`, `\` and control characters.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
-impl io::Write for Escaped<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut rest = buf;
-        loop {
-            let at = next_needing_escape(rest, 0);
-            let (plain, special) = rest.split_at_checked(at).unwrap_or((rest, &[]));
-            self.0.extend_from_slice(plain);
-            let Some((&byte, after)) = special.split_first() else {
-                break;
-            };
-            match byte {
-                b'"' => self.0.extend_from_slice(br#"\""#),
-                b'\\' => self.0.extend_from_slice(br"\\"),
-                byte => self.0.extend_from_slice(&control_escape(byte)),
-            }
-            rest = after;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The JSON escape of a control character: `\u00XX`.
-fn control_escape(byte: u8) -> [u8; 6] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hex = |nibble: u8| HEX[usize::from(nibble & 0xf)];
-    [b'\\', b'u', b'0', b'0', hex(byte >> 4), hex(byte)]
-}
-
-/// A compact JSON formatter whose output is already escaped as the contents of a JSON string.
-///
-/// Only strings need it: compact JSON's punctuation, numbers and literals hold no `"`, `\` or
-/// control character. serde_json hands a string's text to the formatter in fragments free of
-/// those, and each of them as a separate escape: the fragments are written as they are, the
-/// quotes as `\"`, and each escape with its backslash doubled.
-struct InString;
-
-impl serde_json::ser::Formatter for InString {
-    fn begin_string<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(br#"\""#)
-    }
-
-    fn end_string<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(br#"\""#)
-    }
-
-    fn write_char_escape<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        char_escape: CharEscape,
-    ) -> io::Result<()> {
-        let escaped: &[u8] = match char_escape {
-            CharEscape::Quote => br#"\\\""#,
-            CharEscape::ReverseSolidus => br"\\\\",
-            CharEscape::Solidus => br"\\/",
-            CharEscape::Backspace => br"\\b",
-            CharEscape::FormFeed => br"\\f",
-            CharEscape::LineFeed => br"\\n",
-            CharEscape::CarriageReturn => br"\\r",
-            CharEscape::Tab => br"\\t",
-            CharEscape::AsciiControl(byte) => {
-                writer.write_all(b"\\")?;
-                return writer.write_all(&control_escape(byte));
-            }
-        };
-        writer.write_all(escaped)
-    }
-
-    fn write_raw_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        // Raw JSON text (a `RawValue`) may hold anything: escape it byte by byte.
-        let mut escaped = Vec::with_capacity(fragment.len() + 16);
-        io::Write::write_all(&mut Escaped(&mut escaped), fragment.as_bytes())?;
-        writer.write_all(&escaped)
-    }
 }
 
 /// Decodes an AMQP body into the inner message object, as oslo's `deserialize_msg` does: an
@@ -292,16 +171,6 @@ pub(super) fn open_usual(body: &[u8]) -> Option<String> {
         .then_some(inner)
 }
 
-/// The text of a JSON string value, borrowed unless it has escapes; `None` for any other
-/// JSON value (or a string that does not unescape).
-pub(crate) fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
-    let text = raw.get().strip_prefix('"')?.strip_suffix('"')?;
-    match text.contains('\\') {
-        false => Some(text.into()),
-        true => unescape(text).map(Into::into),
-    }
-}
-
 /// JSON input: bytes (an AMQP body), or [`Text`] already known to be UTF-8.
 trait JsonInput<'a>: Copy {
     fn bytes(self) -> &'a [u8];
@@ -393,142 +262,10 @@ impl KnownKeys for OuterKey {
     }
 }
 
-/// A set of object keys recognized without allocating.
-pub(crate) trait KnownKeys: Sized {
-    /// The known key `key` is, if any.
-    fn from_key(key: &str) -> Option<Self>;
-}
-
-/// An object key: `Some` known key, or `None` for any other; never allocates.
-pub(crate) struct Key<K>(pub(crate) Option<K>);
-
-impl<'de, K: KnownKeys> Deserialize<'de> for Key<K> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor<K>(std::marker::PhantomData<K>);
-        impl<K: KnownKeys> Visitor<'_> for KeyVisitor<K> {
-            type Value = Key<K>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<K>, E> {
-                Ok(Key(K::from_key(key)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor(std::marker::PhantomData))
-    }
-}
-
-/// Unescapes the contents of a JSON string (without its quotes); `None` if it does not
-/// unescape. The text was already checked as JSON, but every escape is checked again.
-pub(super) fn unescape(escaped: &str) -> Option<String> {
-    match unescape_prefix(escaped.as_bytes())? {
-        (text, None) => Some(text),
-        (_, Some(_)) => None,
-    }
-}
-
-/// Unescapes JSON string contents from the start of `bytes` up to the first unescaped `"`, or
-/// to the end if there is none: the text, and what follows the quote. `None` where
-/// serde_json would refuse the string: a bad escape (a lone surrogate included), a control
-/// character, or text that is not UTF-8.
-fn unescape_prefix(bytes: &[u8]) -> Option<(String, Option<&[u8]>)> {
-    let mut out = Vec::with_capacity(bytes.len());
-    // `copied` is where the bytes not yet copied start.
-    let (mut copied, mut at) = (0, 0);
-    loop {
-        at = next_needing_escape(bytes, at);
-        out.extend_from_slice(bytes.get(copied..at)?);
-        let rest = match bytes.get(at) {
-            None => None,
-            Some(b'"') => Some(bytes.get(at + 1..)?),
-            Some(b'\\') => {
-                let (unescaped, length) = unescape_one(bytes.get(at + 1..)?)?;
-                out.extend_from_slice(unescaped.encode_utf8(&mut [0; 4]).as_bytes());
-                at += 1 + length;
-                copied = at;
-                continue;
-            }
-            // A control character.
-            Some(_) => return None,
-        };
-        return Some((String::from_utf8(out).ok()?, rest));
-    }
-}
-
-/// The index of the first byte from `at` on that needs escaping ([`NEEDS_ESCAPE`]), or
-/// `bytes.len()`.
-///
-/// Eight bytes at a time: for each byte, `byte - n` borrows into its top bit where `byte < n`
-/// (the classic "has a byte less than n" word test), and `"` and `\` are found as zero bytes
-/// of the word XORed with them. A borrow can flag bytes above a true match, never below one, so
-/// the lowest flagged byte is the first match.
-pub(super) fn next_needing_escape(bytes: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const TOPS: u64 = ONES << 7;
-    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
-    while let Some(&chunk) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(chunk);
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        let found = (below(word, 0x20) | below(quote, 1) | below(backslash, 1)) & TOPS;
-        if found != 0 {
-            // Little-endian: the lowest bit is the first byte.
-            return at + (found.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while bytes
-        .get(at)
-        .is_some_and(|&b| !NEEDS_ESCAPE[usize::from(b)])
-    {
-        at += 1;
-    }
-    at
-}
-
-/// The character of the escape that `after` follows the backslash of, and the escape's length
-/// after the backslash.
-fn unescape_one(after: &[u8]) -> Option<(char, usize)> {
-    Some(match after.first()? {
-        b'"' => ('"', 1),
-        b'\\' => ('\\', 1),
-        b'/' => ('/', 1),
-        b'b' => ('\u{8}', 1),
-        b'f' => ('\u{c}', 1),
-        b'n' => ('\n', 1),
-        b'r' => ('\r', 1),
-        b't' => ('\t', 1),
-        b'u' => {
-            let code = hex4(after.get(1..)?)?;
-            match code {
-                0xD800..=0xDBFF => {
-                    // A high surrogate must be followed by an escaped low surrogate.
-                    let low = after
-                        .get(5..)
-                        .and_then(|rest| rest.strip_prefix(b"\\u"))
-                        .and_then(hex4)
-                        .filter(|low| (0xDC00..=0xDFFF).contains(low))?;
-                    let pair = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-                    (char::from_u32(pair)?, 11)
-                }
-                code => (char::from_u32(code)?, 5),
-            }
-        }
-        _ => return None,
-    })
-}
-
-/// The value of four hex digits at the start of `text`.
-fn hex4(text: &[u8]) -> Option<u32> {
-    let digits = text.get(..4)?;
-    digits.iter().try_fold(0, |value, &digit| {
-        Some(value << 4 | char::from(digit).to_digit(16)?)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Serialize;
     use serde_json::json;
 
     #[test]
@@ -596,37 +333,6 @@ mod tests {
     }
 
     #[test]
-    fn the_word_scan_finds_the_first_byte_needing_escape_as_a_byte_scan_does() {
-        let byte_scan = |bytes: &[u8], at: usize| {
-            (at..bytes.len())
-                .find(|&i| NEEDS_ESCAPE[usize::from(bytes[i])])
-                .unwrap_or(bytes.len())
-        };
-        // Every byte value at every place of a 19-byte run (two words and a tail), alone and
-        // after another special byte, on a background of plain bytes of every kind.
-        for background in [b'x', b' ', 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'] {
-            for special in 0..=255u8 {
-                for place in 0..19 {
-                    for earlier in [None, Some((b'"', 3)), Some((0x1f, 11))] {
-                        let mut bytes = vec![background; 19];
-                        bytes[place] = special;
-                        if let Some((byte, at)) = earlier {
-                            bytes[at] = byte;
-                        }
-                        for from in [0, 1, 5, 8, 12, 19] {
-                            assert_eq!(
-                                next_needing_escape(&bytes, from),
-                                byte_scan(&bytes, from),
-                                "{bytes:?} from {from}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
     fn the_usual_envelope_opens_as_any_envelope_does() {
         let every_ascii: String = (0u8..=127).map(char::from).collect();
         let inner_texts = [
@@ -685,24 +391,6 @@ mod tests {
             4 * inner_texts.len(),
             "the usual bodies take the fast path"
         );
-    }
-
-    #[test]
-    fn unescape_matches_serde_json() {
-        let cases = [
-            r#"plain"#,
-            r#"a\"b\\c\/d\b\f\n\r\t"#,
-            r#"\u00fc\u0000\u001f"#,
-            r#"\ud83d\ude00 and \uD83D\uDE00"#,
-            r#"{\"method\": \"m\", \"args\": {\"s\": \"\\u00fc \\\" \\\\\"}}"#,
-        ];
-        for case in cases {
-            let expected: String = serde_json::from_str(&format!("\"{case}\"")).unwrap_or_default();
-            assert_eq!(unescape(case), Some(expected), "{case}");
-        }
-        for bad in [r"\", r"\x", r"\u12", r"\ud800", r"\ud800\u0041", r"\udc00x"] {
-            assert!(unescape(bad).is_none(), "{bad} accepted");
-        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! format as RabbitMQ. Field names and quirks follow `../shared/spec/oslo-wire.md` §1 and §4.
 
 mod envelope;
+mod escape;
 mod failure;
+mod keys;
 #[cfg(test)]
 mod proptests;
 mod python;

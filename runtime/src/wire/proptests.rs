@@ -10,7 +10,8 @@ use proptest::sample::Index;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use super::envelope::{decode_any, next_needing_escape, open_usual, seal_with, unescape};
+use super::envelope::{decode_any, open_usual, seal_with};
+use super::escape::{next_needing_escape, unescape};
 use super::{
     CallFields, Id, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion, decode, seal,
 };

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::WireError;
-use super::envelope::{Key, KnownKeys, decode_as, seal_with};
+use super::envelope::{decode_as, seal_with};
+use super::keys::{Key, KnownKeys};
 use super::python::{Mode, Py, may_hide_big_integer};
 use crate::error::RemoteError;
 

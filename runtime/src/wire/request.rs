@@ -10,7 +10,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::WireError;
-use super::envelope::{Escaped, Key, KnownKeys, decode_as, json_str, seal_with};
+use super::envelope::{decode_as, seal_with};
+use super::escape::{Escaped, json_str};
+use super::keys::{Key, KnownKeys};
 use super::python::{Mode, Py, may_hide_big_integer};
 use crate::context::Context;
 use crate::error::{RemoteError, RpcError};

@@ -263,6 +263,7 @@ impl TransportConfig {
     }
 
     /// Whether the control exchange, topic and server queues are durable.
+    #[cfg_attr(not(feature = "rabbit"), allow(dead_code))]
     pub(crate) fn durable(&self) -> bool {
         self.amqp_durable_queues || self.rabbit_quorum_queue
     }

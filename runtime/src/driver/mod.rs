@@ -6,6 +6,7 @@
 //! connection, but nothing of requests, replies, clients or servers: it moves bytes the
 //! [`crate::wire`] module produced, and hands them back as acknowledgeable [`Delivery`]s.
 
+#[cfg(feature = "rabbit")]
 pub mod amqp;
 pub mod memory;
 

@@ -66,8 +66,15 @@ impl Transport {
                 driver::memory::MemoryDriver::shared(url.virtual_host())
                     .with_control_exchange(&config.control_exchange),
             ),
+            #[cfg(feature = "rabbit")]
             Scheme::Rabbit => {
                 Arc::new(driver::amqp::RabbitDriver::connect(&url, config.clone()).await?)
+            }
+            #[cfg(not(feature = "rabbit"))]
+            Scheme::Rabbit => {
+                return Err(RpcError::InvalidConfig {
+                    reason: "rabbit:// needs amqp-rpc's `rabbit` feature (on by default)",
+                });
             }
         };
         Ok(Transport::with_driver(driver, Some(url), config))
@@ -333,6 +340,18 @@ impl fmt::Debug for Transport {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[cfg(not(feature = "rabbit"))]
+    #[tokio::test]
+    async fn without_the_rabbit_feature_a_rabbit_url_is_a_configuration_error() {
+        let err = Transport::from_url("rabbit://guest:guest@127.0.0.1:5672/").await;
+        match err {
+            Err(RpcError::InvalidConfig { reason }) => assert!(reason.contains("`rabbit` feature")),
+            other => panic!("expected InvalidConfig: {other:?}"),
+        }
+        // memory:// works as ever.
+        assert!(Transport::from_url("memory://").await.is_ok());
+    }
 
     use async_trait::async_trait;
 

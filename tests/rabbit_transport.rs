@@ -686,7 +686,10 @@ async fn unknown_url_options_and_unreachable_brokers_are_errors_not_hangs() {
     let started = Instant::now();
     let refused = Transport::from_url("rabbit://guest:guest@127.0.0.1:1/").await;
     assert!(
-        matches!(refused, Err(RpcError::Transport(_))),
+        matches!(
+            &refused,
+            Err(e @ RpcError::Transport(TransportError::Unreachable { .. })) if e.is_retryable()
+        ),
         "{refused:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(15));
@@ -703,4 +706,101 @@ async fn a_call_without_a_usable_timeout_is_sent_with_rabbitmqs_longest_expirati
     // close the channel); the request goes out with 2^32 - 1 ms.
     let client = WorkerClient::new(&transport, &topic).with_timeout(Duration::MAX);
     assert_eq!(client.whoami().await.unwrap(), "s1");
+}
+
+/// Starts a server on `topic` and returns why it could not start.
+async fn start_failure(transport: &Transport, topic: &str) -> RpcError {
+    let server = RpcServer::builder(transport, Target::server(topic, "s1"))
+        .endpoint(WorkerEndpoint::new(Named::new("s1")))
+        .build()
+        .unwrap();
+    match server.start().await {
+        Ok(()) => {
+            server.stop().await;
+            panic!("the server started on {topic}");
+        }
+        Err(e) => e,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
+async fn a_queue_declared_otherwise_is_a_broker_refusal_not_retried() {
+    let url = test_broker!();
+    let transport = transport(&url).await;
+    let topic = unique("inequivalent");
+    let channel = raw(&url).await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(topic.as_str().into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let err = start_failure(&transport, &topic).await;
+    assert!(
+        matches!(&err, RpcError::Transport(TransportError::Broker { code: 406, text }) if text.contains("durable")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable(), "{err:?}");
+    // The connection stands: the transport still works.
+    assert!(transport.connection_state().is_connected());
+    channel
+        .queue_delete(topic.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    transport.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
+async fn a_queue_locked_by_another_connection_is_a_retryable_broker_refusal() {
+    let url = test_broker!();
+    let transport = transport(&url).await;
+    let topic = unique("locked");
+    let channel = raw(&url).await;
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(topic.as_str().into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    let err = start_failure(&transport, &topic).await;
+    assert!(
+        matches!(
+            &err,
+            RpcError::Transport(TransportError::Broker { code: 405, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable(), "{err:?}");
+    channel
+        .queue_delete(topic.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    transport.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
+async fn a_rabbit_driver_asked_to_listen_without_a_server_reports_an_invalid_target() {
+    let url = test_broker!();
+    let transport = transport(&url).await;
+    let listened = transport
+        .driver()
+        .listen_rpc(&Target::new(unique("no-server")), 0)
+        .await;
+    assert!(
+        matches!(
+            listened,
+            Err(TransportError::InvalidTarget(
+                amqp_rpc::TargetError::MissingServer { .. }
+            ))
+        ),
+        "{listened:?}"
+    );
+    transport.close().await;
 }

@@ -238,7 +238,7 @@ pub use error::{
 /// ```
 pub use amqp_rpc_macros::RemoteException;
 pub use server::{PING_METHOD, RpcServer, ServerBuilder, ServerConfig, ServerHandle};
-pub use target::Target;
+pub use target::{Target, TargetError};
 pub use transport::Transport;
 pub use url::{Scheme, TransportHost, TransportUrl, UrlError};
 pub use version::{ParseVersionError, Version};

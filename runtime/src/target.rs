@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use crate::error::RpcError;
 use crate::version::Version;
 
 /// The destination of an RPC message and the identity of a server or endpoint.
@@ -139,37 +138,94 @@ impl Target {
     }
 
     /// Checks the target can name an RPC server: it needs a topic and a server.
-    pub fn validate_server(&self) -> Result<(), RpcError> {
-        if self.topic.is_none() {
-            return Err(self.invalid("a server target needs a topic"));
+    pub fn validate_server(&self) -> Result<(), TargetError> {
+        self.topic_and_server().map(drop)
+    }
+
+    /// The topic and server name of a server target; an error if either is missing.
+    pub(crate) fn topic_and_server(&self) -> Result<(&str, &str), TargetError> {
+        match (&self.topic, &self.server) {
+            (Some(topic), Some(server)) => Ok((topic, server)),
+            (None, _) => Err(TargetError::MissingTopic {
+                target: Box::new(self.clone()),
+            }),
+            (Some(_), None) => Err(TargetError::MissingServer {
+                target: Box::new(self.clone()),
+            }),
         }
-        if self.server.is_none() {
-            return Err(self.invalid("a server target needs a server name"));
-        }
-        Ok(())
     }
 
     /// Checks the target can receive a cast: it needs a topic.
-    pub fn validate_cast(&self) -> Result<(), RpcError> {
+    pub fn validate_cast(&self) -> Result<(), TargetError> {
         if self.topic.is_none() {
-            return Err(self.invalid("a topic is required to send"));
+            return Err(TargetError::MissingTopic {
+                target: Box::new(self.clone()),
+            });
         }
         Ok(())
     }
 
     /// Checks the target can receive a call: it needs a topic and must not be fanout.
-    pub fn validate_call(&self) -> Result<(), RpcError> {
+    pub fn validate_call(&self) -> Result<(), TargetError> {
         self.validate_cast()?;
         if self.fanout {
-            return Err(self.invalid("a call cannot be used with fanout"));
+            return Err(TargetError::FanoutCall {
+                target: Box::new(self.clone()),
+            });
         }
         Ok(())
     }
+}
 
-    fn invalid(&self, reason: &'static str) -> RpcError {
-        RpcError::InvalidTarget {
-            reason,
-            target: Box::new(self.clone()),
+/// Why a [`Target`] cannot be used for an operation (oslo's `InvalidTarget`): returned by its
+/// `validate_*` methods, and inside [`RpcError::InvalidTarget`] by clients and servers.
+///
+/// ```
+/// use amqp_rpc::{Target, TargetError};
+/// let err = Target::new("compute").with_fanout(true).validate_call().unwrap_err();
+/// assert!(matches!(err, TargetError::FanoutCall { .. }));
+/// assert_eq!(err.target().topic(), Some("compute"));
+/// assert_eq!(
+///     err.to_string(),
+///     "Invalid target: a call cannot be used with fanout (topic=compute, fanout=true)"
+/// );
+/// ```
+///
+/// [`RpcError::InvalidTarget`]: crate::RpcError::InvalidTarget
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// The target has no topic: a message goes to a topic, and a server consumes its topic's
+    /// queue.
+    #[error("Invalid target: a topic is required ({target})")]
+    MissingTopic {
+        /// The offending target.
+        target: Box<Target>,
+    },
+
+    /// A server's target has no server name: a server also consumes its own
+    /// `<topic>.<server>` queue.
+    #[error("Invalid target: a server target needs a server name ({target})")]
+    MissingServer {
+        /// The offending target.
+        target: Box<Target>,
+    },
+
+    /// A call to a fanout target: a call has one answer, a fanout cast reaches every server.
+    #[error("Invalid target: a call cannot be used with fanout ({target})")]
+    FanoutCall {
+        /// The offending target.
+        target: Box<Target>,
+    },
+}
+
+impl TargetError {
+    /// The target that was refused.
+    pub fn target(&self) -> &Target {
+        match self {
+            TargetError::MissingTopic { target }
+            | TargetError::MissingServer { target }
+            | TargetError::FanoutCall { target } => target,
         }
     }
 }
@@ -218,22 +274,55 @@ mod tests {
     #[test]
     fn server_target_needs_topic_and_server() {
         assert!(Target::server("t", "s").validate_server().is_ok());
-        assert!(Target::new("t").validate_server().is_err());
-        let no_topic = Target::default().with_server("s");
-        assert!(matches!(
-            no_topic.validate_server(),
-            Err(RpcError::InvalidTarget { reason, .. }) if reason.contains("topic")
-        ));
+        let no_server = Target::new("t").validate_server();
+        assert!(
+            matches!(&no_server, Err(TargetError::MissingServer { target }) if target.topic() == Some("t")),
+            "{no_server:?}"
+        );
+        let no_topic = Target::default().with_server("s").validate_server();
+        assert!(
+            matches!(no_topic, Err(TargetError::MissingTopic { .. })),
+            "{no_topic:?}"
+        );
     }
 
     #[test]
     fn call_needs_topic_and_refuses_fanout() {
-        assert!(Target::default().validate_call().is_err());
-        assert!(Target::default().validate_cast().is_err());
+        assert!(matches!(
+            Target::default().validate_call(),
+            Err(TargetError::MissingTopic { .. })
+        ));
+        assert!(matches!(
+            Target::default().validate_cast(),
+            Err(TargetError::MissingTopic { .. })
+        ));
         let fanout = Target::new("t").with_fanout(true);
         assert!(fanout.validate_cast().is_ok());
-        let err = fanout.validate_call().err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("fanout")));
+        let err = fanout.validate_call();
+        assert!(
+            matches!(&err, Err(e @ TargetError::FanoutCall { .. }) if *e.target() == fanout),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn target_errors_read_as_before() {
+        let err = Target::new("t")
+            .validate_server()
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Invalid target: a server target needs a server name (topic=t)")
+        );
+        let err = Target::default()
+            .validate_cast()
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Invalid target: a topic is required ()")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::driver::{Destination, PublishOptions};
-use crate::error::{RemoteError, RpcError, TransportError};
+use crate::error::{RemoteError, RpcError};
 use crate::target::Target;
 use crate::transport::replies::{PendingCall, ReplyEvent, ReplyWaiter};
 use crate::transport::{Delivery, Transport, deadline_after};
@@ -175,6 +175,8 @@ impl RpcClient {
     /// `_unique_id`), which servers use to drop duplicates. Giving up fails a cast with
     /// [`TransportError::DeliveryFailed`], a call with the same or, past its timeout,
     /// [`RpcError::Timeout`].
+    ///
+    /// [`TransportError::DeliveryFailed`]: crate::TransportError::DeliveryFailed
     #[must_use]
     pub fn with_retry(mut self, retry: Option<u32>) -> Self {
         self.retry = retry;
@@ -231,6 +233,7 @@ impl RpcClient {
         let checked = self
             .target
             .validate_call()
+            .map_err(RpcError::from)
             .and_then(|()| self.check_version_cap(version));
         // Every call but a transport's first finds its reply queue running.
         let prepared = match (checked, self.transport.current_reply_waiter()) {
@@ -478,9 +481,7 @@ impl RpcClient {
             let reply = match event {
                 ReplyEvent::Reply(reply) => reply,
                 ReplyEvent::Unreadable(error) => return Err(error.into()),
-                ReplyEvent::Closed(reason) => {
-                    return Err(TransportError::Closed { reason }.into());
-                }
+                ReplyEvent::Closed(error) => return Err(error.into()),
             };
             if reply.is_heartbeat() {
                 tracing::debug!("call monitor heartbeat received; renewing timeout timer");

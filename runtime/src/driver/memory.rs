@@ -414,9 +414,7 @@ impl State {
 impl MemoryDriver {
     fn check_open(&self) -> Result<(), TransportError> {
         match self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            true => Err(TransportError::Closed {
-                reason: "the transport was closed".to_owned(),
-            }),
+            true => Err(TransportError::closed()),
             false => Ok(()),
         }
     }
@@ -488,13 +486,7 @@ impl Driver for MemoryDriver {
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, TransportError> {
         self.check_open()?;
-        let (Some(topic), Some(server)) = (target.topic(), target.server_name()) else {
-            return Err(TransportError::Closed {
-                reason: format!(
-                    "cannot listen on {target}: a server target needs topic and server"
-                ),
-            });
-        };
+        let (topic, server) = target.topic_and_server()?;
         let exchange = target.exchange().unwrap_or(&self.control_exchange);
         let server_queue = super::server_queue(topic, server);
         let fanout_exchange = super::fanout_exchange(topic);
@@ -609,11 +601,9 @@ impl Subscription for MemorySubscription {
         tokio::select! {
             biased;
             // Err only if the driver is gone, which also ends the subscription.
-            _ = self.connection.wait_for(closed) => Err(TransportError::Closed {
-                reason: "the transport was closed".to_owned(),
-            }),
-            delivery = self.rx.recv() => delivery.ok_or_else(|| TransportError::Closed {
-                reason: "memory subscription closed".to_owned(),
+            _ = self.connection.wait_for(closed) => Err(TransportError::closed()),
+            delivery = self.rx.recv() => delivery.ok_or_else(|| TransportError::SubscriptionEnded {
+                reason: "the memory broker dropped the consumer".to_owned(),
             }),
         }
     }
@@ -792,8 +782,8 @@ mod tests {
         fn on_message(&self, body: Bytes) {
             lock(&self.messages).push(body);
         }
-        fn on_end(&self, reason: String) {
-            *lock(&self.ended) = Some(reason);
+        fn on_end(&self, error: TransportError) {
+            *lock(&self.ended) = Some(error.to_string());
         }
     }
 
@@ -973,5 +963,33 @@ mod tests {
         for text in ["a", "b", "c"] {
             assert_eq!(body(&mut again).await.0, text);
         }
+    }
+
+    #[tokio::test]
+    async fn listening_on_a_target_without_a_server_is_an_invalid_target() {
+        let driver = MemoryDriver::private();
+        let listened = driver.listen_rpc(&Target::new("t"), 0).await;
+        assert!(
+            matches!(
+                listened,
+                Err(TransportError::InvalidTarget(
+                    crate::target::TargetError::MissingServer { .. }
+                ))
+            ),
+            "{listened:?}"
+        );
+        assert!(listened.is_err_and(|e| !e.is_retryable()));
+    }
+
+    #[tokio::test]
+    async fn a_closed_driver_refuses_with_closed() {
+        let driver = MemoryDriver::private();
+        driver.close().await;
+        let sent = driver
+            .publish(rpc("t", None), Bytes::new(), PublishOptions::default())
+            .await;
+        assert!(matches!(&sent, Err(e) if e.is_closed()), "{sent:?}");
+        let listened = driver.listen_rpc(&Target::server("t", "s"), 0).await;
+        assert!(matches!(&listened, Err(e) if e.is_closed()), "{listened:?}");
     }
 }

@@ -231,8 +231,9 @@ pub struct ReplyQueue {
 pub trait ReplyHandler: Send + Sync + 'static {
     /// A message arrived on the reply queue, which is consumed without acknowledgements.
     fn on_message(&self, body: Bytes);
-    /// The queue's consumer ended (connection lost or transport closed): nothing more arrives.
-    fn on_end(&self, reason: String);
+    /// The queue's consumer ended, with the error its subscription ended with (as a rule
+    /// [`TransportError::Closed`]): nothing more arrives.
+    fn on_end(&self, error: TransportError);
 }
 
 /// A reply queue consumed into a [`ReplyHandler`]; dropping it cancels the consumer.
@@ -295,7 +296,7 @@ async fn pump_replies(
             }
             Err(e) => {
                 tracing::error!(queue, error = %e, "reply queue consumer ended");
-                handler.on_end(e.to_string());
+                handler.on_end(e);
                 return;
             }
         }

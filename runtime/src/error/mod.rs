@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::target::Target;
+use crate::target::TargetError;
 use crate::url::UrlError;
 use crate::version::{ParseVersionError, Version};
 use crate::wire::WireError;
@@ -68,14 +68,10 @@ pub enum RpcError {
         cap: Version,
     },
 
-    /// The target cannot be used for this operation (oslo's `InvalidTarget`).
-    #[error("Invalid target: {reason} ({target})")]
-    InvalidTarget {
-        /// Which rule was broken.
-        reason: &'static str,
-        /// The offending target.
-        target: Box<Target>,
-    },
+    /// The target cannot be used for this operation (oslo's `InvalidTarget`): a call to a
+    /// fanout target, a message without a topic, a server without a server name.
+    #[error(transparent)]
+    InvalidTarget(#[from] TargetError),
 
     /// A setting is out of range.
     #[error("invalid configuration: {reason}")]
@@ -199,8 +195,10 @@ impl From<RemoteError> for RpcError {
     }
 }
 
-/// Errors of a transport and its driver.
-#[derive(Debug, thiserror::Error)]
+/// Errors of a transport and its driver: one variant per cause, and
+/// [`TransportError::is_retryable`] to tell, without matching them, whether trying again may
+/// help.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
     /// Nothing is bound to receive the message: for a reply, the caller's reply queue is gone.
@@ -212,7 +210,10 @@ pub enum TransportError {
         routing_key: String,
     },
 
-    /// The application closed the transport; nothing more can be done with it.
+    /// The application closed the transport ([`Transport::close`]); nothing more can be done
+    /// with it.
+    ///
+    /// [`Transport::close`]: crate::Transport::close
     #[error("transport closed: {reason}")]
     Closed {
         /// Why.
@@ -220,11 +221,20 @@ pub enum TransportError {
     },
 
     /// The connection is down, or was lost during the operation (before the broker confirmed
-    /// a message, for a publish). The transport reconnects by itself; trying again once it has
-    /// may succeed.
+    /// a message, for a publish; a heartbeat missed, a socket error, or an AMQP connection
+    /// error such as `CONNECTION_FORCED`). The transport reconnects by itself; trying again
+    /// once it has may succeed.
     #[error("connection to the broker lost: {reason}")]
     ConnectionLost {
         /// What failed.
+        reason: String,
+    },
+
+    /// The AMQP channel the operation used is closed (by the broker, after an earlier error on
+    /// it), while the connection stands. The next attempt opens another channel.
+    #[error("AMQP channel closed: {reason}")]
+    ChannelClosed {
+        /// What the client library said.
         reason: String,
     },
 
@@ -234,6 +244,24 @@ pub enum TransportError {
     Unreachable {
         /// Each host tried (`user:****@host:port`) and why it failed, in the order tried.
         attempts: Vec<String>,
+    },
+
+    /// The transport URL names no broker host to connect to.
+    #[error("the transport URL names no broker host")]
+    NoHosts,
+
+    /// A driver was asked to listen on a target that cannot name a server (clients and
+    /// servers check their targets first, and report [`RpcError::InvalidTarget`]).
+    #[error(transparent)]
+    InvalidTarget(#[from] TargetError),
+
+    /// A listener's consumers ended and its driver does not restore them: the `memory://`
+    /// broker dropped them. (A `rabbit://` listener consumes again by itself, and ends only
+    /// with [`TransportError::Closed`].)
+    #[error("subscription ended: {reason}")]
+    SubscriptionEnded {
+        /// Why.
+        reason: String,
     },
 
     /// A message could not be delivered within its retry budget or its deadline (oslo's
@@ -248,15 +276,18 @@ pub enum TransportError {
         reason: String,
     },
 
-    /// The broker refused to take a published message (a negative publisher confirm).
+    /// The broker refused to take a published message (a negative publisher confirm: a queue
+    /// at its `x-max-length` with `reject-publish`, or an internal error of the queue).
     #[error("the broker refused a message to exchange {exchange:?} (negative confirm)")]
     Refused {
         /// The exchange published to.
         exchange: String,
     },
 
-    /// The broker refused an operation with an AMQP error, such as `PRECONDITION_FAILED` (a
-    /// queue declared with other arguments elsewhere) or `ACCESS_REFUSED`.
+    /// The broker refused an operation with an AMQP channel error, such as
+    /// `PRECONDITION_FAILED` (406: a queue declared with other arguments elsewhere),
+    /// `ACCESS_REFUSED` (403) or `RESOURCE_LOCKED` (405: an exclusive queue of another
+    /// connection). The connection stands.
     #[error("the broker refused the operation: {code} {text}")]
     Broker {
         /// The AMQP reply code (e.g. 406).
@@ -272,25 +303,59 @@ pub enum TransportError {
         reason: String,
     },
 
-    /// A broker or client-library error.
-    #[error("transport driver error: {0}")]
-    Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A failure of the driver or its client library that no other variant describes (for
+    /// `rabbit://`: a lapin error that is neither a connection nor a channel failure, such as
+    /// a frame that cannot be parsed or the channel limit reached).
+    #[error("transport driver error: {source}")]
+    Driver {
+        /// The driver's error.
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again may succeed, as the driver judged it (for lapin errors: its
+        /// `can_be_recovered()`).
+        retryable: bool,
+    },
 }
 
+/// AMQP's `RESOURCE_LOCKED`: another connection holds the entity, for now.
+const RESOURCE_LOCKED: u16 = 405;
+
 impl TransportError {
-    /// Whether the operation may succeed if tried again: after a lost connection, an
-    /// unreachable broker, a delivery that ran out of time or retries, a refused message, or a
-    /// missing route (a reply queue may come back). Not after the application closed the
-    /// transport, a refusal by the broker's rules, or a configuration error.
+    /// Whether the operation may succeed if tried again, from what happened: after a lost
+    /// connection or closed channel, an unreachable broker, a delivery that ran out of time or
+    /// retries, a refused message, a missing route (a reply queue may come back), an entity
+    /// locked by another connection (`RESOURCE_LOCKED`), or a driver error its driver deems
+    /// recoverable. Not after the application closed the transport, another refusal by the
+    /// broker's rules, an invalid target, a subscription that ended, or a configuration error.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             TransportError::NoRoute { .. }
-                | TransportError::ConnectionLost { .. }
-                | TransportError::Unreachable { .. }
-                | TransportError::DeliveryFailed { .. }
-                | TransportError::Refused { .. }
-        )
+            | TransportError::ConnectionLost { .. }
+            | TransportError::ChannelClosed { .. }
+            | TransportError::Unreachable { .. }
+            | TransportError::DeliveryFailed { .. }
+            | TransportError::Refused { .. } => true,
+            TransportError::Broker { code, .. } => *code == RESOURCE_LOCKED,
+            TransportError::Driver { retryable, .. } => *retryable,
+            TransportError::Closed { .. }
+            | TransportError::NoHosts
+            | TransportError::InvalidTarget(_)
+            | TransportError::SubscriptionEnded { .. }
+            | TransportError::Tls { .. } => false,
+        }
+    }
+
+    /// Whether the application closed the transport.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TransportError::Closed { .. })
+    }
+
+    /// A [`TransportError::Driver`] for `error`, which `retryable` says may pass if the
+    /// operation is tried again.
+    pub fn driver(error: impl std::error::Error + Send + Sync + 'static, retryable: bool) -> Self {
+        TransportError::Driver {
+            source: std::sync::Arc::new(error),
+            retryable,
+        }
     }
 
     pub(crate) fn delivery_failed(
@@ -302,6 +367,13 @@ impl TransportError {
             attempts,
             elapsed,
             reason: reason.into(),
+        }
+    }
+
+    /// What the transport's own [`Transport::close`](crate::Transport::close) reports.
+    pub(crate) fn closed() -> TransportError {
+        TransportError::Closed {
+            reason: "the transport was closed".to_owned(),
         }
     }
 }
@@ -534,5 +606,99 @@ impl<E: RemoteException> CallError<E> {
             }
         }
         CallError::Rpc(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::target::Target;
+
+    fn text(s: &str) -> String {
+        s.to_owned()
+    }
+
+    fn no_server() -> TargetError {
+        TargetError::MissingServer {
+            target: Box::new(Target::new("t")),
+        }
+    }
+
+    #[test]
+    fn transport_errors_are_retryable_by_what_happened() {
+        let retryable = [
+            TransportError::NoRoute {
+                exchange: text(""),
+                routing_key: text("reply_x"),
+            },
+            TransportError::ConnectionLost {
+                reason: text("reset"),
+            },
+            TransportError::ChannelClosed {
+                reason: text("closed"),
+            },
+            TransportError::Unreachable {
+                attempts: vec![text("h:5672 (refused)")],
+            },
+            TransportError::delivery_failed(3, Duration::from_secs(1), "lost"),
+            TransportError::Refused {
+                exchange: text("openstack"),
+            },
+            TransportError::Broker {
+                code: 405,
+                text: text("RESOURCE_LOCKED"),
+            },
+            TransportError::driver(std::io::Error::other("odd"), true),
+        ];
+        for error in retryable {
+            assert!(error.is_retryable(), "{error:?}");
+            assert!(RpcError::from(error).is_retryable());
+        }
+        let final_ = [
+            TransportError::closed(),
+            TransportError::NoHosts,
+            TransportError::InvalidTarget(no_server()),
+            TransportError::SubscriptionEnded {
+                reason: text("gone"),
+            },
+            TransportError::Broker {
+                code: 406,
+                text: text("PRECONDITION_FAILED"),
+            },
+            TransportError::Broker {
+                code: 403,
+                text: text("ACCESS_REFUSED"),
+            },
+            TransportError::Tls {
+                reason: text("no such file"),
+            },
+            TransportError::driver(std::io::Error::other("odd"), false),
+        ];
+        for error in final_ {
+            assert!(!error.is_retryable(), "{error:?}");
+            assert!(!RpcError::from(error).is_retryable());
+        }
+    }
+
+    #[test]
+    fn transport_error_texts_name_their_cause() {
+        assert_eq!(
+            TransportError::closed().to_string(),
+            "transport closed: the transport was closed"
+        );
+        assert_eq!(
+            TransportError::NoHosts.to_string(),
+            "the transport URL names no broker host"
+        );
+        let target = TransportError::from(no_server());
+        assert_eq!(
+            target.to_string(),
+            "Invalid target: a server target needs a server name (topic=t)"
+        );
+        let driver = TransportError::driver(std::io::Error::other("odd"), false);
+        assert_eq!(driver.to_string(), "transport driver error: odd");
+        assert!(std::error::Error::source(&driver).is_some());
     }
 }

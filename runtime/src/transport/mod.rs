@@ -150,7 +150,7 @@ impl Transport {
     pub async fn close(&self) {
         let waiter = lock(&self.inner.replies).clone();
         if let Some(waiter) = waiter {
-            waiter.close("the transport was closed".to_owned());
+            waiter.close(TransportError::closed());
         }
         self.inner.driver.close().await;
     }
@@ -322,9 +322,9 @@ async fn wait_connected(mut state: watch::Receiver<ConnectionState>) -> Result<(
         .await;
     match state.as_deref() {
         Ok(ConnectionState::Connected { .. }) => Ok(()),
-        _ => Err(TransportError::Closed {
-            reason: "the transport was closed".to_owned(),
-        }),
+        // The wait ends only on `Connected` or `Closed` (a lost connection is `Reconnecting`,
+        // which is waited out), or when the driver is gone with its state: both mean closed.
+        _ => Err(TransportError::closed()),
     }
 }
 
@@ -361,13 +361,16 @@ mod tests {
     use crate::target::Target;
 
     /// A driver whose publishes fail with `ConnectionLost` while it is down, or when told to
-    /// (which takes it down, as a real driver reports a loss), counting the attempts.
+    /// (which takes it down, as a real driver reports a loss), or with the errors it is given
+    /// (the connection staying up), counting the attempts.
     #[derive(Debug)]
     struct Flaky {
         inner: MemoryDriver,
         state: watch::Sender<ConnectionState>,
         attempts: AtomicU32,
         failures: AtomicU32,
+        /// Errors the next attempts fail with, first first.
+        scripted: Mutex<Vec<TransportError>>,
     }
 
     impl Flaky {
@@ -379,6 +382,7 @@ mod tests {
                 }),
                 attempts: AtomicU32::new(0),
                 failures: AtomicU32::new(0),
+                scripted: Mutex::new(Vec::new()),
             })
         }
 
@@ -409,6 +413,13 @@ mod tests {
             options: PublishOptions,
         ) -> Result<(), TransportError> {
             self.attempts.fetch_add(1, Ordering::SeqCst);
+            let scripted = {
+                let mut scripted = lock(&self.scripted);
+                (!scripted.is_empty()).then(|| scripted.remove(0))
+            };
+            if let Some(error) = scripted {
+                return Err(error);
+            }
             let fail = self
                 .failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -556,6 +567,65 @@ mod tests {
         closing.await.unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(err, TransportError::Closed { .. }), "{err:?}");
         assert!(!err.is_retryable());
+    }
+
+    /// Publishes through a driver whose first attempts fail with `errors`: what it returns,
+    /// and the attempts made.
+    async fn publish_failing_with(
+        errors: Vec<TransportError>,
+    ) -> (Result<(), TransportError>, u32) {
+        let driver = Flaky::new();
+        *lock(&driver.scripted) = errors;
+        let transport = Transport::from_driver(driver.clone());
+        let published = publish(&transport, None, Duration::from_secs(60)).await;
+        (published, driver.attempts())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_channel_is_tried_again() {
+        let closed = TransportError::ChannelClosed {
+            reason: "invalid channel state: Closed".to_owned(),
+        };
+        let (published, attempts) = publish_failing_with(vec![closed]).await;
+        assert!(published.is_ok(), "{published:?}");
+        assert_eq!(attempts, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_by_the_brokers_rules_is_not_tried_again() {
+        let refused = TransportError::Broker {
+            code: 403,
+            text: "ACCESS_REFUSED - write access to exchange denied".to_owned(),
+        };
+        let (published, attempts) = publish_failing_with(vec![refused]).await;
+        let err = failure(published);
+        assert!(
+            matches!(err, TransportError::Broker { code: 403, .. }),
+            "{err:?}"
+        );
+        assert_eq!(attempts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_driver_error_is_tried_again_only_if_its_driver_says_it_may_pass() {
+        let error = |retryable| TransportError::driver(std::io::Error::other("odd"), retryable);
+        let (published, attempts) = publish_failing_with(vec![error(true)]).await;
+        assert!(published.is_ok(), "{published:?}");
+        assert_eq!(attempts, 2);
+
+        let (published, attempts) = publish_failing_with(vec![error(false)]).await;
+        let err = failure(published);
+        assert!(
+            matches!(
+                err,
+                TransportError::Driver {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(attempts, 1);
     }
 
     #[test]

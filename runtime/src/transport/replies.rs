@@ -19,8 +19,9 @@ pub(crate) enum ReplyEvent {
     Reply(IncomingReply),
     /// A reply to this call that cannot be read (malformed, or larger than the limit).
     Unreadable(WireError),
-    /// The reply queue's subscription ended; no reply can arrive any more.
-    Closed(String),
+    /// The reply queue's subscription ended (the transport closed, as a rule); no reply can
+    /// arrive any more.
+    Closed(TransportError),
 }
 
 /// A transport's reply queue, and the calls waiting on it.
@@ -47,7 +48,7 @@ struct Mailbox {
 struct State {
     calls: HashMap<Id, Arc<Inbox>>,
     /// Why the subscription ended, once it has.
-    closed: Option<String>,
+    closed: Option<TransportError>,
 }
 
 /// What the waiter hands one call. Far smaller than a channel (which allocates a block of
@@ -139,11 +140,8 @@ impl ReplyWaiter {
     pub(crate) fn register(&self, msg_id: Id) -> Result<PendingCall, RpcError> {
         let inbox = Arc::new(Inbox::default());
         let mut state = lock(&self.mailbox.state);
-        if let Some(reason) = &state.closed {
-            return Err(TransportError::Closed {
-                reason: reason.clone(),
-            }
-            .into());
+        if let Some(error) = &state.closed {
+            return Err(error.clone().into());
         }
         state.calls.insert(msg_id, Arc::clone(&inbox));
         drop(state);
@@ -155,8 +153,8 @@ impl ReplyWaiter {
     }
 
     /// Ends every waiting call and refuses new ones.
-    pub(crate) fn close(&self, reason: String) {
-        self.mailbox.close(reason);
+    pub(crate) fn close(&self, error: TransportError) {
+        self.mailbox.close(error);
     }
 }
 
@@ -190,12 +188,12 @@ impl Mailbox {
         }
     }
 
-    fn close(&self, reason: String) {
+    fn close(&self, error: TransportError) {
         let mut state = lock(&self.state);
         for (_, call) in state.calls.drain() {
-            call.push(ReplyEvent::Closed(reason.clone()));
+            call.push(ReplyEvent::Closed(error.clone()));
         }
-        state.closed = Some(reason);
+        state.closed = Some(error);
         self.closed.store(true, Ordering::Release);
     }
 }
@@ -215,7 +213,64 @@ impl ReplyHandler for Mailbox {
         }
     }
 
-    fn on_end(&self, reason: String) {
-        self.close(reason);
+    fn on_end(&self, error: TransportError) {
+        self.close(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::memory::MemoryDriver;
+
+    #[tokio::test]
+    async fn calls_get_the_error_their_reply_queue_ended_with() {
+        let driver = MemoryDriver::private();
+        let waiter = ReplyWaiter::start(&driver, 1 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pending = waiter
+            .register(wire::new_id())
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiter.mailbox.on_end(TransportError::SubscriptionEnded {
+            reason: "gone".to_owned(),
+        });
+        let event = pending.next().await;
+        assert!(
+            matches!(
+                event,
+                ReplyEvent::Closed(TransportError::SubscriptionEnded { .. })
+            ),
+            "{event:?}"
+        );
+        // A later call learns the same, not that the transport was closed.
+        let later = waiter.register(wire::new_id());
+        assert!(
+            matches!(
+                later,
+                Err(RpcError::Transport(
+                    TransportError::SubscriptionEnded { .. }
+                ))
+            ),
+            "{later:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_the_waiter_ends_calls_with_closed() {
+        let driver = MemoryDriver::private();
+        let waiter = ReplyWaiter::start(&driver, 1 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pending = waiter
+            .register(wire::new_id())
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiter.close(TransportError::closed());
+        let event = pending.next().await;
+        assert!(
+            matches!(&event, ReplyEvent::Closed(e) if e.is_closed()),
+            "{event:?}"
+        );
+        assert!(waiter.is_closed());
     }
 }

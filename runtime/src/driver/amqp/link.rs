@@ -117,7 +117,7 @@ impl Link {
         }
         let hosts = url.hosts().to_vec();
         if hosts.is_empty() {
-            return Err(TransportError::Unreachable { attempts: vec![] });
+            return Err(TransportError::NoHosts);
         }
         let shared = Arc::new(Shared {
             schedule: Schedule::new(hosts.len(), &config),
@@ -168,7 +168,7 @@ impl Link {
         let mut live = self.shared.live.subscribe();
         loop {
             if self.is_closed() {
-                return Err(closed());
+                return Err(TransportError::closed());
             }
             if let Some(current) = live.borrow_and_update().clone()
                 && after.is_none_or(|failed| current.generation > failed)
@@ -176,7 +176,7 @@ impl Link {
                 return Ok(current);
             }
             if live.changed().await.is_err() {
-                return Err(closed());
+                return Err(TransportError::closed());
             }
         }
     }
@@ -475,12 +475,6 @@ async fn wait_closed(shared: &Shared) {
     let mut state = shared.state.subscribe();
     // Err only if the sender is gone, which cannot happen while `shared` lives.
     let _ = state.wait_for(|s| *s == ConnectionState::Closed).await;
-}
-
-fn closed() -> TransportError {
-    TransportError::Closed {
-        reason: "the transport was closed".to_owned(),
-    }
 }
 
 /// Connects to the first address of `host` that accepts.

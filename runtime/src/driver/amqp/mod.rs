@@ -39,6 +39,15 @@ use subscription::RecoveringSubscription;
 use topology::{Entity, Plan};
 
 /// What a lapin error means for the operation that got it.
+///
+/// | lapin error | failure | [`TransportError`] | retryable |
+/// |---|---|---|---|
+/// | any, while the connection is not open | `Connection` | `ConnectionLost` | yes |
+/// | `IOError`, `MissingHeartbeatError`, `InvalidConnectionState` | `Connection` | `ConnectionLost` | yes |
+/// | `ProtocolError`, hard (connection) AMQP error | `Connection` | `ConnectionLost` | yes |
+/// | `ProtocolError`, soft (channel) AMQP error | `Channel` | `Broker { code, text }` | `RESOURCE_LOCKED` only |
+/// | `InvalidChannel`, `InvalidChannelState` | `ChannelGone` | `ChannelClosed` | yes |
+/// | anything else (`ChannelsLimitReached`, `ParsingError`, `RuntimeShutdownError`, ...) | `Other` | `Driver` | lapin's `can_be_recovered()` |
 #[derive(Debug)]
 enum Failure {
     /// The connection is gone: report it lost, and wait for the next one.
@@ -56,8 +65,11 @@ impl Failure {
         match self {
             Failure::Connection(reason) => TransportError::ConnectionLost { reason },
             Failure::Channel { code, text } => TransportError::Broker { code, text },
-            Failure::ChannelGone(reason) => TransportError::ConnectionLost { reason },
-            Failure::Other(e) => TransportError::Driver(Box::new(e)),
+            Failure::ChannelGone(reason) => TransportError::ChannelClosed { reason },
+            Failure::Other(e) => {
+                let retryable = e.can_be_recovered();
+                TransportError::driver(e, retryable)
+            }
         }
     }
 }
@@ -86,6 +98,8 @@ fn failure_of(e: &lapin::Error) -> Failure {
         ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidChannel(_) => {
             Failure::ChannelGone(e.to_string())
         }
+        // `RuntimeShutdownError` is an I/O error to lapin's `is_io_error()`, but nothing is
+        // to be recovered once the runtime is going away: `can_be_recovered()` says no.
         _ => Failure::Other(e.clone()),
     }
 }
@@ -348,13 +362,7 @@ impl Driver for RabbitDriver {
         target: &Target,
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, TransportError> {
-        let (Some(topic), Some(server)) = (target.topic(), target.server_name()) else {
-            return Err(TransportError::Closed {
-                reason: format!(
-                    "cannot listen on {target}: a server target needs topic and server"
-                ),
-            });
-        };
+        let (topic, server) = target.topic_and_server()?;
         let config = self.config();
         let exchange = target.exchange().unwrap_or(&config.control_exchange);
         let server_queue = super::server_queue(topic, server);
@@ -418,6 +426,127 @@ impl Drop for RabbitDriver {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let link = self.link.clone();
             drop(runtime.spawn(async move { link.close().await }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::Arc;
+
+    use lapin::protocol::{AMQPError, AMQPHardError, AMQPSoftError};
+    use lapin::{ChannelState, ConnectionState};
+
+    use super::*;
+
+    /// The error an operation reports for a lapin error of `kind`, its connection aside.
+    fn error_of(kind: ErrorKind) -> TransportError {
+        failure_of(&lapin::Error::from(kind)).into_error()
+    }
+
+    fn amqp(kind: AMQPErrorKind, text: &str) -> ErrorKind {
+        ErrorKind::ProtocolError(AMQPError::new(kind, text.into()))
+    }
+
+    #[test]
+    fn connection_failures_are_connection_lost_and_retryable() {
+        for kind in [
+            ErrorKind::IOError(Arc::new(io::Error::from(io::ErrorKind::ConnectionReset))),
+            ErrorKind::MissingHeartbeatError,
+            ErrorKind::InvalidConnectionState(ConnectionState::Closed),
+            amqp(
+                AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED),
+                "CONNECTION_FORCED - cut by hand",
+            ),
+        ] {
+            let error = error_of(kind);
+            assert!(
+                matches!(error, TransportError::ConnectionLost { .. }),
+                "{error:?}"
+            );
+            assert!(error.is_retryable(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn channel_errors_are_broker_refusals_with_their_code() {
+        let error = error_of(amqp(
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+            "PRECONDITION_FAILED - inequivalent arg 'durable'",
+        ));
+        assert!(
+            matches!(&error, TransportError::Broker { code: 406, text } if text.contains("inequivalent")),
+            "{error:?}"
+        );
+        assert!(
+            !error.is_retryable(),
+            "a refusal by the broker's rules stays refused"
+        );
+        for (soft, code) in [
+            (AMQPSoftError::ACCESSREFUSED, 403),
+            (AMQPSoftError::NOTFOUND, 404),
+        ] {
+            let error = error_of(amqp(AMQPErrorKind::Soft(soft), "refused"));
+            assert!(
+                matches!(error, TransportError::Broker { code: c, .. } if c == code),
+                "{error:?}"
+            );
+            assert!(!error.is_retryable(), "{error:?}");
+        }
+        // Another connection holds the exclusive queue: it may let it go.
+        let locked = error_of(amqp(
+            AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED),
+            "RESOURCE_LOCKED - cannot obtain exclusive access",
+        ));
+        assert!(
+            matches!(locked, TransportError::Broker { code: 405, .. }),
+            "{locked:?}"
+        );
+        assert!(locked.is_retryable());
+    }
+
+    #[test]
+    fn a_closed_channel_is_not_a_lost_connection() {
+        for kind in [
+            ErrorKind::InvalidChannelState(ChannelState::Closed, "basic.ack"),
+            ErrorKind::InvalidChannel(7),
+        ] {
+            let error = error_of(kind);
+            assert!(
+                matches!(error, TransportError::ChannelClosed { .. }),
+                "{error:?}"
+            );
+            assert!(error.is_retryable(), "{error:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_url_without_hosts_is_no_hosts() {
+        let url = TransportUrl::parse("memory:///").unwrap_or_else(|e| panic!("{e}"));
+        assert!(url.hosts().is_empty());
+        let connected = RabbitDriver::connect(&url, TransportConfig::default()).await;
+        assert!(
+            matches!(connected, Err(TransportError::NoHosts)),
+            "{connected:?}"
+        );
+    }
+
+    #[test]
+    fn other_lapin_errors_are_retryable_as_lapin_judges_them() {
+        for kind in [
+            ErrorKind::ChannelsLimitReached,
+            ErrorKind::RuntimeShutdownError(Arc::new(io::Error::other("runtime gone"))),
+            ErrorKind::AuthProviderError("no token".to_owned()),
+            ErrorKind::FutureCompleted,
+        ] {
+            let lapin_says = lapin::Error::from(kind.clone()).can_be_recovered();
+            let error = error_of(kind);
+            assert!(
+                matches!(error, TransportError::Driver { retryable, .. } if retryable == lapin_says),
+                "{error:?}"
+            );
+            assert!(!error.is_retryable(), "{error:?}");
         }
     }
 }

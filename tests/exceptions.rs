@@ -294,7 +294,7 @@ async fn generated_client_gets_each_variant_back() {
     let err = client.reserve(11).await.unwrap_err();
     assert_eq!(err.to_string(), "Quota exceeded: 11 of 10");
     assert_eq!(
-        err.application(),
+        err.into_application(),
         Some(QuotaExceeded {
             quota: 10,
             used: 11

@@ -949,7 +949,8 @@ async fn typed_error_arrives_as_the_application_value() {
     let err = client.divide(1.0, 0.0).await.unwrap_err();
     assert!(err.rpc().is_none(), "{err:?}");
     assert_eq!(err.to_string(), "division by zero");
-    assert_eq!(err.application(), Some(CalcError::DivisionByZero));
+    assert_eq!(err.application(), Some(&CalcError::DivisionByZero));
+    assert!(err.is_application() && !err.is_remote() && !err.is_retryable());
 
     assert_eq!(client.multiply(6, 7).await.unwrap(), 42);
     let err = client.multiply(i64::MAX, 2).await.unwrap_err();
@@ -966,7 +967,7 @@ async fn typed_error_arrives_as_the_application_value() {
     let err = client.reserve(11).await.unwrap_err();
     assert_eq!(err.to_string(), "quota exceeded: 11 of 10");
     assert_eq!(
-        err.application(),
+        err.into_application(),
         Some(QuotaExceeded {
             used: 11,
             limit: 10
@@ -1062,7 +1063,7 @@ async fn internally_tagged_error_enum_is_named_after_its_type() {
 
     // The typed value round-trips...
     let err = client.attempt().await.unwrap_err();
-    assert_eq!(err.application(), Some(Tagged::Busy { retry_after: 3 }));
+    assert_eq!(err.application(), Some(&Tagged::Busy { retry_after: 3 }));
     // ...and other callers see the enum's name as the class: serde serializes a tagged
     // variant as a struct named after the enum, so the variant name is not available.
     let dynamic = RpcClient::new(&transport, Target::new("tagged").with_namespace("tagged"))
@@ -1091,10 +1092,13 @@ async fn framework_failures_of_fallible_methods_are_rpc_errors() {
     // No server at all.
     let nobody = CalculatorClient::new(&transport, "nobody").with_timeout(SHORT);
     let started = Instant::now();
-    match nobody.divide(1.0, 0.0).await {
-        Err(CallError::Rpc(e)) => assert!(e.is_timeout(), "{e:?}"),
-        other => panic!("expected a timeout: {other:?}"),
-    }
+    let err = nobody.divide(1.0, 0.0).await.unwrap_err();
+    // The call's error answers as an RpcError does, without matching its two levels.
+    assert!(
+        err.is_timeout() && err.is_retryable() && !err.is_application(),
+        "{err:?}"
+    );
+    assert!(err.rpc().is_some_and(RpcError::is_timeout));
     assert!(started.elapsed() >= SHORT);
 }
 

@@ -3,7 +3,13 @@
 //! Framework errors (timeouts, routing, versions, encoding, transport) are variants of
 //! [`RpcError`]; whatever the remote method itself failed with arrives as a [`RemoteError`],
 //! which may carry the method's own typed error: a value of a [`RemoteException`], which names
-//! a Python exception class, or else a serde value (see [`RemoteError::application`]).
+//! a Python exception class, or else a serde value (see [`RemoteError::application`]). A
+//! generated client method returning `Result<T, E>` fails with [`CallError<E>`]: `E`, or an
+//! [`RpcError`].
+//!
+//! [`RpcError`] and [`CallError`] answer the same questions (`is_timeout()`,
+//! `is_retryable()`, ...), so callers need not match variants. Accessors borrow (`remote()`,
+//! `rpc()`, `application()`); their `into_*` twins take the error apart.
 
 mod exception;
 mod type_name;
@@ -161,6 +167,11 @@ impl RpcError {
         matches!(self, RpcError::Transport(_))
     }
 
+    /// Whether the target cannot be used for the operation.
+    pub fn is_invalid_target(&self) -> bool {
+        matches!(self, RpcError::InvalidTarget(_))
+    }
+
     /// Whether trying again may succeed: a timeout, or a transport failure that
     /// [`TransportError::is_retryable`] says may pass (not a closed transport, nor a refusal
     /// by the broker's rules).
@@ -176,6 +187,22 @@ impl RpcError {
     pub fn remote(&self) -> Option<&RemoteError> {
         match self {
             RpcError::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// The remote failure, taken out of the error, when the remote method failed.
+    pub fn into_remote(self) -> Option<RemoteError> {
+        match self {
+            RpcError::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// The transport's failure, when the transport failed.
+    pub fn transport(&self) -> Option<&TransportError> {
+        match self {
+            RpcError::Transport(error) => Some(error),
             _ => None,
         }
     }
@@ -548,6 +575,20 @@ impl std::error::Error for RemoteError {}
 
 /// The error of a generated client method whose trait method returns `Result<T, E>`: the
 /// method's own error `E`, or a failure of the RPC itself.
+///
+/// It answers the questions [`RpcError`] does, so a caller can tell what happened without
+/// matching both levels:
+///
+/// ```
+/// use amqp_rpc::{CallError, RpcError};
+/// let err: CallError<String> = CallError::Rpc(RpcError::NoSuchMethod { method: "resize".into() });
+/// assert!(err.is_no_such_method() && !err.is_application() && !err.is_retryable());
+/// assert!(err.application().is_none());
+///
+/// let err: CallError<String> = CallError::Application("no such flavor".into());
+/// assert_eq!(err.application().map(String::as_str), Some("no such flavor"));
+/// assert_eq!(err.into_application(), Some("no such flavor".to_owned()));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum CallError<E> {
     /// The remote method failed with `E`: a Rust server's `Err(E)`, or, for an `E` that is a
@@ -560,8 +601,65 @@ pub enum CallError<E> {
 }
 
 impl<E> CallError<E> {
+    /// Whether the remote method failed with its own error `E`.
+    pub fn is_application(&self) -> bool {
+        matches!(self, CallError::Application(_))
+    }
+
+    /// Whether no reply came in time ([`RpcError::is_timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_timeout)
+    }
+
+    /// Whether the server has no such method ([`RpcError::is_no_such_method`]).
+    pub fn is_no_such_method(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_no_such_method)
+    }
+
+    /// Whether the server does not serve the requested namespace and version
+    /// ([`RpcError::is_unsupported_version`]).
+    pub fn is_unsupported_version(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_unsupported_version)
+    }
+
+    /// Whether the client's version cap refused the message ([`RpcError::is_version_cap`]).
+    pub fn is_version_cap(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_version_cap)
+    }
+
+    /// Whether the remote method failed with something other than `E` (a Python exception
+    /// `E` does not name, a panic): [`RpcError::is_remote`]. A failure with `E` is
+    /// [`CallError::is_application`].
+    pub fn is_remote(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_remote)
+    }
+
+    /// Whether the transport failed ([`RpcError::is_transport`]).
+    pub fn is_transport(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_transport)
+    }
+
+    /// Whether the target cannot be used for the call ([`RpcError::is_invalid_target`]).
+    pub fn is_invalid_target(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_invalid_target)
+    }
+
+    /// Whether trying again may succeed ([`RpcError::is_retryable`]); never for the method's
+    /// own error, which its server chose to return.
+    pub fn is_retryable(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_retryable)
+    }
+
     /// The method's own error, if that is what this is.
-    pub fn application(self) -> Option<E> {
+    pub fn application(&self) -> Option<&E> {
+        match self {
+            CallError::Application(e) => Some(e),
+            CallError::Rpc(_) => None,
+        }
+    }
+
+    /// The method's own error, taken out of the error, if that is what this is.
+    pub fn into_application(self) -> Option<E> {
         match self {
             CallError::Application(e) => Some(e),
             CallError::Rpc(_) => None,
@@ -574,6 +672,25 @@ impl<E> CallError<E> {
             CallError::Application(_) => None,
             CallError::Rpc(e) => Some(e),
         }
+    }
+
+    /// The RPC failure, taken out of the error, if that is what this is.
+    pub fn into_rpc(self) -> Option<RpcError> {
+        match self {
+            CallError::Application(_) => None,
+            CallError::Rpc(e) => Some(e),
+        }
+    }
+
+    /// The remote failure, when the remote method failed with something other than `E`
+    /// ([`RpcError::remote`]).
+    pub fn remote(&self) -> Option<&RemoteError> {
+        self.rpc().and_then(RpcError::remote)
+    }
+
+    /// The transport's failure, when the transport failed ([`RpcError::transport`]).
+    pub fn transport(&self) -> Option<&TransportError> {
+        self.rpc().and_then(RpcError::transport)
     }
 }
 
@@ -700,5 +817,73 @@ mod tests {
         let driver = TransportError::driver(std::io::Error::other("odd"), false);
         assert_eq!(driver.to_string(), "transport driver error: odd");
         assert!(std::error::Error::source(&driver).is_some());
+    }
+}
+
+#[cfg(test)]
+mod call_error_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    type Call = CallError<String>;
+
+    #[test]
+    fn call_errors_answer_what_rpc_errors_do() {
+        let timeout = Call::Rpc(RpcError::Timeout {
+            msg_id: "m".to_owned(),
+            waited: Duration::from_secs(1),
+        });
+        assert!(timeout.is_timeout() && timeout.is_retryable() && !timeout.is_application());
+
+        let missing = Call::Rpc(RpcError::NoSuchMethod {
+            method: "m".to_owned(),
+        });
+        assert!(missing.is_no_such_method() && !missing.is_retryable());
+
+        let version = Call::Rpc(RpcError::UnsupportedVersion {
+            version: "2.0".to_owned(),
+            method: "m".to_owned(),
+        });
+        assert!(version.is_unsupported_version());
+
+        let cap = Call::Rpc(RpcError::VersionCap {
+            version: Some(Version::new(2, 0)),
+            cap: Version::new(1, 0),
+        });
+        assert!(cap.is_version_cap());
+
+        let remote = Call::Rpc(RpcError::Remote(RemoteError::builtin("ValueError", "bad")));
+        assert!(remote.is_remote() && !remote.is_application());
+        assert_eq!(remote.remote().map(RemoteError::class), Some("ValueError"));
+
+        let lost = Call::Rpc(RpcError::Transport(TransportError::ConnectionLost {
+            reason: "reset".to_owned(),
+        }));
+        assert!(lost.is_transport() && lost.is_retryable());
+        assert!(lost.transport().is_some_and(TransportError::is_retryable));
+
+        let target = crate::Target::new("t").with_fanout(true);
+        let fanout = Call::Rpc(RpcError::from(TargetError::FanoutCall {
+            target: Box::new(target),
+        }));
+        assert!(fanout.is_invalid_target() && !fanout.is_retryable());
+
+        let application = Call::Application("quota".to_owned());
+        assert!(application.is_application());
+        assert!(!application.is_remote() && !application.is_retryable());
+        assert!(application.rpc().is_none() && application.remote().is_none());
+    }
+
+    #[test]
+    fn accessors_borrow_and_into_takes_apart() {
+        let application = Call::Application("quota".to_owned());
+        assert_eq!(application.application().map(String::as_str), Some("quota"));
+        assert_eq!(application.into_application().as_deref(), Some("quota"));
+
+        let rpc = Call::Rpc(RpcError::Remote(RemoteError::builtin("KeyError", "k")));
+        assert!(rpc.rpc().is_some_and(RpcError::is_remote));
+        let remote = rpc.into_rpc().and_then(RpcError::into_remote);
+        assert_eq!(remote.as_ref().map(RemoteError::message), Some("k"));
     }
 }

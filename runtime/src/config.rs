@@ -50,13 +50,20 @@ pub enum LoginMethod {
 /// the same name, with the same default; a mixed fleet of Python and Rust services must use
 /// the same values for the options that shape the broker topology (marked *topology*).
 ///
+/// Set the options in code with the `with_*` methods, one per field, or from a URL's query
+/// (which wins over the code's values when applied after them):
+///
 /// ```
+/// use std::time::Duration;
 /// use amqp_rpc::{TransportConfig, TransportUrl};
 /// let url = TransportUrl::parse("rabbit://h/?control_exchange=nova&amqp_durable_queues=true")?;
-/// let config = TransportConfig::default().with_url_options(&url)?;
+/// let config = TransportConfig::default()
+///     .with_rpc_response_timeout(Duration::from_secs(30))
+///     .with_control_exchange("openstack")
+///     .with_url_options(&url)?;
 /// assert_eq!(config.control_exchange, "nova");
 /// assert!(config.amqp_durable_queues);
-/// assert_eq!(config.rpc_response_timeout, std::time::Duration::from_secs(60));
+/// assert_eq!(config.rpc_response_timeout, Duration::from_secs(30));
 /// # Ok::<(), amqp_rpc::RpcError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +173,161 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// Sets [`TransportConfig::control_exchange`].
+    #[must_use]
+    pub fn with_control_exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.control_exchange = exchange.into();
+        self
+    }
+
+    /// Sets [`TransportConfig::amqp_durable_queues`].
+    #[must_use]
+    pub fn with_amqp_durable_queues(mut self, durable: bool) -> Self {
+        self.amqp_durable_queues = durable;
+        self
+    }
+
+    /// Sets [`TransportConfig::amqp_auto_delete`].
+    #[must_use]
+    pub fn with_amqp_auto_delete(mut self, auto_delete: bool) -> Self {
+        self.amqp_auto_delete = auto_delete;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_quorum_queue`].
+    #[must_use]
+    pub fn with_rabbit_quorum_queue(mut self, quorum: bool) -> Self {
+        self.rabbit_quorum_queue = quorum;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_transient_queues_ttl`].
+    #[must_use]
+    pub fn with_rabbit_transient_queues_ttl(mut self, ttl: Duration) -> Self {
+        self.rabbit_transient_queues_ttl = ttl;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_qos_prefetch_count`].
+    #[must_use]
+    pub fn with_rabbit_qos_prefetch_count(mut self, prefetch: u16) -> Self {
+        self.rabbit_qos_prefetch_count = prefetch;
+        self
+    }
+
+    /// Sets [`TransportConfig::heartbeat_timeout_threshold`].
+    #[must_use]
+    pub fn with_heartbeat_timeout_threshold(mut self, threshold: Duration) -> Self {
+        self.heartbeat_timeout_threshold = threshold;
+        self
+    }
+
+    /// Sets [`TransportConfig::rpc_response_timeout`].
+    #[must_use]
+    pub fn with_rpc_response_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_response_timeout = timeout;
+        self
+    }
+
+    /// Sets [`TransportConfig::executor_thread_pool_size`].
+    #[must_use]
+    pub fn with_executor_thread_pool_size(mut self, size: usize) -> Self {
+        self.executor_thread_pool_size = size;
+        self
+    }
+
+    /// Sets [`TransportConfig::kombu_missing_consumer_retry_timeout`].
+    #[must_use]
+    pub fn with_kombu_missing_consumer_retry_timeout(mut self, timeout: Duration) -> Self {
+        self.kombu_missing_consumer_retry_timeout = timeout;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_retry_interval`].
+    #[must_use]
+    pub fn with_rabbit_retry_interval(mut self, interval: Duration) -> Self {
+        self.rabbit_retry_interval = interval;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_retry_backoff`].
+    #[must_use]
+    pub fn with_rabbit_retry_backoff(mut self, backoff: Duration) -> Self {
+        self.rabbit_retry_backoff = backoff;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_interval_max`].
+    #[must_use]
+    pub fn with_rabbit_interval_max(mut self, max: Duration) -> Self {
+        self.rabbit_interval_max = max;
+        self
+    }
+
+    /// Sets [`TransportConfig::kombu_reconnect_delay`]. A delay above oslo's 4.5 s limit, which the
+    /// URL option refuses, is taken as given.
+    #[must_use]
+    pub fn with_kombu_reconnect_delay(mut self, delay: Duration) -> Self {
+        self.kombu_reconnect_delay = delay;
+        self
+    }
+
+    /// Sets [`TransportConfig::kombu_reconnect_splay`].
+    #[must_use]
+    pub fn with_kombu_reconnect_splay(mut self, splay: Duration) -> Self {
+        self.kombu_reconnect_splay = splay;
+        self
+    }
+
+    /// Sets [`TransportConfig::kombu_failover_strategy`].
+    #[must_use]
+    pub fn with_kombu_failover_strategy(mut self, strategy: FailoverStrategy) -> Self {
+        self.kombu_failover_strategy = strategy;
+        self
+    }
+
+    /// Sets [`TransportConfig::connect_timeout`].
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_login_method`].
+    #[must_use]
+    pub fn with_rabbit_login_method(mut self, method: LoginMethod) -> Self {
+        self.rabbit_login_method = method;
+        self
+    }
+
+    /// Sets [`TransportConfig::ssl`].
+    #[must_use]
+    pub fn with_ssl(mut self, enabled: bool) -> Self {
+        self.ssl = enabled;
+        self
+    }
+
+    /// Sets [`TransportConfig::ssl_ca_file`].
+    #[must_use]
+    pub fn with_ssl_ca_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ssl_ca_file = Some(file.into());
+        self
+    }
+
+    /// Sets [`TransportConfig::ssl_cert_file`].
+    #[must_use]
+    pub fn with_ssl_cert_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ssl_cert_file = Some(file.into());
+        self
+    }
+
+    /// Sets [`TransportConfig::ssl_key_file`].
+    #[must_use]
+    pub fn with_ssl_key_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ssl_key_file = Some(file.into());
+        self
+    }
+
     /// Sets [`TransportConfig::max_message_size`].
     #[must_use]
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
@@ -417,6 +579,59 @@ mod tests {
         // An empty file name means none, as oslo's "" default.
         let c = parse("ssl=1&ssl_ca_file=").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.ssl_ca_file.is_none());
+    }
+
+    #[test]
+    fn typed_setters_agree_with_the_url_options() {
+        let typed = TransportConfig::default()
+            .with_control_exchange("nova")
+            .with_amqp_durable_queues(true)
+            .with_amqp_auto_delete(true)
+            .with_rabbit_quorum_queue(true)
+            .with_rabbit_transient_queues_ttl(Duration::from_secs(60))
+            .with_rabbit_qos_prefetch_count(10)
+            .with_heartbeat_timeout_threshold(Duration::from_secs(30))
+            .with_rpc_response_timeout(Duration::from_secs(5))
+            .with_executor_thread_pool_size(8)
+            .with_kombu_missing_consumer_retry_timeout(Duration::from_secs(2))
+            .with_rabbit_retry_interval(Duration::from_secs(2))
+            .with_rabbit_retry_backoff(Duration::ZERO)
+            .with_rabbit_interval_max(Duration::from_secs(10))
+            .with_kombu_reconnect_delay(Duration::from_millis(500))
+            .with_kombu_reconnect_splay(Duration::from_millis(2250))
+            .with_kombu_failover_strategy(FailoverStrategy::Shuffle)
+            .with_rabbit_login_method(LoginMethod::Plain)
+            .with_ssl(true)
+            .with_ssl_ca_file("/etc/ca.pem")
+            .with_ssl_cert_file("/c.pem")
+            .with_ssl_key_file("/k.pem");
+        let from_url = parse(
+            "control_exchange=nova&amqp_durable_queues=1&amqp_auto_delete=1&rabbit_quorum_queue=1\
+             &rabbit_transient_queues_ttl=60&rabbit_qos_prefetch_count=10\
+             &heartbeat_timeout_threshold=30&rpc_response_timeout=5&executor_thread_pool_size=8\
+             &kombu_missing_consumer_retry_timeout=2&rabbit_retry_interval=2\
+             &rabbit_retry_backoff=0&rabbit_interval_max=10&kombu_reconnect_delay=0.5\
+             &kombu_reconnect_splay=2.25&kombu_failover_strategy=shuffle\
+             &rabbit_login_method=PLAIN&ssl=1&ssl_ca_file=/etc/ca.pem&ssl_cert_file=/c.pem\
+             &ssl_key_file=/k.pem",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(typed, from_url);
+
+        // The two options that are not URL options.
+        let own = TransportConfig::default()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_max_message_size(4096);
+        assert_eq!(own.connect_timeout, Duration::from_secs(2));
+        assert_eq!(own.max_message_size, 4096);
+        assert_eq!(
+            TransportConfig {
+                connect_timeout: Duration::from_secs(5),
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                ..own
+            },
+            TransportConfig::default()
+        );
     }
 
     #[test]

@@ -178,8 +178,7 @@ async fn a_stalled_network_never_holds_a_call_or_cast_past_its_timeout() {
     let _ = test_broker!();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
-    let mut config = quick_config();
-    config.heartbeat_timeout_threshold = Duration::from_secs(2);
+    let config = quick_config().with_heartbeat_timeout_threshold(Duration::from_secs(2));
     let (direct, proxied) = (vhost.url(BROKER_PORT), vhost.url(proxy.port()));
     let pair = Pair::start("stall", &direct, &proxied, config).await;
     assert_eq!(pair.client.sleep(1).await.unwrap(), 1);
@@ -339,8 +338,7 @@ async fn connecting_is_bounded_per_host_and_the_error_names_every_host_tried() {
     blackhole.blackhole();
     let refusing = FaultProxy::start(broker_address()).await;
     refusing.refuse();
-    let mut config = quick_config();
-    config.connect_timeout = Duration::from_secs(1);
+    let config = quick_config().with_connect_timeout(Duration::from_secs(1));
 
     let url = format!(
         "rabbit://guest:s3cret@127.0.0.1:{},guest:s3cret@127.0.0.1:{}/",

@@ -78,10 +78,9 @@ pub(crate) const BROKER_PORT: u16 = 5672;
 /// Settings that make the tests' reconnections quick: oslo's schedule, with a short
 /// `kombu_reconnect_delay` and `connect_timeout`.
 pub(crate) fn quick_config() -> TransportConfig {
-    let mut config = TransportConfig::default();
-    config.kombu_reconnect_delay = Duration::from_millis(200);
-    config.connect_timeout = Duration::from_secs(2);
-    config
+    TransportConfig::default()
+        .with_kombu_reconnect_delay(Duration::from_millis(200))
+        .with_connect_timeout(Duration::from_secs(2))
 }
 
 pub(crate) async fn connect(url: &str, config: TransportConfig) -> Transport {

@@ -60,8 +60,7 @@ macro_rules! tls_or_skip {
 
 /// Connecting to `url` fails, in time, with an error whose text has `expected`.
 async fn refused(url: &str, expected: &str) {
-    let mut config = quick_config();
-    config.connect_timeout = Duration::from_secs(3);
+    let config = quick_config().with_connect_timeout(Duration::from_secs(3));
     let started = Instant::now();
     let err = Transport::from_url_with_config(url, config)
         .await

@@ -172,13 +172,41 @@ impl<'a> Destination<'a> {
 }
 
 /// How a message is published.
+///
+/// ```
+/// use std::time::Duration;
+/// use amqp_rpc::driver::PublishOptions;
+/// let options = PublishOptions::default()
+///     .with_expiration(Duration::from_secs(60))
+///     .with_mandatory(true);
+/// assert_eq!(options.expiration, Some(Duration::from_secs(60)));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PublishOptions {
     /// Drop the message if it is not consumed within this time (AMQP `expiration`); set on
-    /// call requests only.
+    /// call requests only. Default `None`: the message waits in its queue for as long as it
+    /// takes.
     pub expiration: Option<Duration>,
-    /// Fail with [`TransportError::NoRoute`] when no queue receives the message.
+    /// Fail with [`TransportError::NoRoute`] when no queue receives the message. Default
+    /// `false`: an unroutable message is dropped by the broker, as oslo's casts are.
     pub mandatory: bool,
+}
+
+impl PublishOptions {
+    /// Sets [`PublishOptions::expiration`].
+    #[must_use]
+    pub fn with_expiration(mut self, ttl: Duration) -> Self {
+        self.expiration = Some(ttl);
+        self
+    }
+
+    /// Sets [`PublishOptions::mandatory`].
+    #[must_use]
+    pub fn with_mandatory(mut self, mandatory: bool) -> Self {
+        self.mandatory = mandatory;
+        self
+    }
 }
 
 /// The acknowledgement of one delivery.

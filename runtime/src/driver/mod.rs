@@ -235,9 +235,10 @@ pub struct Delivery {
 /// Dropping it cancels its consumers; deliveries not yet acknowledged go back to their queues.
 #[async_trait]
 pub trait Subscription: Send + fmt::Debug {
-    /// The next delivery; an error means the subscription has ended (transport closed, or a
-    /// driver that cannot restore its consumers lost its connection) and will deliver nothing
-    /// more. A driver that reconnects restores the subscription's consumers itself.
+    /// The next delivery; an error means the subscription has ended and will deliver nothing
+    /// more: [`TransportError::Closed`] once the transport is closed, or
+    /// [`TransportError::SubscriptionEnded`] from a driver that cannot restore its consumers.
+    /// A driver that reconnects restores the subscription's consumers itself.
     async fn next(&mut self) -> Result<Delivery, TransportError>;
 
     /// Cancels the consumers and waits until the broker has them back: deliveries not

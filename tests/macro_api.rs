@@ -240,6 +240,70 @@ impl Plain for Next {
     async fn nothing(&self) {}
 }
 
+/// Parameters and methods named as the generated code's own locals and helpers: each is the
+/// user's, on the wire and in the implementation.
+#[rpc_endpoint(namespace = "names")]
+#[rpc_client]
+trait Internals {
+    /// A method named as the helper that generated clients once had.
+    async fn map(&self, __args: i64, __kwargs: i64) -> i64;
+    /// The dispatcher's and the client's locals as parameter names; the context parameter is
+    /// named as the dispatcher's.
+    #[allow(clippy::too_many_arguments)]
+    async fn locals(
+        &self,
+        __ctx: &Context,
+        __method: String,
+        __args: Vec<i64>,
+        __ok: i64,
+        __err: i64,
+        __error: i64,
+        __self: i64,
+        __ret: i64,
+        __map: i64,
+    ) -> Result<String, CalcError>;
+    /// A cast whose parameter is named as the client's keyword-argument local.
+    #[rpc(cast)]
+    async fn noted(&self, __kwargs: String);
+}
+
+/// Reports the `noted` casts it receives.
+struct Names(mpsc::UnboundedSender<String>);
+
+impl Internals for Names {
+    async fn map(&self, __args: i64, __kwargs: i64) -> i64 {
+        __args * 10 + __kwargs
+    }
+
+    async fn locals(
+        &self,
+        __ctx: &Context,
+        __method: String,
+        __args: Vec<i64>,
+        __ok: i64,
+        __err: i64,
+        __error: i64,
+        __self: i64,
+        __ret: i64,
+        __map: i64,
+    ) -> Result<String, CalcError> {
+        if __err != 0 {
+            return Err(CalcError::Overflow {
+                op: __method,
+                limit: __err,
+            });
+        }
+        Ok(format!(
+            "{} {__method} {__args:?} {__ok} {__error} {__self} {__ret} {__map}",
+            __ctx.user_id().unwrap_or("-")
+        ))
+    }
+
+    async fn noted(&self, __kwargs: String) {
+        let _ = self.0.send(__kwargs);
+    }
+}
+
 /// A client-only description of a remote service that returns the context it got.
 #[rpc_client(namespace = "mirror")]
 // Nothing implements a client-only trait, so rustc warns that it is never used.
@@ -1196,6 +1260,49 @@ async fn with_server_reaches_only_that_server() {
     }
     answers.sort();
     assert_eq!(answers, ["s1", "s2", "s3"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names the generated code uses itself
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_and_methods_named_as_generated_internals_work_end_to_end() {
+    let transport = Transport::memory();
+    let (tx, mut noted) = mpsc::unbounded_channel();
+    let endpoint: Arc<dyn Endpoint> = Arc::new(InternalsEndpoint::new(Names(tx)));
+    let _server = serve(&transport, "names", "s1", vec![endpoint]).await;
+    let client = InternalsClient::new(&transport, "names").with_timeout(ANSWER);
+
+    assert_eq!(client.map(4, 2).await.unwrap(), 42);
+    let ctx = Context::new().with_user_id("ada");
+    let text = client
+        .locals(&ctx, "m".to_owned(), vec![1, 2], 3, 0, 5, 6, 7, 8)
+        .await
+        .unwrap();
+    assert_eq!(text, "ada m [1, 2] 3 5 6 7 8");
+    match client.locals(&ctx, "op".to_owned(), vec![], 0, 9, 0, 0, 0, 0).await {
+        Err(CallError::Application(CalcError::Overflow { op, limit })) => {
+            assert_eq!((op.as_str(), limit), ("op", 9));
+        }
+        other => panic!("expected the typed error: {other:?}"),
+    }
+    client.noted("kept".to_owned()).await.unwrap();
+    assert_eq!(expect_events(&mut noted, 1).await, ["kept"]);
+
+    // On the wire, the parameters are keyword arguments of their own names.
+    let dynamic =
+        RpcClient::new(&transport, Target::new("names").with_namespace("names")).with_timeout(ANSWER);
+    let sum: i64 = dynamic
+        .call(&Context::new(), "map", json!({"__args": 1, "__kwargs": 5}))
+        .await
+        .unwrap();
+    assert_eq!(sum, 15);
+    let missing = remote_failure(&dynamic, "map", json!({"__args": 1})).await;
+    assert_eq!(
+        missing.message(),
+        "map() missing 1 required positional argument: '__kwargs'"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

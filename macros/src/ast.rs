@@ -81,14 +81,18 @@ pub(crate) enum Output {
     },
 }
 
-/// Inherent methods of the generated clients; an RPC method of the same name would clash.
+/// Inherent items of the generated clients; an RPC method of the same name would clash. (The
+/// macros crate's tests check this list against the expansion.)
 pub(crate) const CLIENT_METHODS: &[&str] = &[
+    "NAMESPACE",
+    "VERSION",
     "new",
     "from_rpc_client",
     "rpc_client",
     "with_context",
     "with_server",
     "with_timeout",
+    "with_retry",
     "with_call_monitor_timeout",
     "with_version_cap",
     "with_namespace",

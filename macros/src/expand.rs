@@ -59,6 +59,13 @@ fn item_head(item: &TokenStream) -> TokenStream {
         .collect()
 }
 
+/// A local variable or parameter of the generated code. Its mixed-site span makes it hygienic
+/// (as a `macro_rules!` local): a user's parameter of the same name, whose span is the user's,
+/// is another variable, so a parameter named `__args` or `__kwargs` cannot capture it.
+fn local(name: &str) -> syn::Ident {
+    syn::Ident::new(name, proc_macro2::Span::mixed_site())
+}
+
 struct Generator<'a> {
     service: &'a Service,
     /// `<crate>::__private_v1`
@@ -243,10 +250,11 @@ impl<'a> Generator<'a> {
             "Serves any implementation of [`{trait_ident}`] as an RPC endpoint ({namespace_text}, \
              version {version_text}): give it to `RpcServer` as an `Arc<dyn Endpoint>`."
         );
+        let (ctx, method, args) = (local("__ctx"), local("__method"), local("__args"));
         let wire_names: Vec<&String> = self.methods.iter().map(|m| &m.wire_name).collect();
         let has_method = match wire_names.is_empty() {
             true => quote!(false),
-            false => quote!(::core::matches!(__method, #(#wire_names)|*)),
+            false => quote!(::core::matches!(#method, #(#wire_names)|*)),
         };
         let arms = self.methods.iter().map(|m| self.dispatch_arm(m));
         // A generic trait has been reported; without its arguments `T: Trait` would only add
@@ -293,16 +301,16 @@ impl<'a> Generator<'a> {
                     Self::VERSION
                 }
 
-                fn has_method(&self, __method: &str) -> bool {
+                fn has_method(&self, #method: &str) -> bool {
                     #has_method
                 }
 
                 #[allow(unused_mut, unused_variables)]
                 fn dispatch<'life0, 'life1, 'async_trait>(
                     &'life0 self,
-                    __ctx: #private::Context,
-                    __method: &'life1 str,
-                    __args: #private::Args,
+                    #ctx: #private::Context,
+                    #method: &'life1 str,
+                    #args: #private::Args,
                 ) -> #private::DispatchFuture<'async_trait>
                 where
                     'life0: 'async_trait,
@@ -310,10 +318,10 @@ impl<'a> Generator<'a> {
                     Self: 'async_trait,
                 {
                     ::std::boxed::Box::pin(async move {
-                        let mut __args = __args;
-                        match __method {
+                        let mut #args = #args;
+                        match #method {
                             #(#arms)*
-                            _ => ::core::result::Result::Err(#private::no_such_method(__method)),
+                            _ => ::core::result::Result::Err(#private::no_such_method(#method)),
                         }
                     })
                 }
@@ -326,13 +334,17 @@ impl<'a> Generator<'a> {
         let trait_ident = &self.service.item.ident;
         let ident = &method.ident;
         let wire = &method.wire_name;
+        let (args, ok, err) = (local("__args"), local("__ok"), local("__err"));
         let takes = method.params.iter().map(|p| {
             let (name, ty) = (&p.ident, &p.ty);
             let key = name.unraw().to_string();
-            quote!(let #name = #private::take_arg::<#ty>(&mut __args, #wire, #key)?;)
+            quote!(let #name = #private::take_arg::<#ty>(&mut #args, #wire, #key)?;)
         });
         let keys = method.params.iter().map(|p| p.ident.unraw().to_string());
-        let ctx = method.ctx.as_ref().map(|_| quote!(&__ctx,));
+        let ctx = method.ctx.as_ref().map(|_| {
+            let ctx = local("__ctx");
+            quote!(&#ctx,)
+        });
         let names = method.params.iter().map(|p| &p.ident);
         let call = quote!(<T as #trait_ident>::#ident(&self.inner, #ctx #(#names),*).await);
         let finish = match &method.output {
@@ -341,19 +353,22 @@ impl<'a> Generator<'a> {
                 ::core::result::Result::Ok(#private::serde_json::Value::Null)
             },
             Output::Value(ty) => quote!(#private::encode_result::<#ty>(#wire, &#call)),
-            Output::Fallible { ok, err } => {
-                let encode = self.encode_error(err, &quote!(#wire), &quote!(&__err));
+            Output::Fallible {
+                ok: ok_ty,
+                err: err_ty,
+            } => {
+                let encode = self.encode_error(err_ty, &quote!(#wire), &quote!(&#err));
                 quote! {
                     match #call {
-                        ::core::result::Result::Ok(__ok) => #private::encode_result::<#ok>(#wire, &__ok),
-                        ::core::result::Result::Err(__err) => ::core::result::Result::Err(#encode),
+                        ::core::result::Result::Ok(#ok) => #private::encode_result::<#ok_ty>(#wire, &#ok),
+                        ::core::result::Result::Err(#err) => ::core::result::Result::Err(#encode),
                     }
                 }
             }
         };
         quote! {
             #wire => {
-                #private::only_args(&__args, #wire, &[#(#keys),*])?;
+                #private::only_args(&#args, #wire, &[#(#keys),*])?;
                 #(#takes)*
                 #finish
             }
@@ -375,6 +390,7 @@ impl<'a> Generator<'a> {
             "Typed client of [`{trait_ident}`]: one method per RPC method, sending each with \
              its `since` version. Cheap to clone; the `with_*` methods return a modified copy."
         );
+        let setters = self.client_setters();
         let (fanout_method, fanout_struct) = match casts.is_empty() {
             true => (TokenStream::new(), TokenStream::new()),
             false => {
@@ -447,37 +463,7 @@ impl<'a> Generator<'a> {
                     Self { client: self.client.prepare(), context }
                 }
 
-                /// Sends to one server of the topic.
-                pub fn with_server(&self, server: #string) -> Self {
-                    self.map(|c| c.with_server(server))
-                }
-
-                /// Lets calls take `timeout` in all, and casts try for as long (default 60 s).
-                pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
-                    self.map(|c| c.with_timeout(timeout))
-                }
-
-                /// oslo's `retry` for sending: `None` keeps trying until the timeout, `Some(0)`
-                /// tries once, `Some(n)` retries `n` times.
-                pub fn with_retry(&self, retry: ::core::option::Option<u32>) -> Self {
-                    self.map(|c| c.with_retry(retry))
-                }
-
-                /// Asks servers for heartbeats and fails a call when none arrives for
-                /// `timeout`.
-                pub fn with_call_monitor_timeout(&self, timeout: ::core::time::Duration) -> Self {
-                    self.map(|c| c.with_call_monitor_timeout(timeout))
-                }
-
-                /// Refuses, before sending, methods whose `since` version `cap` does not cover.
-                pub fn with_version_cap(&self, cap: #private::Version) -> Self {
-                    self.map(|c| c.with_version_cap(cap))
-                }
-
-                /// Addresses `namespace` instead of the trait's.
-                pub fn with_namespace(&self, namespace: #string) -> Self {
-                    self.map(|c| c.with_namespace(namespace))
-                }
+                #(#setters)*
 
                 /// Whether the version cap lets a message of `version` be sent.
                 pub fn can_send_version(&self, version: &#private::Version) -> bool {
@@ -486,18 +472,73 @@ impl<'a> Generator<'a> {
 
                 #fanout_method
 
-                fn map(&self, f: impl ::core::ops::FnOnce(#private::RpcClient) -> #private::RpcClient) -> Self {
-                    Self {
-                        client: f(self.client.prepare()),
-                        context: ::core::clone::Clone::clone(&self.context),
-                    }
-                }
-
                 #(#methods)*
             }
 
             #fanout_struct
         }
+    }
+
+    /// The client's `with_*` methods that change its `RpcClient`: each returns a modified copy
+    /// (oslo's `prepare()`).
+    fn client_setters(&self) -> Vec<TokenStream> {
+        let private = &self.private;
+        let string = quote!(impl ::core::convert::Into<::std::string::String>);
+        let duration = quote!(::core::time::Duration);
+        let setters = [
+            (
+                "with_server",
+                "Sends to one server of the topic.",
+                quote!(server: #string),
+                quote!(with_server(server)),
+            ),
+            (
+                "with_timeout",
+                "Lets calls take `timeout` in all, and casts try for as long (default 60 s).",
+                quote!(timeout: #duration),
+                quote!(with_timeout(timeout)),
+            ),
+            (
+                "with_retry",
+                "oslo's `retry` for sending: `None` keeps trying until the timeout, `Some(0)` \
+                 tries once, `Some(n)` retries `n` times.",
+                quote!(retry: ::core::option::Option<u32>),
+                quote!(with_retry(retry)),
+            ),
+            (
+                "with_call_monitor_timeout",
+                "Asks servers for heartbeats and fails a call when none arrives for `timeout`.",
+                quote!(timeout: #duration),
+                quote!(with_call_monitor_timeout(timeout)),
+            ),
+            (
+                "with_version_cap",
+                "Refuses, before sending, methods whose `since` version `cap` does not cover.",
+                quote!(cap: #private::Version),
+                quote!(with_version_cap(cap)),
+            ),
+            (
+                "with_namespace",
+                "Addresses `namespace` instead of the trait's.",
+                quote!(namespace: #string),
+                quote!(with_namespace(namespace)),
+            ),
+        ];
+        setters
+            .into_iter()
+            .map(|(name, doc, param, change)| {
+                let name = syn::Ident::new(name, proc_macro2::Span::call_site());
+                quote! {
+                    #[doc = #doc]
+                    pub fn #name(&self, #param) -> Self {
+                        Self {
+                            client: self.client.prepare().#change,
+                            context: ::core::clone::Clone::clone(&self.context),
+                        }
+                    }
+                }
+            })
+            .collect()
     }
 
     fn client_method(&self, method: &Method) -> TokenStream {
@@ -526,9 +567,10 @@ impl<'a> Generator<'a> {
             None => (TokenStream::new(), quote!(&self.context)),
         };
         let kwargs = self.kwargs(method);
+        let kwargs_local = local("__kwargs");
         // Macro-spanned, as they name the method's locals; only the calls taking a user's type
         // are spanned at that type (their arguments keep the macro's span).
-        let args = quote!(&self.client, #since, #ctx, #wire, __kwargs);
+        let args = quote!(&self.client, #since, #ctx, #wire, #kwargs_local);
         let (ret, send) = match (&method.output, method.cast) {
             (_, true) => (
                 quote!(::core::result::Result<(), #private::RpcError>),
@@ -553,13 +595,13 @@ impl<'a> Generator<'a> {
             (Output::Fallible { ok, err }, false) => {
                 let at_ok = self.private_at(ok.span());
                 let call = quote_spanned!(ok.span()=> #at_ok::call::<#ok>(#args).await);
-                let error = quote!(__error);
-                let from_rpc = self.decode_error(err, &error);
+                let (error, ok_local) = (local("__error"), local("__ok"));
+                let from_rpc = self.decode_error(err, &quote!(#error));
                 (
                     quote!(::core::result::Result<#ok, #private::CallError<#err>>),
                     quote! {
                         match #call {
-                            ::core::result::Result::Ok(__ok) => ::core::result::Result::Ok(__ok),
+                            ::core::result::Result::Ok(#ok_local) => ::core::result::Result::Ok(#ok_local),
                             ::core::result::Result::Err(#error) => {
                                 ::core::result::Result::Err(#from_rpc)
                             }
@@ -579,7 +621,9 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// A struct borrowing the arguments, serialized as the keyword-argument object.
+    /// A struct borrowing the arguments, serialized as the keyword-argument object. Its names
+    /// are local to the client method's body, where they could only shadow a user's type of
+    /// the same name: hence the reserved prefix.
     fn kwargs(&self, method: &Method) -> TokenStream {
         let private = &self.private;
         let serde = quote!(#private::serde);
@@ -587,38 +631,40 @@ impl<'a> Generator<'a> {
         let keys = names.iter().map(|n| n.unraw().to_string());
         let types: Vec<&syn::Type> = method.params.iter().map(|p| &p.ty).collect();
         let count = names.len();
+        let (map, serializer, kwargs) = (local("__map"), local("__serializer"), local("__kwargs"));
         let (definition, generics, value) = match names.is_empty() {
             true => (
                 quote!(
-                    struct __Kwargs;
+                    struct __AmqpRpcKwargs;
                 ),
                 quote!(),
-                quote!(__Kwargs),
+                quote!(__AmqpRpcKwargs),
             ),
             false => (
-                quote!(struct __Kwargs<'__a> { #(#names: &'__a #types),* }),
+                quote!(struct __AmqpRpcKwargs<'__amqp_rpc> { #(#names: &'__amqp_rpc #types),* }),
                 quote!(<'_>),
-                quote!(__Kwargs { #(#names: &#names),* }),
+                quote!(__AmqpRpcKwargs { #(#names: &#names),* }),
             ),
         };
         quote! {
             #definition
-            impl #serde::Serialize for __Kwargs #generics {
-                fn serialize<__S: #serde::Serializer>(
+            #[automatically_derived]
+            impl #serde::Serialize for __AmqpRpcKwargs #generics {
+                fn serialize<__AmqpRpcS: #serde::Serializer>(
                     &self,
-                    __serializer: __S,
-                ) -> ::core::result::Result<__S::Ok, __S::Error> {
-                    let mut __map = #serde::Serializer::serialize_map(
-                        __serializer,
+                    #serializer: __AmqpRpcS,
+                ) -> ::core::result::Result<__AmqpRpcS::Ok, __AmqpRpcS::Error> {
+                    let mut #map = #serde::Serializer::serialize_map(
+                        #serializer,
                         ::core::option::Option::Some(#count),
                     )?;
                     #(#serde::ser::SerializeMap::serialize_entry::<str, #types>(
-                        &mut __map, #keys, self.#names,
+                        &mut #map, #keys, self.#names,
                     )?;)*
-                    #serde::ser::SerializeMap::end(__map)
+                    #serde::ser::SerializeMap::end(#map)
                 }
             }
-            let __kwargs = #value;
+            let #kwargs = #value;
         }
     }
 }

@@ -526,24 +526,39 @@ fn parse_output(output: &ReturnType, errors: &mut Errors) -> Output {
         );
         return Output::Unit;
     }
+    // A fallible method's `Err` is sent as a failure (a Python exception), so the macro must
+    // see its error type. It goes by syntax: any path whose last segment is `Result` with
+    // exactly two type arguments is `core::result::Result<T, E>`; one it cannot see through
+    // (`io::Result<T>`, an alias `Result<T>`) is refused rather than sent as a successful
+    // `{"Err": ...}` value. (An alias under another name is refused by a type check in the
+    // generated code: see `Generator::render_assertions`.)
     if let Type::Path(path) = ty
         && let Some(last) = path.path.segments.last().filter(|s| s.ident == "Result")
-        && let PathArguments::AngleBracketed(generic) = &last.arguments
     {
-        let types: Vec<&Type> = generic
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                GenericArgument::Type(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let types: Vec<&Type> = match &last.arguments {
+            PathArguments::AngleBracketed(generic) => generic
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    GenericArgument::Type(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         if let [ok, err] = types.as_slice() {
             return Output::Fallible {
                 ok: Box::new((*ok).clone()),
                 err: Box::new((*err).clone()),
             };
         }
+        errors.at(
+            ty,
+            "the macro cannot see this `Result`'s error type: write both its parameters, \
+             `Result<T, E>` (spelled `std::result::Result<T, E>` where `Result` is an alias), so \
+             that an `Err` is sent as a failure, not as a successful value",
+        );
+        return Output::Unit;
     }
     Output::Value(Box::new(ty.clone()))
 }

@@ -150,6 +150,16 @@ impl<'a> Generator<'a> {
                 Output::Value(ty) => (Some(ty), None),
                 Output::Fallible { ok, err } => (Some(ok), Some(err)),
             };
+            if let Output::Value(ty) = &method.output {
+                // A `Result` under another name, which the macro took for a plain value.
+                // The `use` is macro-spanned, so that the import left unused is not linted.
+                let at_ty = self.private_at(ty.span());
+                let probe = quote_spanned!(ty.span()=> (&#at_ty::ReturnProbe::<#ty>::NEW).check());
+                error_checks.extend(quote! {{
+                    use #private::{ReturnIsResult as _, ReturnIsValue as _};
+                    #probe;
+                }});
+            }
             let params = method.params.iter().map(|p| &p.ty);
             if !self.service.endpoint {
                 // An endpoint decodes the arguments and encodes the result and error.

@@ -190,6 +190,55 @@ impl SerdeCodec {
     }
 }
 
+/// Refuses a method's return type that is a [`Result`] the macro could not see as one, an
+/// alias under another name (`type Fallible<T> = Result<T, E>`): its `Err` would be sent as a
+/// successful `{"Err": ...}` value, which Python callers never see as an exception. The macro
+/// refuses a `Result` it sees with other than two parameters itself; this check, in the
+/// generated code, sees through aliases by autoref specialization (as [`ErrorCodec`]):
+///
+/// ```text
+/// use __private_v1::{ReturnIsResult as _, ReturnIsValue as _};
+/// (&ReturnProbe::<T>::NEW).check();
+/// ```
+///
+/// [`ReturnIsResult`] matches a `ReturnProbe<Result<_, _>>` as it is, and its method requires
+/// a trait nothing implements, whose message says what to write; [`ReturnIsValue`] matches
+/// any other type after another borrow.
+pub struct ReturnProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> ReturnProbe<T> {
+    /// The probe of `T`.
+    pub const NEW: Self = ReturnProbe(PhantomData);
+}
+
+/// Implemented by nothing: what a method returning an alias of `Result` is told.
+#[diagnostic::on_unimplemented(
+    message = "this return type is a `Result` under another name, whose error type the macro cannot see",
+    label = "write it as `Result<T, E>`",
+    note = "an `Err` would be sent as a successful value, which Python callers never see as an exception"
+)]
+pub trait ResultSpelledOut {}
+
+/// Picks the refusal for a `Result` (see [`ReturnProbe`]).
+pub trait ReturnIsResult {
+    /// Fails to compile.
+    fn check(&self)
+    where
+        Self: ResultSpelledOut,
+    {
+    }
+}
+
+impl<T, E> ReturnIsResult for ReturnProbe<Result<T, E>> {}
+
+/// Accepts any other return type (see [`ReturnProbe`]).
+pub trait ReturnIsValue {
+    /// Compiles.
+    fn check(&self) {}
+}
+
+impl<T: ?Sized> ReturnIsValue for &ReturnProbe<T> {}
+
 /// What `#[derive(RemoteException)]` generates calls.
 pub mod exception {
     use serde::Serialize;

@@ -95,8 +95,11 @@ pub(crate) const CLIENT_METHODS: &[&str] = &[
     "with_retry",
     "with_call_monitor_timeout",
     "with_version_cap",
+    "with_version",
     "with_namespace",
+    "without_namespace",
     "can_send_version",
+    "cast",
     "fanout",
 ];
 

@@ -390,50 +390,28 @@ impl<'a> Generator<'a> {
         let trait_ident = &self.service.item.ident;
         let vis = &self.service.item.vis;
         let client = self.service.ident("Client");
-        let fanout = self.service.ident("Fanout");
+        let cast = self.service.ident("Cast");
         let namespace = self.namespace_const();
         let version = self.service.version.to_tokens(private);
         let string = quote!(impl ::core::convert::Into<::std::string::String>);
-        let casts: Vec<&&Method> = self.methods.iter().filter(|m| m.cast).collect();
-        let methods = self.methods.iter().map(|m| self.client_method(m));
+        let methods = self.methods.iter().map(|m| self.client_method(m, m.cast));
+        let cast_methods = self.methods.iter().map(|m| self.client_method(m, true));
         let client_doc = format!(
-            "Typed client of [`{trait_ident}`]: one method per RPC method, sending each with \
-             its `since` version. Cheap to clone; the `with_*` methods return a modified copy."
+            "Typed client of [`{trait_ident}`]: one method per RPC method, a call or, for a \
+             `#[rpc(cast)]` method, a cast, each sent at the version that added it (its \
+             `since`) unless [`with_version`]({client}::with_version) says otherwise.\n\n\
+             Cheap to clone. The `with_*` methods are oslo's `prepare()`: each returns a \
+             modified copy, leaving the original as it was, so \
+             `client.with_server(\"s1\").with_timeout(d).method(...)` overrides for one call. \
+             [`cast`]({client}::cast) and [`fanout`]({client}::fanout) send any method as a \
+             cast (a call cannot be fanned out)."
+        );
+        let cast_doc = format!(
+            "Every method of [`{trait_ident}`] sent as a cast, which gets no reply: made by \
+             [`{client}::cast`] (to one server of the topic) and [`{client}::fanout`] (to every \
+             server). Each returns once the message is sent."
         );
         let setters = self.client_setters();
-        let (fanout_method, fanout_struct) = match casts.is_empty() {
-            true => (TokenStream::new(), TokenStream::new()),
-            false => {
-                let fanout_doc = format!(
-                    "The cast methods of [`{trait_ident}`] sent to every server of the topic \
-                     (made by `{client}::fanout`)."
-                );
-                let cast_methods = casts.iter().map(|m| self.client_method(m));
-                (
-                    quote! {
-                        /// The cast methods, sent to every server of the topic (fanout).
-                        pub fn fanout(&self) -> #fanout {
-                            #fanout {
-                                client: self.client.prepare().with_fanout(true),
-                                context: ::core::clone::Clone::clone(&self.context),
-                            }
-                        }
-                    },
-                    quote! {
-                        #[doc = #fanout_doc]
-                        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
-                        #vis struct #fanout {
-                            client: #private::RpcClient,
-                            context: #private::Context,
-                        }
-
-                        impl #fanout {
-                            #(#cast_methods)*
-                        }
-                    },
-                )
-            }
-        };
         quote! {
             #[doc = #client_doc]
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
@@ -445,7 +423,8 @@ impl<'a> Generator<'a> {
             impl #client {
                 /// The namespace addressed.
                 pub const NAMESPACE: ::core::option::Option<&'static str> = #namespace;
-                /// The trait's version; each method sends its own `since` version.
+                /// The trait's version; each method sends the version that added it (its
+                /// `since`), unless overridden by `with_version`.
                 pub const VERSION: #private::Version = #version;
 
                 /// A client of the servers of `topic` on `transport`.
@@ -453,8 +432,9 @@ impl<'a> Generator<'a> {
                     Self::from_rpc_client(#private::RpcClient::new(transport, #private::Target::new(topic)))
                 }
 
-                /// Wraps an [`RpcClient`](#private::RpcClient) (its target, timeout and cap are
-                /// kept), addressing the trait's namespace.
+                /// Wraps an [`RpcClient`](#private::RpcClient), addressing the trait's
+                /// namespace. The rest of its target (topic, server, exchange, and a version,
+                /// taken as a `with_version` override), its timeout, retry and cap are kept.
                 pub fn from_rpc_client(client: #private::RpcClient) -> Self {
                     Self {
                         client: #private::with_namespace(client, Self::NAMESPACE),
@@ -480,12 +460,37 @@ impl<'a> Generator<'a> {
                     self.client.can_send_version(version)
                 }
 
-                #fanout_method
+                /// Every method as a cast, to one server of the topic (or the one
+                /// `with_server` names): sent without waiting for a reply.
+                pub fn cast(&self) -> #cast {
+                    #cast {
+                        client: self.client.prepare(),
+                        context: ::core::clone::Clone::clone(&self.context),
+                    }
+                }
+
+                /// Every method as a cast to every server of the topic (fanout; the server is
+                /// ignored).
+                pub fn fanout(&self) -> #cast {
+                    #cast {
+                        client: self.client.prepare().with_fanout(true),
+                        context: ::core::clone::Clone::clone(&self.context),
+                    }
+                }
 
                 #(#methods)*
             }
 
-            #fanout_struct
+            #[doc = #cast_doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #cast {
+                client: #private::RpcClient,
+                context: #private::Context,
+            }
+
+            impl #cast {
+                #(#cast_methods)*
+            }
         }
     }
 
@@ -528,10 +533,26 @@ impl<'a> Generator<'a> {
                 quote!(with_version_cap(cap)),
             ),
             (
+                "with_version",
+                "Sends every method at `version` instead of the version that added it (its \
+                 `since`), as oslo's `prepare(version=...)`. A method is refused before sending, \
+                 with `RpcError::VersionOutOfRange`, unless `version` is one at which it exists: \
+                 of the trait's major, not older than its `since`, not newer than \
+                 [`VERSION`](Self::VERSION). The version cap still applies.",
+                quote!(version: #private::Version),
+                quote!(with_version(version)),
+            ),
+            (
                 "with_namespace",
                 "Addresses `namespace` instead of the trait's.",
                 quote!(namespace: #string),
                 quote!(with_namespace(namespace)),
+            ),
+            (
+                "without_namespace",
+                "Addresses oslo's default namespace (`None`) instead of the trait's.",
+                quote!(),
+                quote!(without_namespace()),
             ),
         ];
         setters
@@ -551,8 +572,10 @@ impl<'a> Generator<'a> {
             .collect()
     }
 
-    fn client_method(&self, method: &Method) -> TokenStream {
+    /// The client method of `method`: a call, or a cast if `cast`.
+    fn client_method(&self, method: &Method, cast: bool) -> TokenStream {
         let private = &self.private;
+        let latest = self.service.version.to_tokens(private);
         let ident = &method.ident;
         let wire = &method.wire_name;
         let docs = &method.docs;
@@ -580,8 +603,8 @@ impl<'a> Generator<'a> {
         let kwargs_local = local("__kwargs");
         // Macro-spanned, as they name the method's locals; only the calls taking a user's type
         // are spanned at that type (their arguments keep the macro's span).
-        let args = quote!(&self.client, #since, #ctx, #wire, #kwargs_local);
-        let (ret, send) = match (&method.output, method.cast) {
+        let args = quote!(&self.client, #since, #latest, #ctx, #wire, #kwargs_local);
+        let (ret, send) = match (&method.output, cast) {
             (_, true) => (
                 quote!(::core::result::Result<(), #private::RpcError>),
                 quote!(#private::cast(#args).await),

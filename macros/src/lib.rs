@@ -63,18 +63,33 @@
 //!     pub fn with_retry(&self, retry: Option<u32>) -> Self;
 //!     pub fn with_call_monitor_timeout(&self, timeout: Duration) -> Self;
 //!     pub fn with_version_cap(&self, cap: Version) -> Self;
+//!     pub fn with_version(&self, version: Version) -> Self;
 //!     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self;
+//!     pub fn without_namespace(&self) -> Self;
 //!     pub fn can_send_version(&self, version: &Version) -> bool;
+//!     pub fn cast(&self) -> CalculatorCast;
+//!     pub fn fanout(&self) -> CalculatorCast;
 //!     /// Adds two integers.
 //!     pub async fn add(&self, ctx: &Context, x: i64, y: i64) -> Result<i64, RpcError>;
 //!     /// Divides, refusing zero.
 //!     pub async fn divide(&self, x: f64, y: f64) -> Result<f64, CallError<CalcError>>;
 //! }
+//!
+//! #[derive(Clone, Debug)]
+//! pub struct CalculatorCast { client: RpcClient, context: Context }
+//! impl CalculatorCast {
+//!     /// Adds two integers.
+//!     pub async fn add(&self, ctx: &Context, x: i64, y: i64) -> Result<(), RpcError>;
+//!     /// Divides, refusing zero.
+//!     pub async fn divide(&self, x: f64, y: f64) -> Result<(), RpcError>;
+//! }
 //! ```
 //!
-//! A trait with `#[rpc(cast)]` methods also gets `CalculatorClient::fanout()`, returning a
-//! `CalculatorFanout` that has only the cast methods. `add` sends version `1.0` (the default
-//! `since` is the trait's major with minor 0), `divide` sends `1.3`.
+//! `add` is sent as version `1.0` (the default `since` is the trait's major with minor 0),
+//! `divide` as `1.3`, unless `with_version` overrides them (within the versions at which each
+//! exists in the trait: checked before sending). `CalculatorClient::cast()` and `fanout()`
+//! send any method as a cast (fanout: to every server of the topic); a `#[rpc(cast)]` method
+//! is a cast on `CalculatorClient` too.
 
 mod ast;
 mod attr;

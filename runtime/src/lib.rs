@@ -149,7 +149,8 @@ pub use async_trait::async_trait;
 pub use amqp_rpc_macros::rpc_endpoint;
 
 /// Generates `<Trait>Client`, a typed client: one `async` method per trait method, returning
-/// `Result<T, RpcError>`, or `Result<T, CallError<E>>` for a method returning `Result<T, E>`.
+/// `Result<T, RpcError>`, or `Result<T, CallError<E>>` for a method returning `Result<T, E>`;
+/// and `<Trait>Cast`, the same methods sent as casts.
 ///
 /// Alone, it describes a remote service, e.g. one written in Python:
 ///
@@ -173,6 +174,65 @@ pub use amqp_rpc_macros::rpc_endpoint;
 /// ```
 ///
 /// Arguments as for [`rpc_endpoint`]; on a trait carrying both, give them once.
+///
+/// # Overrides: oslo's `prepare()`
+///
+/// The client's `with_*` methods each return a modified copy and leave the original as it
+/// was, as oslo's `prepare()` does, so an override can be for a single call: `with_server`,
+/// `with_timeout`, `with_retry`, `with_call_monitor_timeout`, `with_version_cap`,
+/// `with_namespace` and `without_namespace` (oslo's default namespace), `with_context` (the
+/// context of the methods that take none), and `with_version`.
+///
+/// A method is sent at the version that added it, its `#[rpc(since = "X.Y")]` (default: the
+/// trait's major, minor 0). `with_version(v)` sends every method at `v` instead, if the method
+/// exists at `v` in the trait: `v` must be of the trait's major, not older than the method's
+/// `since` and not newer than the trait's version (a method added in 1.3 cannot be sent as
+/// 1.1). Otherwise the method is refused before anything is sent, with
+/// [`RpcError::VersionOutOfRange`]. The version cap applies to the version sent.
+///
+/// `cast()` and `fanout()` return a `<Trait>Cast`, whose methods send any method as a cast
+/// (to one server of the topic, or to every server): it returns `Result<(), RpcError>` once the
+/// message is sent. A call cannot be fanned out (oslo refuses one too): no type offers it.
+///
+/// ```
+/// use std::time::Duration;
+/// use amqp_rpc::{rpc_client, Context, Transport, Version};
+///
+/// #[rpc_client(namespace = "compute", version = "5.1")]
+/// pub trait ComputeApi {
+///     /// Stops an instance and returns its state.
+///     async fn stop_instance(&self, ctx: &Context, instance_id: String) -> String;
+///     /// The console log of an instance.
+///     #[rpc(since = "5.1")]
+///     async fn get_console_output(&self, ctx: &Context, instance_id: String) -> String;
+/// }
+///
+/// # async fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
+/// let (compute, ctx) = (ComputeApiClient::new(&transport, "compute"), Context::new());
+/// // For this call only: one server, a shorter timeout, version 5.1 instead of 5.0.
+/// let state = compute
+///     .with_server("host-1")
+///     .with_timeout(Duration::from_secs(5))
+///     .with_version(Version::new(5, 1))
+///     .stop_instance(&ctx, "i-1".to_owned())
+///     .await?;
+/// // Without waiting for the reply, on every server of the topic.
+/// compute.fanout().stop_instance(&ctx, "i-2".to_owned()).await?;
+/// // Refused before sending: `get_console_output` does not exist at 5.0.
+/// let err = compute
+///     .with_version(Version::new(5, 0))
+///     .get_console_output(&ctx, "i-1".to_owned())
+///     .await
+///     .unwrap_err();
+/// assert!(err.is_version_out_of_range());
+/// # let _ = state; Ok(()) }
+/// ```
+///
+/// A method's result is its fallible `Result<T, E>` only when written so: a path whose last
+/// segment is `Result`, with two type arguments (`Result<T, E>`, `std::result::Result<T, E>`).
+/// A `Result` the macro cannot see through, with one argument (`io::Result<T>`, an alias
+/// `Result<T>`) or under another name (`type Fallible<T> = Result<T, E>`), is refused at
+/// compile time: its `Err` would otherwise be sent as a successful value.
 pub use amqp_rpc_macros::rpc_client;
 pub use client::{DEFAULT_TIMEOUT, RpcClient};
 pub use config::{DEFAULT_MAX_MESSAGE_SIZE, FailoverStrategy, LoginMethod, TransportConfig};

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use futures_util::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -345,25 +346,57 @@ pub fn with_namespace(client: RpcClient, namespace: Option<&str>) -> RpcClient {
     client.set_namespace(namespace)
 }
 
-/// A call sending `version` (the future of [`RpcClient::call`]).
+/// The version a typed client sends `method` as: the client's override
+/// ([`RpcClient::with_version`], which the generated `with_version` sets) if it is a version at
+/// which the method exists in its trait (of the trait's major, from `since` to `latest`, the
+/// trait's version), else the method's `since`.
+pub fn method_version(
+    client: &RpcClient,
+    method: &str,
+    since: Version,
+    latest: Version,
+) -> Result<Version, RpcError> {
+    match client.target().version() {
+        None => Ok(since),
+        Some(version) if version.is_compatible(&since) && latest.is_compatible(&version) => {
+            Ok(version)
+        }
+        Some(version) => Err(RpcError::VersionOutOfRange {
+            method: method.to_owned(),
+            version,
+            since,
+            latest,
+        }),
+    }
+}
+
+/// A call of a method added in `since` to a trait of version `latest` (the future of
+/// [`RpcClient::call`]), at the version [`method_version`] gives.
 pub fn call<R: DeserializeOwned>(
     client: &RpcClient,
-    version: Version,
+    since: Version,
+    latest: Version,
     ctx: &Context,
     method: &str,
     args: impl Serialize,
 ) -> impl Future<Output = Result<R, RpcError>> {
-    client.call_as(Some(version), ctx, method, args)
+    match method_version(client, method, since, latest) {
+        Ok(version) => Either::Left(client.call_as(Some(version), ctx, method, args)),
+        Err(e) => Either::Right(std::future::ready(Err(e))),
+    }
 }
 
-/// A cast sending `version`.
+/// A cast of a method added in `since` to a trait of version `latest`, at the version
+/// [`method_version`] gives.
 pub async fn cast(
     client: &RpcClient,
-    version: Version,
+    since: Version,
+    latest: Version,
     ctx: &Context,
     method: &str,
     args: impl Serialize,
 ) -> Result<(), RpcError> {
+    let version = method_version(client, method, since, latest)?;
     client.cast_as(Some(version), ctx, method, args).await
 }
 

@@ -68,6 +68,25 @@ pub enum RpcError {
         cap: Version,
     },
 
+    /// A typed client's version override (its `with_version`) is not a version at which the
+    /// method exists in the client's trait: one of the trait's major, not older than the
+    /// version that added the method (its `since`) and not newer than the trait's. Nothing
+    /// was sent.
+    #[error(
+        "method {method} cannot be sent as version {version}: its trait has it from version \
+         {since} to {latest}"
+    )]
+    VersionOutOfRange {
+        /// The method's wire name.
+        method: String,
+        /// The override.
+        version: Version,
+        /// The version that added the method.
+        since: Version,
+        /// The trait's version.
+        latest: Version,
+    },
+
     /// The target cannot be used for this operation (oslo's `InvalidTarget`).
     #[error("Invalid target: {reason} ({target})")]
     InvalidTarget {
@@ -153,6 +172,11 @@ impl RpcError {
     /// Whether the client's version cap refused the message.
     pub fn is_version_cap(&self) -> bool {
         matches!(self, RpcError::VersionCap { .. })
+    }
+
+    /// Whether a typed client's version override is outside the method's versions.
+    pub fn is_version_out_of_range(&self) -> bool {
+        matches!(self, RpcError::VersionOutOfRange { .. })
     }
 
     /// Whether the remote method itself failed.

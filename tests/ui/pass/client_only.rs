@@ -20,5 +20,6 @@ fn main() {
     assert_eq!(ComputeApiClient::NAMESPACE, Some("compute"));
     assert_eq!(ComputeApiClient::VERSION, amqp_rpc::Version::new(5, 1));
     assert!(compute.can_send_version(&amqp_rpc::Version::new(5, 1)));
-    let _fanout: ComputeApiFanout = compute.fanout();
+    let _fanout: ComputeApiCast = compute.fanout();
+    let _cast: ComputeApiCast = compute.cast();
 }

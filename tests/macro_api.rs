@@ -116,7 +116,8 @@ impl Calc {
     }
 
     fn endpoint(self) -> Arc<dyn Endpoint> {
-        Arc::new(CalculatorEndpoint::new(self))
+        // `Calc` implements two RPC traits, so `into_rpc` is named by its trait.
+        Arc::new(Calculator::into_rpc(self))
     }
 
     fn report(&self, event: String) {
@@ -1516,6 +1517,35 @@ async fn fanout_sends_a_call_method_to_every_server_as_a_cast() {
     let mut got = expect_events(&mut events, 3).await;
     got.sort();
     assert_eq!(got, ["s1:flushed", "s2:flushed", "s3:flushed"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving in one step
+// ---------------------------------------------------------------------------------------------
+
+/// What a server builder taking `impl Endpoint + 'static` does with it.
+fn servable(endpoint: impl Endpoint + 'static) -> Arc<dyn Endpoint> {
+    Arc::new(endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_rpc_makes_an_implementation_servable_in_one_step() {
+    let transport = Transport::memory();
+    let (tx, _noted) = mpsc::unbounded_channel();
+    let endpoint: InternalsEndpoint<Names> = Names(tx).into_rpc();
+    assert_eq!(endpoint.namespace(), Some("names"));
+    let _server = serve(&transport, "names", "s1", vec![servable(endpoint)]).await;
+    let client = InternalsClient::new(&transport, "names").with_timeout(ANSWER);
+    assert_eq!(client.map(1, 2).await.unwrap(), 12);
+
+    // A type implementing several RPC traits names the one.
+    let calc = Calculator::into_rpc(Calc::new("c"));
+    assert_eq!(
+        (calc.get_ref().label.as_str(), calc.version()),
+        ("c", Version::new(1, 3))
+    );
+    let lite = CalculatorLite::into_rpc(Calc::new("l"));
+    assert_eq!(lite.version(), Version::new(1, 2));
 }
 
 // ---------------------------------------------------------------------------------------------

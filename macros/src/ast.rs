@@ -81,6 +81,9 @@ pub(crate) enum Output {
     },
 }
 
+/// The method `#[rpc_endpoint]` provides in the trait: `fn into_rpc(self) -> <Trait>Endpoint<Self>`.
+pub(crate) const INTO_RPC: &str = "into_rpc";
+
 /// Inherent items of the generated clients; an RPC method of the same name would clash. (The
 /// macros crate's tests check this list against the expansion.)
 pub(crate) const CLIENT_METHODS: &[&str] = &[
@@ -157,8 +160,8 @@ impl Service {
         service
     }
 
-    /// Two methods may not share a wire name, and client methods may not clash with the
-    /// generated ones.
+    /// Two methods may not share a wire name, and methods may not clash with the generated
+    /// ones: the client's inherent items and the trait's `into_rpc`.
     fn check_names(&mut self, errors: &mut Errors) {
         let mut seen: HashMap<String, Ident> = HashMap::new();
         for method in &mut self.methods {
@@ -174,7 +177,20 @@ impl Service {
             } else {
                 seen.insert(method.wire_name.clone(), method.ident.clone());
             }
-            let name = method.ident.to_string();
+            let name = syn::ext::IdentExt::unraw(&method.ident).to_string();
+            if self.endpoint && name == INTO_RPC {
+                errors.at(
+                    &method.ident,
+                    format!(
+                        "method `{name}` clashes with the `{trait_ident}::{name}` that \
+                         #[rpc_endpoint] provides (it makes an implementation a \
+                         `{trait_ident}Endpoint`); rename it and keep its wire name with \
+                         `#[rpc(name = \"{name}\")]`",
+                        trait_ident = self.item.ident
+                    ),
+                );
+                method.valid = false;
+            }
             if self.client && CLIENT_METHODS.contains(&name.as_str()) {
                 errors.at(
                     &method.ident,

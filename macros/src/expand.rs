@@ -128,7 +128,45 @@ impl<'a> Generator<'a> {
             // A trait that only describes a remote service is never implemented here.
             item.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
         }
+        if let Some(into_rpc) = self.render_into_rpc() {
+            item.items.push(into_rpc);
+        }
         quote!(#item)
+    }
+
+    /// The trait's provided `into_rpc`, which makes an implementation servable in one step
+    /// (jsonrpsee's `into_rpc()`): `server.endpoint(Calc.into_rpc())`. Not generated for a
+    /// generic trait (reported, and stubbed) nor when the trait has its own method of that
+    /// name (reported in `Service::check_names`, and a second definition would only add
+    /// rustc's error to the macro's).
+    fn render_into_rpc(&self) -> Option<TraitItem> {
+        let service = self.service;
+        let clash = service
+            .methods
+            .iter()
+            .any(|m| m.ident.unraw() == crate::ast::INTO_RPC);
+        if !service.endpoint || service.generic || clash {
+            return None;
+        }
+        let endpoint = service.ident("Endpoint");
+        let doc = format!(
+            "Serves this implementation: wraps it in a [`{endpoint}`], an `Endpoint` to give \
+             to a server. A type implementing several RPC traits names the one: \
+             `{}::into_rpc(value)`.",
+            service.item.ident
+        );
+        Some(syn::parse_quote! {
+            #[doc = #doc]
+            fn into_rpc(self) -> #endpoint<Self>
+            where
+                Self: ::core::marker::Sized
+                    + ::core::marker::Send
+                    + ::core::marker::Sync
+                    + 'static,
+            {
+                #endpoint::new(self)
+            }
+        })
     }
 
     /// Checks that each parameter, result and error type can cross the wire both ways, with
@@ -258,7 +296,8 @@ impl<'a> Generator<'a> {
         );
         let doc = format!(
             "Serves any implementation of [`{trait_ident}`] as an RPC endpoint ({namespace_text}, \
-             version {version_text}): give it to `RpcServer` as an `Arc<dyn Endpoint>`."
+             version {version_text}): made by `{trait_ident}::into_rpc` or `new`, an `Endpoint` \
+             to give to a server."
         );
         let (ctx, method, args) = (local("__ctx"), local("__method"), local("__args"));
         let wire_names: Vec<&String> = self.methods.iter().map(|m| &m.wire_name).collect();

@@ -29,6 +29,13 @@
 //!     fn add(&self, ctx: &Context, x: i64, y: i64) -> impl Future<Output = i64> + Send;
 //!     /// Divides, refusing zero.
 //!     fn divide(&self, x: f64, y: f64) -> impl Future<Output = Result<f64, CalcError>> + Send;
+//!     /// Serves this implementation (`server.endpoint(Calc.into_rpc())`).
+//!     fn into_rpc(self) -> CalculatorEndpoint<Self>
+//!     where
+//!         Self: Sized + Send + Sync + 'static,
+//!     {
+//!         CalculatorEndpoint::new(self)
+//!     }
 //! }
 //!
 //! pub struct CalculatorEndpoint<T> { inner: T }

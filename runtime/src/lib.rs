@@ -67,7 +67,10 @@ pub mod __private_v1;
 
 pub use async_trait::async_trait;
 
-/// Makes any implementation of an RPC trait servable: generates `<Trait>Endpoint`.
+/// Makes any implementation of an RPC trait servable: generates `<Trait>Endpoint`, an
+/// [`Endpoint`], and the trait's provided method `into_rpc`, which wraps an implementation in
+/// it (jsonrpsee's `into_rpc()`): `Arc::new(Calc.into_rpc())`, or any API taking
+/// `impl Endpoint`.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -119,7 +122,7 @@ pub use async_trait::async_trait;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let transport = Transport::memory();
-/// let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(CalculatorEndpoint::new(Calc))];
+/// let endpoints: Vec<Arc<dyn Endpoint>> = vec![Arc::new(Calc.into_rpc())];
 /// let server = RpcServer::new(&transport, Target::server("calc", "calc-1"), endpoints)?;
 /// server.start().await?;
 ///
@@ -138,6 +141,12 @@ pub use async_trait::async_trait;
 /// `crate = "path"` (where `amqp_rpc` is, for a renamed dependency). On a method,
 /// `#[rpc(cast)]`, `#[rpc(since = "X.Y")]` and `#[rpc(name = "wire_name")]`. The expansion is
 /// shown in the documentation of the `amqp-rpc-macros` crate.
+///
+/// `into_rpc` is `fn into_rpc(self) -> <Trait>Endpoint<Self>`, for implementations that are
+/// `Send + Sync + 'static`; `<Trait>Endpoint::new(value)` does the same. A type implementing
+/// several RPC traits names the one: `Calculator::into_rpc(calc)`. The trait may not have a
+/// method of its own named `into_rpc` (the macro says so; `#[rpc(name = "into_rpc")]` keeps
+/// that wire name for a method named otherwise).
 ///
 /// Requests bind arguments as Python binds keyword arguments: a missing one is a `TypeError`
 /// naming it (`add() missing 1 required positional argument: 'y'`) whatever its type, a

@@ -12,6 +12,8 @@ pub trait ComputeApi {
     async fn get_console_output(&self, ctx: &Context, instance_id: String) -> String;
     /// Liveness.
     async fn ping(&self);
+    /// Named as the `into_rpc` of `#[rpc_endpoint]`: fine for a client-only trait.
+    async fn into_rpc(&self);
 }
 
 fn main() {

@@ -66,6 +66,13 @@ fn local(name: &str) -> syn::Ident {
     syn::Ident::new(name, proc_macro2::Span::mixed_site())
 }
 
+/// `self` in the dispatcher, hygienic as [`local`]s are.
+fn self_token() -> syn::token::SelfValue {
+    syn::token::SelfValue {
+        span: proc_macro2::Span::mixed_site(),
+    }
+}
+
 struct Generator<'a> {
     service: &'a Service,
     /// `<crate>::__private_v1`
@@ -85,6 +92,11 @@ impl<'a> Generator<'a> {
 
     /// The trait, each `async fn` made `fn ... -> impl Future<Output = _> + Send` so that the
     /// generated code can rely on `Send` futures while implementors still write `async fn`.
+    ///
+    /// By hand, not by `#[async_trait]`: this is not its expansion but native `async fn` in
+    /// traits with a `Send` bound (what `trait_variant::make(Send)` writes). `#[async_trait]`
+    /// would box every method's future and change the signatures implementors and callers see.
+    /// The `Endpoint` impl, whose trait is an `#[async_trait]` trait, does use it.
     fn render_trait(&self) -> TokenStream {
         let mut item = self.service.item.clone();
         for trait_item in &mut item.items {
@@ -300,6 +312,9 @@ impl<'a> Generator<'a> {
              to give to a server."
         );
         let (ctx, method, args) = (local("__ctx"), local("__method"), local("__args"));
+        // async-trait makes `self` a local, `__self`, at this token's span: mixed-site, so that
+        // a parameter named `__self` is another variable.
+        let self_ = self_token();
         let wire_names: Vec<&String> = self.methods.iter().map(|m| &m.wire_name).collect();
         let has_method = match wire_names.is_empty() {
             true => quote!(false),
@@ -338,43 +353,48 @@ impl<'a> Generator<'a> {
                 }
             }
 
-            impl<T> #private::Endpoint for #endpoint<T>
-            where
-                T: #implements ::core::marker::Send + ::core::marker::Sync + 'static,
-            {
-                fn namespace(&self) -> ::core::option::Option<&str> {
-                    Self::NAMESPACE
-                }
+            // In a block of its own for the `use`: async-trait's expansion names `Box` without
+            // a path (`Pin<Box<dyn Future ...>>`, `Box::pin(...)`, as of async-trait 0.1), so in
+            // the user's scope it would find the user's `Box`, or none under
+            // `#![no_implicit_prelude]` (the hygiene test has both). This import is the `Box` it
+            // finds; unused if async-trait ever writes the path.
+            const _: () = {
+                #[allow(unused_imports)]
+                use ::std::boxed::Box;
 
-                fn version(&self) -> #private::Version {
-                    Self::VERSION
-                }
-
-                fn has_method(&self, #method: &str) -> bool {
-                    #has_method
-                }
-
-                #[allow(unused_mut, unused_variables)]
-                fn dispatch<'life0, 'life1, 'async_trait>(
-                    &'life0 self,
-                    #ctx: #private::Context,
-                    #method: &'life1 str,
-                    #args: #private::Args,
-                ) -> #private::DispatchFuture<'async_trait>
+                #[automatically_derived]
+                #[#private::async_trait]
+                impl<T> #private::Endpoint for #endpoint<T>
                 where
-                    'life0: 'async_trait,
-                    'life1: 'async_trait,
-                    Self: 'async_trait,
+                    T: #implements ::core::marker::Send + ::core::marker::Sync + 'static,
                 {
-                    ::std::boxed::Box::pin(async move {
+                    fn namespace(&self) -> ::core::option::Option<&str> {
+                        Self::NAMESPACE
+                    }
+
+                    fn version(&self) -> #private::Version {
+                        Self::VERSION
+                    }
+
+                    fn has_method(&self, #method: &str) -> bool {
+                        #has_method
+                    }
+
+                    #[allow(unused_mut, unused_variables)]
+                    async fn dispatch(
+                        &#self_,
+                        #ctx: #private::Context,
+                        #method: &str,
+                        #args: #private::Args,
+                    ) -> ::core::result::Result<#private::serde_json::Value, #private::RemoteError> {
                         let mut #args = #args;
                         match #method {
                             #(#arms)*
                             _ => ::core::result::Result::Err(#private::no_such_method(#method)),
                         }
-                    })
+                    }
                 }
-            }
+            };
         }
     }
 
@@ -395,7 +415,8 @@ impl<'a> Generator<'a> {
             quote!(&#ctx,)
         });
         let names = method.params.iter().map(|p| &p.ident);
-        let call = quote!(<T as #trait_ident>::#ident(&self.inner, #ctx #(#names),*).await);
+        let self_ = self_token();
+        let call = quote!(<T as #trait_ident>::#ident(&#self_.inner, #ctx #(#names),*).await);
         let finish = match &method.output {
             Output::Unit => quote! {
                 #call;

@@ -21,7 +21,9 @@
 //! }
 //! ```
 //!
-//! the expansion is, in outline (bodies elided, paths shortened):
+//! the expansion is, in outline (bodies elided, paths shortened; the whole of it is in
+//! `snapshots/calculator.expanded.rs`, which a test compares with the expansion, as another
+//! test compares the items named here with it):
 //!
 //! ```text
 //! pub trait Calculator {
@@ -46,14 +48,18 @@
 //!     pub fn get_ref(&self) -> &T;
 //!     pub fn into_inner(self) -> T;
 //! }
+//! #[automatically_derived]
+//! #[async_trait]
 //! impl<T: Calculator + Send + Sync + 'static> Endpoint for CalculatorEndpoint<T> {
-//!     // namespace() and version() return the constants above;
-//!     // has_method(m) is `matches!(m, "add" | "divide")`;
-//!     // dispatch() matches the wire name, takes each argument by its name from the
-//!     // keyword arguments (a TypeError for a missing or unexpected one, as in Python),
-//!     // awaits the method and encodes its result, or its `Err(CalcError)`: as the
-//!     // exception it names if `CalcError: RemoteException`, else as a typed remote error
-//!     // whose class is the error's type or variant name, in module `amqp_rpc.remote`.
+//!     fn namespace(&self) -> Option<&str>; // Self::NAMESPACE
+//!     fn version(&self) -> Version; // Self::VERSION
+//!     fn has_method(&self, method: &str) -> bool; // matches!(method, "add" | "divide")
+//!     // Matches the wire name, takes each argument by its name from the keyword arguments
+//!     // (a TypeError for a missing or unexpected one, as in Python), awaits the method and
+//!     // encodes its result, or its `Err(CalcError)`: as the exception it names if
+//!     // `CalcError: RemoteException`, else as a typed remote error whose class is the
+//!     // error's type or variant name, in module `amqp_rpc.remote`.
+//!     async fn dispatch(&self, ctx: Context, method: &str, args: Args) -> Result<Value, RemoteError>;
 //! }
 //!
 //! #[derive(Clone, Debug)]
@@ -92,6 +98,9 @@
 //! }
 //! ```
 //!
+//! Beside these, `const _: () = { ... };` blocks hold the type assertions that point errors at
+//! the user's types, and the `use` of `Box` that async-trait's expansion needs.
+//!
 //! `add` is sent as version `1.0` (the default `since` is the trait's major with minor 0),
 //! `divide` as `1.3`, unless `with_version` overrides them (within the versions at which each
 //! exists in the trait: checked before sending). `CalculatorClient::cast()` and `fanout()`
@@ -103,6 +112,8 @@ mod attr;
 mod errors;
 mod exception;
 mod expand;
+#[cfg(test)]
+mod tests;
 
 use proc_macro::TokenStream;
 

@@ -5,7 +5,6 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 
 use futures_util::future::Either;
 use serde::Serialize;
@@ -16,13 +15,11 @@ pub use crate::{
     CallError, Context, Endpoint, RemoteError, RemoteException, RpcClient, RpcError, Target,
     Transport, Version,
 };
+pub use ::async_trait::async_trait;
 pub use ::core;
 pub use ::serde;
 pub use ::serde_json;
 pub use ::std;
-
-/// The future `Endpoint::dispatch` returns.
-pub type DispatchFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, RemoteError>> + Send + 'a>>;
 
 /// A request's keyword arguments.
 pub type Args = Map<String, Value>;

@@ -131,8 +131,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn serve(transport: &Transport) -> Result<JoinHandle<Result<(), RpcError>>, RpcError> {
     let stop = Arc::new(Notify::new());
     let server = RpcServer::builder(transport, Target::server("calculator", "calc-1"))
-        .endpoint(CalculatorEndpoint::new(Calc))
-        .endpoint(ControlEndpoint::new(Stopper(Arc::clone(&stop))))
+        .endpoint(Calc.into_rpc())
+        .endpoint(Stopper(Arc::clone(&stop)).into_rpc())
         .build()?;
     // Started here, so that the client can call as soon as this returns.
     server.start().await?;

@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let server_transport = Transport::from_url(&url).await?;
     let server = RpcServer::builder(&server_transport, Target::server("clock", "clock-1"))
-        .endpoint(ClockEndpoint::new(Uptime(start)))
+        .endpoint(Uptime(start).into_rpc())
         .build()?;
     server.start().await?;
     let transport = Transport::from_url(&url).await?;

@@ -116,7 +116,8 @@ impl Calc {
     }
 
     fn endpoint(self) -> Arc<dyn Endpoint> {
-        Arc::new(CalculatorEndpoint::new(self))
+        // `Calc` implements two RPC traits, so `into_rpc` is named by its trait.
+        Arc::new(Calculator::into_rpc(self))
     }
 
     fn report(&self, event: String) {
@@ -238,6 +239,70 @@ trait Plain {
 
 impl Plain for Next {
     async fn nothing(&self) {}
+}
+
+/// Parameters and methods named as the generated code's own locals and helpers: each is the
+/// user's, on the wire and in the implementation.
+#[rpc_endpoint(namespace = "names")]
+#[rpc_client]
+trait Internals {
+    /// A method named as the helper that generated clients once had.
+    async fn map(&self, __args: i64, __kwargs: i64) -> i64;
+    /// The dispatcher's and the client's locals as parameter names; the context parameter is
+    /// named as the dispatcher's.
+    #[allow(clippy::too_many_arguments)]
+    async fn locals(
+        &self,
+        __ctx: &Context,
+        __method: String,
+        __args: Vec<i64>,
+        __ok: i64,
+        __err: i64,
+        __error: i64,
+        __self: i64,
+        __ret: i64,
+        __map: i64,
+    ) -> Result<String, CalcError>;
+    /// A cast whose parameter is named as the client's keyword-argument local.
+    #[rpc(cast)]
+    async fn noted(&self, __kwargs: String);
+}
+
+/// Reports the `noted` casts it receives.
+struct Names(mpsc::UnboundedSender<String>);
+
+impl Internals for Names {
+    async fn map(&self, __args: i64, __kwargs: i64) -> i64 {
+        __args * 10 + __kwargs
+    }
+
+    async fn locals(
+        &self,
+        __ctx: &Context,
+        __method: String,
+        __args: Vec<i64>,
+        __ok: i64,
+        __err: i64,
+        __error: i64,
+        __self: i64,
+        __ret: i64,
+        __map: i64,
+    ) -> Result<String, CalcError> {
+        if __err != 0 {
+            return Err(CalcError::Overflow {
+                op: __method,
+                limit: __err,
+            });
+        }
+        Ok(format!(
+            "{} {__method} {__args:?} {__ok} {__error} {__self} {__ret} {__map}",
+            __ctx.user_id().unwrap_or("-")
+        ))
+    }
+
+    async fn noted(&self, __kwargs: String) {
+        let _ = self.0.send(__kwargs);
+    }
 }
 
 /// A client-only description of a remote service that returns the context it got.
@@ -804,7 +869,10 @@ async fn each_method_sends_its_since_version_namespace_arguments_and_context() {
 
     let (result, greet) = capture(&mut requests, client.greet("Ada".to_owned(), None)).await;
     assert!(result.unwrap_err().is_timeout());
-    assert_eq!(greet["version"], "1.1");
+    assert_eq!(
+        (&greet["method"], &greet["version"]),
+        (&json!("greet"), &json!("1.1"))
+    );
     assert_eq!(greet["args"], json!({"name": "Ada", "title": null}));
 
     let (result, label) = capture(&mut requests, client.label("disk".to_owned(), 1)).await;
@@ -1200,6 +1268,334 @@ async fn with_server_reaches_only_that_server() {
     }
     answers.sort();
     assert_eq!(answers, ["s1", "s2", "s3"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overrides as oslo's prepare(): version, namespace, cast and fanout of a call method
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_version_sends_the_override_if_the_method_exists_at_it() {
+    let transport = Transport::memory();
+    let mut requests = transport
+        .driver()
+        .listen_rpc(&Target::server("calc", "probe"), 0)
+        .await
+        .unwrap();
+    let client = CalculatorClient::new(&transport, "calc").with_timeout(SHORT);
+    let ctx = Context::new();
+
+    // `add` exists from 1.0 on: sent as 1.2, by calls and casts alike.
+    let v12 = client.with_version(Version::new(1, 2));
+    let (result, add) = capture(&mut requests, v12.add(&ctx, 1, 2)).await;
+    assert!(result.unwrap_err().is_timeout());
+    assert_eq!(
+        (&add["method"], &add["version"]),
+        (&json!("add"), &json!("1.2"))
+    );
+    let (result, record) = capture(&mut requests, v12.record("l".to_owned(), 0)).await;
+    result.unwrap();
+    assert_eq!(record["version"], "1.2");
+    let (result, cast) = capture(&mut requests, v12.cast().add(&ctx, 1, 2)).await;
+    result.unwrap();
+    assert_eq!(cast["version"], "1.2");
+    assert_eq!(
+        v12.rpc_client().target().version(),
+        Some(Version::new(1, 2))
+    );
+    assert_eq!(
+        client.rpc_client().target().version(),
+        None,
+        "the original is unchanged"
+    );
+    // `pow`, added in 1.3, at 1.3.
+    let (result, pow) = capture(
+        &mut requests,
+        client.with_version(Version::new(1, 3)).power(2.0, 2.0),
+    )
+    .await;
+    assert!(result.unwrap_err().is_timeout());
+    assert_eq!(
+        (&pow["method"], &pow["version"]),
+        (&json!("pow"), &json!("1.3"))
+    );
+
+    // Refused before sending: older than the method, newer than the trait, another major.
+    let out_of_range = |err: &RpcError, method: &str, version: Version, since: Version| {
+        matches!(err, RpcError::VersionOutOfRange { method: m, version: v, since: s, latest }
+            if m == method && *v == version && *s == since && *latest == Version::new(1, 3))
+    };
+    let err = v12.power(2.0, 2.0).await.unwrap_err();
+    assert!(
+        out_of_range(&err, "pow", Version::new(1, 2), Version::new(1, 3)),
+        "{err:?}"
+    );
+    assert!(err.is_version_out_of_range());
+    assert_eq!(
+        err.to_string(),
+        "method pow cannot be sent as version 1.2: its trait has it from version 1.3 to 1.3"
+    );
+    match v12.reserve(1).await {
+        Err(CallError::Rpc(err)) => assert!(
+            out_of_range(&err, "reserve", Version::new(1, 2), Version::new(1, 3)),
+            "{err:?}"
+        ),
+        other => panic!("not refused: {other:?}"),
+    }
+    let v14 = client.with_version(Version::new(1, 4));
+    let err = v14.add(&ctx, 1, 2).await.unwrap_err();
+    assert!(
+        out_of_range(&err, "add", Version::new(1, 4), Version::new(1, 0)),
+        "{err:?}"
+    );
+    let err = v14.cast().add(&ctx, 1, 2).await.unwrap_err();
+    assert!(err.is_version_out_of_range(), "{err:?}");
+    let err = client
+        .with_version(Version::new(2, 0))
+        .record("l".to_owned(), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        out_of_range(&err, "record", Version::new(2, 0), Version::new(1, 0)),
+        "{err:?}"
+    );
+    let err = client
+        .with_version(Version::with_revision(1, 3, 1))
+        .whoami()
+        .await
+        .unwrap_err();
+    assert!(err.is_version_out_of_range(), "{err:?}");
+
+    // The version cap applies to the override.
+    let err = v12
+        .with_version_cap(Version::new(1, 1))
+        .add(&ctx, 1, 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::VersionCap { version: Some(v), .. } if *v == Version::new(1, 2)),
+        "{err:?}"
+    );
+
+    // A version on the target of the wrapped RpcClient is such an override. (Its request is
+    // the next one taken: no refused message was sent.)
+    let rpc = RpcClient::new(
+        &transport,
+        Target::new("calc").with_version(Version::new(1, 1)),
+    )
+    .with_timeout(SHORT);
+    let wrapped = CalculatorClient::from_rpc_client(rpc);
+    let (result, greet) = capture(&mut requests, wrapped.greet("Ada".to_owned(), None)).await;
+    assert!(result.unwrap_err().is_timeout());
+    assert_eq!(
+        (&greet["method"], &greet["version"]),
+        (&json!("greet"), &json!("1.1"))
+    );
+    assert!(
+        wrapped
+            .power(2.0, 2.0)
+            .await
+            .unwrap_err()
+            .is_version_out_of_range()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_version_is_served_by_an_endpoint_of_that_version() {
+    let transport = Transport::memory();
+    let lite: Arc<dyn Endpoint> = Arc::new(CalculatorLiteEndpoint::new(Calc::new("lite")));
+    let _server = serve(&transport, "calc", "s1", vec![lite]).await;
+    let client = CalculatorClient::new(&transport, "calc").with_timeout(ANSWER);
+    let ctx = Context::new();
+    // The 1.2 endpoint serves `add` sent as 1.2 but not as 1.3.
+    let v12 = client.with_version(Version::new(1, 2));
+    assert_eq!(v12.add(&ctx, 2, 2).await.unwrap(), 4);
+    let err = client
+        .with_version(Version::new(1, 3))
+        .add(&ctx, 2, 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::UnsupportedVersion { version, method } if version == "1.3" && method == "add"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_namespace_addresses_the_default_namespace() {
+    let transport = Transport::memory();
+    let mut requests = transport
+        .driver()
+        .listen_rpc(&Target::server("calc", "probe"), 0)
+        .await
+        .unwrap();
+    let client = CalculatorClient::new(&transport, "calc").with_timeout(SHORT);
+    let default = client.without_namespace();
+    assert_eq!(default.rpc_client().target().namespace(), None);
+    assert_eq!(client.rpc_client().target().namespace(), Some("calc"));
+    let (result, whoami) = capture(&mut requests, default.whoami()).await;
+    assert!(result.unwrap_err().is_timeout());
+    assert!(!whoami.contains_key("namespace"), "{whoami:?}");
+    let (_, again) = capture(&mut requests, client.whoami()).await;
+    assert_eq!(again["namespace"], "calc");
+
+    // End to end: a server with a default-namespace endpoint answers it.
+    let _server = serve(
+        &transport,
+        "plain",
+        "s1",
+        vec![Arc::new(PlainEndpoint::new(Next))],
+    )
+    .await;
+    let plain = CalculatorClient::new(&transport, "plain").with_timeout(ANSWER);
+    let err = plain.whoami().await.unwrap_err();
+    assert!(err.is_unsupported_version(), "{err:?}");
+    let err = plain.without_namespace().whoami().await.unwrap_err();
+    assert!(
+        err.is_no_such_method(),
+        "the default namespace is served: {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_sends_a_call_method_without_waiting_for_its_reply() {
+    let transport = Transport::memory();
+    let mut requests = transport
+        .driver()
+        .listen_rpc(&Target::server("calc", "probe"), 0)
+        .await
+        .unwrap();
+    let client = CalculatorClient::new(&transport, "calc")
+        .with_timeout(SHORT)
+        .with_context(Context::new().with_request_id("req-1"));
+    let (result, add) = capture(&mut requests, client.cast().add(&Context::new(), 1, 2)).await;
+    result.unwrap();
+    assert_eq!(
+        (&add["method"], &add["version"]),
+        (&json!("add"), &json!("1.0"))
+    );
+    assert_eq!(
+        (&add["namespace"], &add["args"]),
+        (&json!("calc"), &json!({"x": 1, "y": 2}))
+    );
+    assert!(
+        !add.contains_key("_msg_id") && !add.contains_key("_reply_q"),
+        "a cast: {add:?}"
+    );
+    // A fallible method and a renamed one, as casts; the client's context goes along.
+    let (result, divide) = capture(&mut requests, client.cast().divide(1.0, 0.0)).await;
+    result.unwrap();
+    assert_eq!(divide["method"], "divide");
+    assert_eq!(
+        Value::Object(context_of(&divide)),
+        json!({"request_id": "req-1"})
+    );
+    let (result, pow) = capture(&mut requests, client.cast().power(2.0, 2.0)).await;
+    result.unwrap();
+    assert_eq!(
+        (&pow["method"], &pow["version"]),
+        (&json!("pow"), &json!("1.3"))
+    );
+
+    // End to end: the cast returns at once, the server runs the method; `with_server` holds.
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let _servers = three_servers(&transport, &tx).await;
+    let client = CalculatorClient::new(&transport, "calc").with_timeout(ANSWER);
+    let started = Instant::now();
+    client.with_server("s2").cast().flush(300).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "waited for the method"
+    );
+    assert_eq!(expect_events(&mut events, 1).await, ["s2:flushed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_sends_a_call_method_to_every_server_as_a_cast() {
+    let transport = Transport::memory();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let _servers = three_servers(&transport, &tx).await;
+    let client = CalculatorClient::new(&transport, "calc").with_timeout(ANSWER);
+    // A call method, fanned out: a cast to each server (the server named is ignored).
+    client.with_server("s1").fanout().flush(0).await.unwrap();
+    let mut got = expect_events(&mut events, 3).await;
+    got.sort();
+    assert_eq!(got, ["s1:flushed", "s2:flushed", "s3:flushed"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving in one step
+// ---------------------------------------------------------------------------------------------
+
+/// What a server builder taking `impl Endpoint + 'static` does with it.
+fn servable(endpoint: impl Endpoint + 'static) -> Arc<dyn Endpoint> {
+    Arc::new(endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_rpc_makes_an_implementation_servable_in_one_step() {
+    let transport = Transport::memory();
+    let (tx, _noted) = mpsc::unbounded_channel();
+    let endpoint: InternalsEndpoint<Names> = Names(tx).into_rpc();
+    assert_eq!(endpoint.namespace(), Some("names"));
+    let _server = serve(&transport, "names", "s1", vec![servable(endpoint)]).await;
+    let client = InternalsClient::new(&transport, "names").with_timeout(ANSWER);
+    assert_eq!(client.map(1, 2).await.unwrap(), 12);
+
+    // A type implementing several RPC traits names the one.
+    let calc = Calculator::into_rpc(Calc::new("c"));
+    assert_eq!(
+        (calc.get_ref().label.as_str(), calc.version()),
+        ("c", Version::new(1, 3))
+    );
+    let lite = CalculatorLite::into_rpc(Calc::new("l"));
+    assert_eq!(lite.version(), Version::new(1, 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names the generated code uses itself
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_and_methods_named_as_generated_internals_work_end_to_end() {
+    let transport = Transport::memory();
+    let (tx, mut noted) = mpsc::unbounded_channel();
+    let endpoint: Arc<dyn Endpoint> = Arc::new(InternalsEndpoint::new(Names(tx)));
+    let _server = serve(&transport, "names", "s1", vec![endpoint]).await;
+    let client = InternalsClient::new(&transport, "names").with_timeout(ANSWER);
+
+    assert_eq!(client.map(4, 2).await.unwrap(), 42);
+    let ctx = Context::new().with_user_id("ada");
+    let text = client
+        .locals(&ctx, "m".to_owned(), vec![1, 2], 3, 0, 5, 6, 7, 8)
+        .await
+        .unwrap();
+    assert_eq!(text, "ada m [1, 2] 3 5 6 7 8");
+    match client
+        .locals(&ctx, "op".to_owned(), vec![], 0, 9, 0, 0, 0, 0)
+        .await
+    {
+        Err(CallError::Application(CalcError::Overflow { op, limit })) => {
+            assert_eq!((op.as_str(), limit), ("op", 9));
+        }
+        other => panic!("expected the typed error: {other:?}"),
+    }
+    client.noted("kept".to_owned()).await.unwrap();
+    assert_eq!(expect_events(&mut noted, 1).await, ["kept"]);
+
+    // On the wire, the parameters are keyword arguments of their own names.
+    let dynamic = RpcClient::new(&transport, Target::new("names").with_namespace("names"))
+        .with_timeout(ANSWER);
+    let sum: i64 = dynamic
+        .call(&Context::new(), "map", json!({"__args": 1, "__kwargs": 5}))
+        .await
+        .unwrap();
+    assert_eq!(sum, 15);
+    let missing = remote_failure(&dynamic, "map", json!({"__args": 1})).await;
+    assert_eq!(
+        missing.message(),
+        "map() missing 1 required positional argument: '__kwargs'"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

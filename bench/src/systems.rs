@@ -191,7 +191,7 @@ impl AmqpSystem {
             async move {
                 let received = Arc::new(AtomicU64::new(0));
                 let server = RpcServer::builder(&transport, Target::server(topic, name))
-                    .endpoint(BenchEndpoint::new(Counter(Arc::clone(&received))))
+                    .endpoint(Counter(Arc::clone(&received)).into_rpc())
                     .config(config)
                     .build()?;
                 server.start().await?;

@@ -81,18 +81,28 @@ pub(crate) enum Output {
     },
 }
 
-/// Inherent methods of the generated clients; an RPC method of the same name would clash.
+/// The method `#[rpc_endpoint]` provides in the trait: `fn into_rpc(self) -> <Trait>Endpoint<Self>`.
+pub(crate) const INTO_RPC: &str = "into_rpc";
+
+/// Inherent items of the generated clients; an RPC method of the same name would clash. (The
+/// macros crate's tests check this list against the expansion.)
 pub(crate) const CLIENT_METHODS: &[&str] = &[
+    "NAMESPACE",
+    "VERSION",
     "new",
     "from_rpc_client",
     "rpc_client",
     "with_context",
     "with_server",
     "with_timeout",
+    "with_retry",
     "with_call_monitor_timeout",
     "with_version_cap",
+    "with_version",
     "with_namespace",
+    "without_namespace",
     "can_send_version",
+    "cast",
     "fanout",
 ];
 
@@ -150,8 +160,8 @@ impl Service {
         service
     }
 
-    /// Two methods may not share a wire name, and client methods may not clash with the
-    /// generated ones.
+    /// Two methods may not share a wire name, and methods may not clash with the generated
+    /// ones: the client's inherent items and the trait's `into_rpc`.
     fn check_names(&mut self, errors: &mut Errors) {
         let mut seen: HashMap<String, Ident> = HashMap::new();
         for method in &mut self.methods {
@@ -167,7 +177,20 @@ impl Service {
             } else {
                 seen.insert(method.wire_name.clone(), method.ident.clone());
             }
-            let name = method.ident.to_string();
+            let name = syn::ext::IdentExt::unraw(&method.ident).to_string();
+            if self.endpoint && name == INTO_RPC {
+                errors.at(
+                    &method.ident,
+                    format!(
+                        "method `{name}` clashes with the `{trait_ident}::{name}` that \
+                         #[rpc_endpoint] provides (it makes an implementation a \
+                         `{trait_ident}Endpoint`); rename it and keep its wire name with \
+                         `#[rpc(name = \"{name}\")]`",
+                        trait_ident = self.item.ident
+                    ),
+                );
+                method.valid = false;
+            }
             if self.client && CLIENT_METHODS.contains(&name.as_str()) {
                 errors.at(
                     &method.ident,
@@ -522,24 +545,39 @@ fn parse_output(output: &ReturnType, errors: &mut Errors) -> Output {
         );
         return Output::Unit;
     }
+    // A fallible method's `Err` is sent as a failure (a Python exception), so the macro must
+    // see its error type. It goes by syntax: any path whose last segment is `Result` with
+    // exactly two type arguments is `core::result::Result<T, E>`; one it cannot see through
+    // (`io::Result<T>`, an alias `Result<T>`) is refused rather than sent as a successful
+    // `{"Err": ...}` value. (An alias under another name is refused by a type check in the
+    // generated code: see `Generator::render_assertions`.)
     if let Type::Path(path) = ty
         && let Some(last) = path.path.segments.last().filter(|s| s.ident == "Result")
-        && let PathArguments::AngleBracketed(generic) = &last.arguments
     {
-        let types: Vec<&Type> = generic
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                GenericArgument::Type(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let types: Vec<&Type> = match &last.arguments {
+            PathArguments::AngleBracketed(generic) => generic
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    GenericArgument::Type(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         if let [ok, err] = types.as_slice() {
             return Output::Fallible {
                 ok: Box::new((*ok).clone()),
                 err: Box::new((*err).clone()),
             };
         }
+        errors.at(
+            ty,
+            "the macro cannot see this `Result`'s error type: write both its parameters, \
+             `Result<T, E>` (spelled `std::result::Result<T, E>` where `Result` is an alias), so \
+             that an `Err` is sent as a failure, not as a successful value",
+        );
+        return Output::Unit;
     }
     Output::Value(Box::new(ty.clone()))
 }

@@ -59,6 +59,20 @@ fn item_head(item: &TokenStream) -> TokenStream {
         .collect()
 }
 
+/// A local variable or parameter of the generated code. Its mixed-site span makes it hygienic
+/// (as a `macro_rules!` local): a user's parameter of the same name, whose span is the user's,
+/// is another variable, so a parameter named `__args` or `__kwargs` cannot capture it.
+fn local(name: &str) -> syn::Ident {
+    syn::Ident::new(name, proc_macro2::Span::mixed_site())
+}
+
+/// `self` in the dispatcher, hygienic as [`local`]s are.
+fn self_token() -> syn::token::SelfValue {
+    syn::token::SelfValue {
+        span: proc_macro2::Span::mixed_site(),
+    }
+}
+
 struct Generator<'a> {
     service: &'a Service,
     /// `<crate>::__private_v1`
@@ -78,6 +92,11 @@ impl<'a> Generator<'a> {
 
     /// The trait, each `async fn` made `fn ... -> impl Future<Output = _> + Send` so that the
     /// generated code can rely on `Send` futures while implementors still write `async fn`.
+    ///
+    /// By hand, not by `#[async_trait]`: this is not its expansion but native `async fn` in
+    /// traits with a `Send` bound (what `trait_variant::make(Send)` writes). `#[async_trait]`
+    /// would box every method's future and change the signatures implementors and callers see.
+    /// The `Endpoint` impl, whose trait is an `#[async_trait]` trait, does use it.
     fn render_trait(&self) -> TokenStream {
         let mut item = self.service.item.clone();
         for trait_item in &mut item.items {
@@ -121,7 +140,45 @@ impl<'a> Generator<'a> {
             // A trait that only describes a remote service is never implemented here.
             item.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
         }
+        if let Some(into_rpc) = self.render_into_rpc() {
+            item.items.push(into_rpc);
+        }
         quote!(#item)
+    }
+
+    /// The trait's provided `into_rpc`, which makes an implementation servable in one step
+    /// (jsonrpsee's `into_rpc()`): `server.endpoint(Calc.into_rpc())`. Not generated for a
+    /// generic trait (reported, and stubbed) nor when the trait has its own method of that
+    /// name (reported in `Service::check_names`, and a second definition would only add
+    /// rustc's error to the macro's).
+    fn render_into_rpc(&self) -> Option<TraitItem> {
+        let service = self.service;
+        let clash = service
+            .methods
+            .iter()
+            .any(|m| m.ident.unraw() == crate::ast::INTO_RPC);
+        if !service.endpoint || service.generic || clash {
+            return None;
+        }
+        let endpoint = service.ident("Endpoint");
+        let doc = format!(
+            "Serves this implementation: wraps it in a [`{endpoint}`], an `Endpoint` to give \
+             to a server. A type implementing several RPC traits names the one: \
+             `{}::into_rpc(value)`.",
+            service.item.ident
+        );
+        Some(syn::parse_quote! {
+            #[doc = #doc]
+            fn into_rpc(self) -> #endpoint<Self>
+            where
+                Self: ::core::marker::Sized
+                    + ::core::marker::Send
+                    + ::core::marker::Sync
+                    + 'static,
+            {
+                #endpoint::new(self)
+            }
+        })
     }
 
     /// Checks that each parameter, result and error type can cross the wire both ways, with
@@ -143,6 +200,16 @@ impl<'a> Generator<'a> {
                 Output::Value(ty) => (Some(ty), None),
                 Output::Fallible { ok, err } => (Some(ok), Some(err)),
             };
+            if let Output::Value(ty) = &method.output {
+                // A `Result` under another name, which the macro took for a plain value.
+                // The `use` is macro-spanned, so that the import left unused is not linted.
+                let at_ty = self.private_at(ty.span());
+                let probe = quote_spanned!(ty.span()=> (&#at_ty::ReturnProbe::<#ty>::NEW).check());
+                error_checks.extend(quote! {{
+                    use #private::{ReturnIsResult as _, ReturnIsValue as _};
+                    #probe;
+                }});
+            }
             let params = method.params.iter().map(|p| &p.ty);
             if !self.service.endpoint {
                 // An endpoint decodes the arguments and encodes the result and error.
@@ -241,12 +308,17 @@ impl<'a> Generator<'a> {
         );
         let doc = format!(
             "Serves any implementation of [`{trait_ident}`] as an RPC endpoint ({namespace_text}, \
-             version {version_text}): give it to `RpcServer` as an `Arc<dyn Endpoint>`."
+             version {version_text}): made by `{trait_ident}::into_rpc` or `new`, an `Endpoint` \
+             to give to a server."
         );
+        let (ctx, method, args) = (local("__ctx"), local("__method"), local("__args"));
+        // async-trait makes `self` a local, `__self`, at this token's span: mixed-site, so that
+        // a parameter named `__self` is another variable.
+        let self_ = self_token();
         let wire_names: Vec<&String> = self.methods.iter().map(|m| &m.wire_name).collect();
         let has_method = match wire_names.is_empty() {
             true => quote!(false),
-            false => quote!(::core::matches!(__method, #(#wire_names)|*)),
+            false => quote!(::core::matches!(#method, #(#wire_names)|*)),
         };
         let arms = self.methods.iter().map(|m| self.dispatch_arm(m));
         // A generic trait has been reported; without its arguments `T: Trait` would only add
@@ -281,43 +353,48 @@ impl<'a> Generator<'a> {
                 }
             }
 
-            impl<T> #private::Endpoint for #endpoint<T>
-            where
-                T: #implements ::core::marker::Send + ::core::marker::Sync + 'static,
-            {
-                fn namespace(&self) -> ::core::option::Option<&str> {
-                    Self::NAMESPACE
-                }
+            // In a block of its own for the `use`: async-trait's expansion names `Box` without
+            // a path (`Pin<Box<dyn Future ...>>`, `Box::pin(...)`, as of async-trait 0.1), so in
+            // the user's scope it would find the user's `Box`, or none under
+            // `#![no_implicit_prelude]` (the hygiene test has both). This import is the `Box` it
+            // finds; unused if async-trait ever writes the path.
+            const _: () = {
+                #[allow(unused_imports)]
+                use ::std::boxed::Box;
 
-                fn version(&self) -> #private::Version {
-                    Self::VERSION
-                }
-
-                fn has_method(&self, __method: &str) -> bool {
-                    #has_method
-                }
-
-                #[allow(unused_mut, unused_variables)]
-                fn dispatch<'life0, 'life1, 'async_trait>(
-                    &'life0 self,
-                    __ctx: #private::Context,
-                    __method: &'life1 str,
-                    __args: #private::Args,
-                ) -> #private::DispatchFuture<'async_trait>
+                #[automatically_derived]
+                #[#private::async_trait]
+                impl<T> #private::Endpoint for #endpoint<T>
                 where
-                    'life0: 'async_trait,
-                    'life1: 'async_trait,
-                    Self: 'async_trait,
+                    T: #implements ::core::marker::Send + ::core::marker::Sync + 'static,
                 {
-                    ::std::boxed::Box::pin(async move {
-                        let mut __args = __args;
-                        match __method {
+                    fn namespace(&self) -> ::core::option::Option<&str> {
+                        Self::NAMESPACE
+                    }
+
+                    fn version(&self) -> #private::Version {
+                        Self::VERSION
+                    }
+
+                    fn has_method(&self, #method: &str) -> bool {
+                        #has_method
+                    }
+
+                    #[allow(unused_mut, unused_variables)]
+                    async fn dispatch(
+                        &#self_,
+                        #ctx: #private::Context,
+                        #method: &str,
+                        #args: #private::Args,
+                    ) -> ::core::result::Result<#private::serde_json::Value, #private::RemoteError> {
+                        let mut #args = #args;
+                        match #method {
                             #(#arms)*
-                            _ => ::core::result::Result::Err(#private::no_such_method(__method)),
+                            _ => ::core::result::Result::Err(#private::no_such_method(#method)),
                         }
-                    })
+                    }
                 }
-            }
+            };
         }
     }
 
@@ -326,34 +403,42 @@ impl<'a> Generator<'a> {
         let trait_ident = &self.service.item.ident;
         let ident = &method.ident;
         let wire = &method.wire_name;
+        let (args, ok, err) = (local("__args"), local("__ok"), local("__err"));
         let takes = method.params.iter().map(|p| {
             let (name, ty) = (&p.ident, &p.ty);
             let key = name.unraw().to_string();
-            quote!(let #name = #private::take_arg::<#ty>(&mut __args, #wire, #key)?;)
+            quote!(let #name = #private::take_arg::<#ty>(&mut #args, #wire, #key)?;)
         });
         let keys = method.params.iter().map(|p| p.ident.unraw().to_string());
-        let ctx = method.ctx.as_ref().map(|_| quote!(&__ctx,));
+        let ctx = method.ctx.as_ref().map(|_| {
+            let ctx = local("__ctx");
+            quote!(&#ctx,)
+        });
         let names = method.params.iter().map(|p| &p.ident);
-        let call = quote!(<T as #trait_ident>::#ident(&self.inner, #ctx #(#names),*).await);
+        let self_ = self_token();
+        let call = quote!(<T as #trait_ident>::#ident(&#self_.inner, #ctx #(#names),*).await);
         let finish = match &method.output {
             Output::Unit => quote! {
                 #call;
                 ::core::result::Result::Ok(#private::serde_json::Value::Null)
             },
             Output::Value(ty) => quote!(#private::encode_result::<#ty>(#wire, &#call)),
-            Output::Fallible { ok, err } => {
-                let encode = self.encode_error(err, &quote!(#wire), &quote!(&__err));
+            Output::Fallible {
+                ok: ok_ty,
+                err: err_ty,
+            } => {
+                let encode = self.encode_error(err_ty, &quote!(#wire), &quote!(&#err));
                 quote! {
                     match #call {
-                        ::core::result::Result::Ok(__ok) => #private::encode_result::<#ok>(#wire, &__ok),
-                        ::core::result::Result::Err(__err) => ::core::result::Result::Err(#encode),
+                        ::core::result::Result::Ok(#ok) => #private::encode_result::<#ok_ty>(#wire, &#ok),
+                        ::core::result::Result::Err(#err) => ::core::result::Result::Err(#encode),
                     }
                 }
             }
         };
         quote! {
             #wire => {
-                #private::only_args(&__args, #wire, &[#(#keys),*])?;
+                #private::only_args(&#args, #wire, &[#(#keys),*])?;
                 #(#takes)*
                 #finish
             }
@@ -365,49 +450,28 @@ impl<'a> Generator<'a> {
         let trait_ident = &self.service.item.ident;
         let vis = &self.service.item.vis;
         let client = self.service.ident("Client");
-        let fanout = self.service.ident("Fanout");
+        let cast = self.service.ident("Cast");
         let namespace = self.namespace_const();
         let version = self.service.version.to_tokens(private);
         let string = quote!(impl ::core::convert::Into<::std::string::String>);
-        let casts: Vec<&&Method> = self.methods.iter().filter(|m| m.cast).collect();
-        let methods = self.methods.iter().map(|m| self.client_method(m));
+        let methods = self.methods.iter().map(|m| self.client_method(m, m.cast));
+        let cast_methods = self.methods.iter().map(|m| self.client_method(m, true));
         let client_doc = format!(
-            "Typed client of [`{trait_ident}`]: one method per RPC method, sending each with \
-             its `since` version. Cheap to clone; the `with_*` methods return a modified copy."
+            "Typed client of [`{trait_ident}`]: one method per RPC method, a call or, for a \
+             `#[rpc(cast)]` method, a cast, each sent at the version that added it (its \
+             `since`) unless [`with_version`]({client}::with_version) says otherwise.\n\n\
+             Cheap to clone. The `with_*` methods are oslo's `prepare()`: each returns a \
+             modified copy, leaving the original as it was, so \
+             `client.with_server(\"s1\").with_timeout(d).method(...)` overrides for one call. \
+             [`cast`]({client}::cast) and [`fanout`]({client}::fanout) send any method as a \
+             cast (a call cannot be fanned out)."
         );
-        let (fanout_method, fanout_struct) = match casts.is_empty() {
-            true => (TokenStream::new(), TokenStream::new()),
-            false => {
-                let fanout_doc = format!(
-                    "The cast methods of [`{trait_ident}`] sent to every server of the topic \
-                     (made by `{client}::fanout`)."
-                );
-                let cast_methods = casts.iter().map(|m| self.client_method(m));
-                (
-                    quote! {
-                        /// The cast methods, sent to every server of the topic (fanout).
-                        pub fn fanout(&self) -> #fanout {
-                            #fanout {
-                                client: self.client.prepare().with_fanout(true),
-                                context: ::core::clone::Clone::clone(&self.context),
-                            }
-                        }
-                    },
-                    quote! {
-                        #[doc = #fanout_doc]
-                        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
-                        #vis struct #fanout {
-                            client: #private::RpcClient,
-                            context: #private::Context,
-                        }
-
-                        impl #fanout {
-                            #(#cast_methods)*
-                        }
-                    },
-                )
-            }
-        };
+        let cast_doc = format!(
+            "Every method of [`{trait_ident}`] sent as a cast, which gets no reply: made by \
+             [`{client}::cast`] (to one server of the topic) and [`{client}::fanout`] (to every \
+             server). Each returns once the message is sent."
+        );
+        let setters = self.client_setters();
         quote! {
             #[doc = #client_doc]
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
@@ -419,7 +483,8 @@ impl<'a> Generator<'a> {
             impl #client {
                 /// The namespace addressed.
                 pub const NAMESPACE: ::core::option::Option<&'static str> = #namespace;
-                /// The trait's version; each method sends its own `since` version.
+                /// The trait's version; each method sends the version that added it (its
+                /// `since`), unless overridden by `with_version`.
                 pub const VERSION: #private::Version = #version;
 
                 /// A client of the servers of `topic` on `transport`.
@@ -427,8 +492,9 @@ impl<'a> Generator<'a> {
                     Self::from_rpc_client(#private::RpcClient::new(transport, #private::Target::new(topic)))
                 }
 
-                /// Wraps an [`RpcClient`](#private::RpcClient) (its target, timeout and cap are
-                /// kept), addressing the trait's namespace.
+                /// Wraps an [`RpcClient`](#private::RpcClient), addressing the trait's
+                /// namespace. The rest of its target (topic, server, exchange, and a version,
+                /// taken as a `with_version` override), its timeout, retry and cap are kept.
                 pub fn from_rpc_client(client: #private::RpcClient) -> Self {
                     Self {
                         client: #private::with_namespace(client, Self::NAMESPACE),
@@ -447,48 +513,27 @@ impl<'a> Generator<'a> {
                     Self { client: self.client.prepare(), context }
                 }
 
-                /// Sends to one server of the topic.
-                pub fn with_server(&self, server: #string) -> Self {
-                    self.map(|c| c.with_server(server))
-                }
-
-                /// Lets calls take `timeout` in all, and casts try for as long (default 60 s).
-                pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
-                    self.map(|c| c.with_timeout(timeout))
-                }
-
-                /// oslo's `retry` for sending: `None` keeps trying until the timeout, `Some(0)`
-                /// tries once, `Some(n)` retries `n` times.
-                pub fn with_retry(&self, retry: ::core::option::Option<u32>) -> Self {
-                    self.map(|c| c.with_retry(retry))
-                }
-
-                /// Asks servers for heartbeats and fails a call when none arrives for
-                /// `timeout`.
-                pub fn with_call_monitor_timeout(&self, timeout: ::core::time::Duration) -> Self {
-                    self.map(|c| c.with_call_monitor_timeout(timeout))
-                }
-
-                /// Refuses, before sending, methods whose `since` version `cap` does not cover.
-                pub fn with_version_cap(&self, cap: #private::Version) -> Self {
-                    self.map(|c| c.with_version_cap(cap))
-                }
-
-                /// Addresses `namespace` instead of the trait's.
-                pub fn with_namespace(&self, namespace: #string) -> Self {
-                    self.map(|c| c.with_namespace(namespace))
-                }
+                #(#setters)*
 
                 /// Whether the version cap lets a message of `version` be sent.
                 pub fn can_send_version(&self, version: &#private::Version) -> bool {
                     self.client.can_send_version(version)
                 }
 
-                #fanout_method
+                /// Every method as a cast, to one server of the topic (or the one
+                /// `with_server` names): sent without waiting for a reply.
+                pub fn cast(&self) -> #cast {
+                    #cast {
+                        client: self.client.prepare(),
+                        context: ::core::clone::Clone::clone(&self.context),
+                    }
+                }
 
-                fn map(&self, f: impl ::core::ops::FnOnce(#private::RpcClient) -> #private::RpcClient) -> Self {
-                    Self {
-                        client: f(self.client.prepare()),
+                /// Every method as a cast to every server of the topic (fanout; the server is
+                /// ignored).
+                pub fn fanout(&self) -> #cast {
+                    #cast {
+                        client: self.client.prepare().with_fanout(true),
                         context: ::core::clone::Clone::clone(&self.context),
                     }
                 }
@@ -496,12 +541,101 @@ impl<'a> Generator<'a> {
                 #(#methods)*
             }
 
-            #fanout_struct
+            #[doc = #cast_doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #cast {
+                client: #private::RpcClient,
+                context: #private::Context,
+            }
+
+            impl #cast {
+                #(#cast_methods)*
+            }
         }
     }
 
-    fn client_method(&self, method: &Method) -> TokenStream {
+    /// The client's `with_*` methods that change its `RpcClient`: each returns a modified copy
+    /// (oslo's `prepare()`).
+    fn client_setters(&self) -> Vec<TokenStream> {
         let private = &self.private;
+        let string = quote!(impl ::core::convert::Into<::std::string::String>);
+        let duration = quote!(::core::time::Duration);
+        let setters = [
+            (
+                "with_server",
+                "Sends to one server of the topic.",
+                quote!(server: #string),
+                quote!(with_server(server)),
+            ),
+            (
+                "with_timeout",
+                "Lets calls take `timeout` in all, and casts try for as long (default 60 s).",
+                quote!(timeout: #duration),
+                quote!(with_timeout(timeout)),
+            ),
+            (
+                "with_retry",
+                "oslo's `retry` for sending: `None` keeps trying until the timeout, `Some(0)` \
+                 tries once, `Some(n)` retries `n` times.",
+                quote!(retry: ::core::option::Option<u32>),
+                quote!(with_retry(retry)),
+            ),
+            (
+                "with_call_monitor_timeout",
+                "Asks servers for heartbeats and fails a call when none arrives for `timeout`.",
+                quote!(timeout: #duration),
+                quote!(with_call_monitor_timeout(timeout)),
+            ),
+            (
+                "with_version_cap",
+                "Refuses, before sending, methods whose `since` version `cap` does not cover.",
+                quote!(cap: #private::Version),
+                quote!(with_version_cap(cap)),
+            ),
+            (
+                "with_version",
+                "Sends every method at `version` instead of the version that added it (its \
+                 `since`), as oslo's `prepare(version=...)`. A method is refused before sending, \
+                 with `RpcError::VersionOutOfRange`, unless `version` is one at which it exists: \
+                 of the trait's major, not older than its `since`, not newer than \
+                 [`VERSION`](Self::VERSION). The version cap still applies.",
+                quote!(version: #private::Version),
+                quote!(with_version(version)),
+            ),
+            (
+                "with_namespace",
+                "Addresses `namespace` instead of the trait's.",
+                quote!(namespace: #string),
+                quote!(with_namespace(namespace)),
+            ),
+            (
+                "without_namespace",
+                "Addresses oslo's default namespace (`None`) instead of the trait's.",
+                quote!(),
+                quote!(without_namespace()),
+            ),
+        ];
+        setters
+            .into_iter()
+            .map(|(name, doc, param, change)| {
+                let name = syn::Ident::new(name, proc_macro2::Span::call_site());
+                quote! {
+                    #[doc = #doc]
+                    pub fn #name(&self, #param) -> Self {
+                        Self {
+                            client: self.client.prepare().#change,
+                            context: ::core::clone::Clone::clone(&self.context),
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The client method of `method`: a call, or a cast if `cast`.
+    fn client_method(&self, method: &Method, cast: bool) -> TokenStream {
+        let private = &self.private;
+        let latest = self.service.version.to_tokens(private);
         let ident = &method.ident;
         let wire = &method.wire_name;
         let docs = &method.docs;
@@ -526,10 +660,11 @@ impl<'a> Generator<'a> {
             None => (TokenStream::new(), quote!(&self.context)),
         };
         let kwargs = self.kwargs(method);
+        let kwargs_local = local("__kwargs");
         // Macro-spanned, as they name the method's locals; only the calls taking a user's type
         // are spanned at that type (their arguments keep the macro's span).
-        let args = quote!(&self.client, #since, #ctx, #wire, __kwargs);
-        let (ret, send) = match (&method.output, method.cast) {
+        let args = quote!(&self.client, #since, #latest, #ctx, #wire, #kwargs_local);
+        let (ret, send) = match (&method.output, cast) {
             (_, true) => (
                 quote!(::core::result::Result<(), #private::RpcError>),
                 quote!(#private::cast(#args).await),
@@ -553,13 +688,13 @@ impl<'a> Generator<'a> {
             (Output::Fallible { ok, err }, false) => {
                 let at_ok = self.private_at(ok.span());
                 let call = quote_spanned!(ok.span()=> #at_ok::call::<#ok>(#args).await);
-                let error = quote!(__error);
-                let from_rpc = self.decode_error(err, &error);
+                let (error, ok_local) = (local("__error"), local("__ok"));
+                let from_rpc = self.decode_error(err, &quote!(#error));
                 (
                     quote!(::core::result::Result<#ok, #private::CallError<#err>>),
                     quote! {
                         match #call {
-                            ::core::result::Result::Ok(__ok) => ::core::result::Result::Ok(__ok),
+                            ::core::result::Result::Ok(#ok_local) => ::core::result::Result::Ok(#ok_local),
                             ::core::result::Result::Err(#error) => {
                                 ::core::result::Result::Err(#from_rpc)
                             }
@@ -579,7 +714,9 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// A struct borrowing the arguments, serialized as the keyword-argument object.
+    /// A struct borrowing the arguments, serialized as the keyword-argument object. Its names
+    /// are local to the client method's body, where they could only shadow a user's type of
+    /// the same name: hence the reserved prefix.
     fn kwargs(&self, method: &Method) -> TokenStream {
         let private = &self.private;
         let serde = quote!(#private::serde);
@@ -587,38 +724,40 @@ impl<'a> Generator<'a> {
         let keys = names.iter().map(|n| n.unraw().to_string());
         let types: Vec<&syn::Type> = method.params.iter().map(|p| &p.ty).collect();
         let count = names.len();
+        let (map, serializer, kwargs) = (local("__map"), local("__serializer"), local("__kwargs"));
         let (definition, generics, value) = match names.is_empty() {
             true => (
                 quote!(
-                    struct __Kwargs;
+                    struct __AmqpRpcKwargs;
                 ),
                 quote!(),
-                quote!(__Kwargs),
+                quote!(__AmqpRpcKwargs),
             ),
             false => (
-                quote!(struct __Kwargs<'__a> { #(#names: &'__a #types),* }),
+                quote!(struct __AmqpRpcKwargs<'__amqp_rpc> { #(#names: &'__amqp_rpc #types),* }),
                 quote!(<'_>),
-                quote!(__Kwargs { #(#names: &#names),* }),
+                quote!(__AmqpRpcKwargs { #(#names: &#names),* }),
             ),
         };
         quote! {
             #definition
-            impl #serde::Serialize for __Kwargs #generics {
-                fn serialize<__S: #serde::Serializer>(
+            #[automatically_derived]
+            impl #serde::Serialize for __AmqpRpcKwargs #generics {
+                fn serialize<__AmqpRpcS: #serde::Serializer>(
                     &self,
-                    __serializer: __S,
-                ) -> ::core::result::Result<__S::Ok, __S::Error> {
-                    let mut __map = #serde::Serializer::serialize_map(
-                        __serializer,
+                    #serializer: __AmqpRpcS,
+                ) -> ::core::result::Result<__AmqpRpcS::Ok, __AmqpRpcS::Error> {
+                    let mut #map = #serde::Serializer::serialize_map(
+                        #serializer,
                         ::core::option::Option::Some(#count),
                     )?;
                     #(#serde::ser::SerializeMap::serialize_entry::<str, #types>(
-                        &mut __map, #keys, self.#names,
+                        &mut #map, #keys, self.#names,
                     )?;)*
-                    #serde::ser::SerializeMap::end(__map)
+                    #serde::ser::SerializeMap::end(#map)
                 }
             }
-            let __kwargs = #value;
+            let #kwargs = #value;
         }
     }
 }

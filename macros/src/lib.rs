@@ -21,7 +21,9 @@
 //! }
 //! ```
 //!
-//! the expansion is, in outline (bodies elided, paths shortened):
+//! the expansion is, in outline (bodies elided, paths shortened; the whole of it is in
+//! `snapshots/calculator.expanded.rs`, which a test compares with the expansion, as another
+//! test compares the items named here with it):
 //!
 //! ```text
 //! pub trait Calculator {
@@ -29,6 +31,13 @@
 //!     fn add(&self, ctx: &Context, x: i64, y: i64) -> impl Future<Output = i64> + Send;
 //!     /// Divides, refusing zero.
 //!     fn divide(&self, x: f64, y: f64) -> impl Future<Output = Result<f64, CalcError>> + Send;
+//!     /// Serves this implementation (`server.endpoint(Calc.into_rpc())`).
+//!     fn into_rpc(self) -> CalculatorEndpoint<Self>
+//!     where
+//!         Self: Sized + Send + Sync + 'static,
+//!     {
+//!         CalculatorEndpoint::new(self)
+//!     }
 //! }
 //!
 //! pub struct CalculatorEndpoint<T> { inner: T }
@@ -39,14 +48,18 @@
 //!     pub fn get_ref(&self) -> &T;
 //!     pub fn into_inner(self) -> T;
 //! }
+//! #[automatically_derived]
+//! #[async_trait]
 //! impl<T: Calculator + Send + Sync + 'static> Endpoint for CalculatorEndpoint<T> {
-//!     // namespace() and version() return the constants above;
-//!     // has_method(m) is `matches!(m, "add" | "divide")`;
-//!     // dispatch() matches the wire name, takes each argument by its name from the
-//!     // keyword arguments (a TypeError for a missing or unexpected one, as in Python),
-//!     // awaits the method and encodes its result, or its `Err(CalcError)`: as the
-//!     // exception it names if `CalcError: RemoteException`, else as a typed remote error
-//!     // whose class is the error's type or variant name, in module `amqp_rpc.remote`.
+//!     fn namespace(&self) -> Option<&str>; // Self::NAMESPACE
+//!     fn version(&self) -> Version; // Self::VERSION
+//!     fn has_method(&self, method: &str) -> bool; // matches!(method, "add" | "divide")
+//!     // Matches the wire name, takes each argument by its name from the keyword arguments
+//!     // (a TypeError for a missing or unexpected one, as in Python), awaits the method and
+//!     // encodes its result, or its `Err(CalcError)`: as the exception it names if
+//!     // `CalcError: RemoteException`, else as a typed remote error whose class is the
+//!     // error's type or variant name, in module `amqp_rpc.remote`.
+//!     async fn dispatch(&self, ctx: Context, method: &str, args: Args) -> Result<Value, RemoteError>;
 //! }
 //!
 //! #[derive(Clone, Debug)]
@@ -63,24 +76,44 @@
 //!     pub fn with_retry(&self, retry: Option<u32>) -> Self;
 //!     pub fn with_call_monitor_timeout(&self, timeout: Duration) -> Self;
 //!     pub fn with_version_cap(&self, cap: Version) -> Self;
+//!     pub fn with_version(&self, version: Version) -> Self;
 //!     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self;
+//!     pub fn without_namespace(&self) -> Self;
 //!     pub fn can_send_version(&self, version: &Version) -> bool;
+//!     pub fn cast(&self) -> CalculatorCast;
+//!     pub fn fanout(&self) -> CalculatorCast;
 //!     /// Adds two integers.
 //!     pub async fn add(&self, ctx: &Context, x: i64, y: i64) -> Result<i64, RpcError>;
 //!     /// Divides, refusing zero.
 //!     pub async fn divide(&self, x: f64, y: f64) -> Result<f64, CallError<CalcError>>;
 //! }
+//!
+//! #[derive(Clone, Debug)]
+//! pub struct CalculatorCast { client: RpcClient, context: Context }
+//! impl CalculatorCast {
+//!     /// Adds two integers.
+//!     pub async fn add(&self, ctx: &Context, x: i64, y: i64) -> Result<(), RpcError>;
+//!     /// Divides, refusing zero.
+//!     pub async fn divide(&self, x: f64, y: f64) -> Result<(), RpcError>;
+//! }
 //! ```
 //!
-//! A trait with `#[rpc(cast)]` methods also gets `CalculatorClient::fanout()`, returning a
-//! `CalculatorFanout` that has only the cast methods. `add` sends version `1.0` (the default
-//! `since` is the trait's major with minor 0), `divide` sends `1.3`.
+//! Beside these, `const _: () = { ... };` blocks hold the type assertions that point errors at
+//! the user's types, and the `use` of `Box` that async-trait's expansion needs.
+//!
+//! `add` is sent as version `1.0` (the default `since` is the trait's major with minor 0),
+//! `divide` as `1.3`, unless `with_version` overrides them (within the versions at which each
+//! exists in the trait: checked before sending). `CalculatorClient::cast()` and `fanout()`
+//! send any method as a cast (fanout: to every server of the topic); a `#[rpc(cast)]` method
+//! is a cast on `CalculatorClient` too.
 
 mod ast;
 mod attr;
 mod errors;
 mod exception;
 mod expand;
+#[cfg(test)]
+mod tests;
 
 use proc_macro::TokenStream;
 

@@ -69,7 +69,10 @@ pub mod __private_v1;
 
 pub use async_trait::async_trait;
 
-/// Makes any implementation of an RPC trait servable: generates `<Trait>Endpoint`.
+/// Makes any implementation of an RPC trait servable: generates `<Trait>Endpoint`, an
+/// [`Endpoint`], and the trait's provided method `into_rpc`, which wraps an implementation in
+/// it (jsonrpsee's `into_rpc()`): `Arc::new(Calc.into_rpc())`, or any API taking
+/// `impl Endpoint`.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -122,7 +125,7 @@ pub use async_trait::async_trait;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let transport = Transport::memory();
 /// let server = RpcServer::builder(&transport, Target::server("calc", "calc-1"))
-///     .endpoint(CalculatorEndpoint::new(Calc))
+///     .endpoint(Calc.into_rpc())
 ///     .build()?;
 /// server.start().await?;
 ///
@@ -142,6 +145,12 @@ pub use async_trait::async_trait;
 /// `#[rpc(cast)]`, `#[rpc(since = "X.Y")]` and `#[rpc(name = "wire_name")]`. The expansion is
 /// shown in the documentation of the `amqp-rpc-macros` crate.
 ///
+/// `into_rpc` is `fn into_rpc(self) -> <Trait>Endpoint<Self>`, for implementations that are
+/// `Send + Sync + 'static`; `<Trait>Endpoint::new(value)` does the same. A type implementing
+/// several RPC traits names the one: `Calculator::into_rpc(calc)`. The trait may not have a
+/// method of its own named `into_rpc` (the macro says so; `#[rpc(name = "into_rpc")]` keeps
+/// that wire name for a method named otherwise).
+///
 /// Requests bind arguments as Python binds keyword arguments: a missing one is a `TypeError`
 /// naming it (`add() missing 1 required positional argument: 'y'`) whatever its type, a
 /// `serde_json::Value` or `()` included, except an `Option<T>` parameter, which is `None` when
@@ -152,7 +161,8 @@ pub use async_trait::async_trait;
 pub use amqp_rpc_macros::rpc_endpoint;
 
 /// Generates `<Trait>Client`, a typed client: one `async` method per trait method, returning
-/// `Result<T, RpcError>`, or `Result<T, CallError<E>>` for a method returning `Result<T, E>`.
+/// `Result<T, RpcError>`, or `Result<T, CallError<E>>` for a method returning `Result<T, E>`;
+/// and `<Trait>Cast`, the same methods sent as casts.
 ///
 /// Alone, it describes a remote service, e.g. one written in Python:
 ///
@@ -176,6 +186,65 @@ pub use amqp_rpc_macros::rpc_endpoint;
 /// ```
 ///
 /// Arguments as for [`rpc_endpoint`]; on a trait carrying both, give them once.
+///
+/// # Overrides: oslo's `prepare()`
+///
+/// The client's `with_*` methods each return a modified copy and leave the original as it
+/// was, as oslo's `prepare()` does, so an override can be for a single call: `with_server`,
+/// `with_timeout`, `with_retry`, `with_call_monitor_timeout`, `with_version_cap`,
+/// `with_namespace` and `without_namespace` (oslo's default namespace), `with_context` (the
+/// context of the methods that take none), and `with_version`.
+///
+/// A method is sent at the version that added it, its `#[rpc(since = "X.Y")]` (default: the
+/// trait's major, minor 0). `with_version(v)` sends every method at `v` instead, if the method
+/// exists at `v` in the trait: `v` must be of the trait's major, not older than the method's
+/// `since` and not newer than the trait's version (a method added in 1.3 cannot be sent as
+/// 1.1). Otherwise the method is refused before anything is sent, with
+/// [`RpcError::VersionOutOfRange`]. The version cap applies to the version sent.
+///
+/// `cast()` and `fanout()` return a `<Trait>Cast`, whose methods send any method as a cast
+/// (to one server of the topic, or to every server): it returns `Result<(), RpcError>` once the
+/// message is sent. A call cannot be fanned out (oslo refuses one too): no type offers it.
+///
+/// ```
+/// use std::time::Duration;
+/// use amqp_rpc::{rpc_client, Context, Transport, Version};
+///
+/// #[rpc_client(namespace = "compute", version = "5.1")]
+/// pub trait ComputeApi {
+///     /// Stops an instance and returns its state.
+///     async fn stop_instance(&self, ctx: &Context, instance_id: String) -> String;
+///     /// The console log of an instance.
+///     #[rpc(since = "5.1")]
+///     async fn get_console_output(&self, ctx: &Context, instance_id: String) -> String;
+/// }
+///
+/// # async fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
+/// let (compute, ctx) = (ComputeApiClient::new(&transport, "compute"), Context::new());
+/// // For this call only: one server, a shorter timeout, version 5.1 instead of 5.0.
+/// let state = compute
+///     .with_server("host-1")
+///     .with_timeout(Duration::from_secs(5))
+///     .with_version(Version::new(5, 1))
+///     .stop_instance(&ctx, "i-1".to_owned())
+///     .await?;
+/// // Without waiting for the reply, on every server of the topic.
+/// compute.fanout().stop_instance(&ctx, "i-2".to_owned()).await?;
+/// // Refused before sending: `get_console_output` does not exist at 5.0.
+/// let err = compute
+///     .with_version(Version::new(5, 0))
+///     .get_console_output(&ctx, "i-1".to_owned())
+///     .await
+///     .unwrap_err();
+/// assert!(err.is_version_out_of_range());
+/// # let _ = state; Ok(()) }
+/// ```
+///
+/// A method's result is its fallible `Result<T, E>` only when written so: a path whose last
+/// segment is `Result`, with two type arguments (`Result<T, E>`, `std::result::Result<T, E>`).
+/// A `Result` the macro cannot see through, with one argument (`io::Result<T>`, an alias
+/// `Result<T>`) or under another name (`type Fallible<T> = Result<T, E>`), is refused at
+/// compile time: its `Err` would otherwise be sent as a successful value.
 pub use amqp_rpc_macros::rpc_client;
 pub use client::{DEFAULT_TIMEOUT, RpcClient};
 pub use config::{DEFAULT_MAX_MESSAGE_SIZE, FailoverStrategy, LoginMethod, TransportConfig};

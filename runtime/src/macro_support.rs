@@ -5,8 +5,8 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 
+use futures_util::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -15,13 +15,11 @@ pub use crate::{
     CallError, Context, Endpoint, RemoteError, RemoteException, RpcClient, RpcError, Target,
     Transport, Version,
 };
+pub use ::async_trait::async_trait;
 pub use ::core;
 pub use ::serde;
 pub use ::serde_json;
 pub use ::std;
-
-/// The future `Endpoint::dispatch` returns.
-pub type DispatchFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, RemoteError>> + Send + 'a>>;
 
 /// A request's keyword arguments.
 pub type Args = Map<String, Value>;
@@ -190,6 +188,55 @@ impl SerdeCodec {
     }
 }
 
+/// Refuses a method's return type that is a [`Result`] the macro could not see as one, an
+/// alias under another name (`type Fallible<T> = Result<T, E>`): its `Err` would be sent as a
+/// successful `{"Err": ...}` value, which Python callers never see as an exception. The macro
+/// refuses a `Result` it sees with other than two parameters itself; this check, in the
+/// generated code, sees through aliases by autoref specialization (as [`ErrorCodec`]):
+///
+/// ```text
+/// use __private_v1::{ReturnIsResult as _, ReturnIsValue as _};
+/// (&ReturnProbe::<T>::NEW).check();
+/// ```
+///
+/// [`ReturnIsResult`] matches a `ReturnProbe<Result<_, _>>` as it is, and its method requires
+/// a trait nothing implements, whose message says what to write; [`ReturnIsValue`] matches
+/// any other type after another borrow.
+pub struct ReturnProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> ReturnProbe<T> {
+    /// The probe of `T`.
+    pub const NEW: Self = ReturnProbe(PhantomData);
+}
+
+/// Implemented by nothing: what a method returning an alias of `Result` is told.
+#[diagnostic::on_unimplemented(
+    message = "this return type is a `Result` under another name, whose error type the macro cannot see",
+    label = "write it as `Result<T, E>`",
+    note = "an `Err` would be sent as a successful value, which Python callers never see as an exception"
+)]
+pub trait ResultSpelledOut {}
+
+/// Picks the refusal for a `Result` (see [`ReturnProbe`]).
+pub trait ReturnIsResult {
+    /// Fails to compile.
+    fn check(&self)
+    where
+        Self: ResultSpelledOut,
+    {
+    }
+}
+
+impl<T, E> ReturnIsResult for ReturnProbe<Result<T, E>> {}
+
+/// Accepts any other return type (see [`ReturnProbe`]).
+pub trait ReturnIsValue {
+    /// Compiles.
+    fn check(&self) {}
+}
+
+impl<T: ?Sized> ReturnIsValue for &ReturnProbe<T> {}
+
 /// What `#[derive(RemoteException)]` generates calls.
 pub mod exception {
     use serde::Serialize;
@@ -296,25 +343,57 @@ pub fn with_namespace(client: RpcClient, namespace: Option<&str>) -> RpcClient {
     client.set_namespace(namespace)
 }
 
-/// A call sending `version` (the future of [`RpcClient::call`]).
+/// The version a typed client sends `method` as: the client's override
+/// ([`RpcClient::with_version`], which the generated `with_version` sets) if it is a version at
+/// which the method exists in its trait (of the trait's major, from `since` to `latest`, the
+/// trait's version), else the method's `since`.
+pub fn method_version(
+    client: &RpcClient,
+    method: &str,
+    since: Version,
+    latest: Version,
+) -> Result<Version, RpcError> {
+    match client.target().version() {
+        None => Ok(since),
+        Some(version) if version.is_compatible(&since) && latest.is_compatible(&version) => {
+            Ok(version)
+        }
+        Some(version) => Err(RpcError::VersionOutOfRange {
+            method: method.to_owned(),
+            version,
+            since,
+            latest,
+        }),
+    }
+}
+
+/// A call of a method added in `since` to a trait of version `latest` (the future of
+/// [`RpcClient::call`]), at the version [`method_version`] gives.
 pub fn call<R: DeserializeOwned>(
     client: &RpcClient,
-    version: Version,
+    since: Version,
+    latest: Version,
     ctx: &Context,
     method: &str,
     args: impl Serialize,
 ) -> impl Future<Output = Result<R, RpcError>> {
-    client.call_as(Some(version), ctx, method, args)
+    match method_version(client, method, since, latest) {
+        Ok(version) => Either::Left(client.call_as(Some(version), ctx, method, args)),
+        Err(e) => Either::Right(std::future::ready(Err(e))),
+    }
 }
 
-/// A cast sending `version`.
+/// A cast of a method added in `since` to a trait of version `latest`, at the version
+/// [`method_version`] gives.
 pub async fn cast(
     client: &RpcClient,
-    version: Version,
+    since: Version,
+    latest: Version,
     ctx: &Context,
     method: &str,
     args: impl Serialize,
 ) -> Result<(), RpcError> {
+    let version = method_version(client, method, since, latest)?;
     client.cast_as(Some(version), ctx, method, args).await
 }
 

@@ -137,6 +137,13 @@ impl RpcClient {
         self
     }
 
+    /// Addresses oslo's default namespace (`None`).
+    #[must_use]
+    pub fn without_namespace(mut self) -> Self {
+        self.target = self.target.without_namespace();
+        self
+    }
+
     pub(crate) fn set_namespace(mut self, namespace: Option<&str>) -> Self {
         self.target = match namespace {
             Some(namespace) => self.target.with_namespace(namespace),

@@ -74,6 +74,25 @@ pub enum RpcError {
         cap: Version,
     },
 
+    /// A typed client's version override (its `with_version`) is not a version at which the
+    /// method exists in the client's trait: one of the trait's major, not older than the
+    /// version that added the method (its `since`) and not newer than the trait's. Nothing
+    /// was sent.
+    #[error(
+        "method {method} cannot be sent as version {version}: its trait has it from version \
+         {since} to {latest}"
+    )]
+    VersionOutOfRange {
+        /// The method's wire name.
+        method: String,
+        /// The override.
+        version: Version,
+        /// The version that added the method.
+        since: Version,
+        /// The trait's version.
+        latest: Version,
+    },
+
     /// The target cannot be used for this operation (oslo's `InvalidTarget`): a call to a
     /// fanout target, a message without a topic, a server without a server name.
     #[error(transparent)]
@@ -155,6 +174,11 @@ impl RpcError {
     /// Whether the client's version cap refused the message.
     pub fn is_version_cap(&self) -> bool {
         matches!(self, RpcError::VersionCap { .. })
+    }
+
+    /// Whether a typed client's version override is outside the method's versions.
+    pub fn is_version_out_of_range(&self) -> bool {
+        matches!(self, RpcError::VersionOutOfRange { .. })
     }
 
     /// Whether the remote method itself failed.
@@ -627,6 +651,12 @@ impl<E> CallError<E> {
         self.rpc().is_some_and(RpcError::is_version_cap)
     }
 
+    /// Whether a typed client's version override is outside the method's versions
+    /// ([`RpcError::is_version_out_of_range`]).
+    pub fn is_version_out_of_range(&self) -> bool {
+        self.rpc().is_some_and(RpcError::is_version_out_of_range)
+    }
+
     /// Whether the remote method failed with something other than `E` (a Python exception
     /// `E` does not name, a panic): [`RpcError::is_remote`]. A failure with `E` is
     /// [`CallError::is_application`].
@@ -852,6 +882,14 @@ mod call_error_tests {
             cap: Version::new(1, 0),
         });
         assert!(cap.is_version_cap());
+
+        let range = Call::Rpc(RpcError::VersionOutOfRange {
+            method: "m".to_owned(),
+            version: Version::new(1, 1),
+            since: Version::new(1, 3),
+            latest: Version::new(1, 4),
+        });
+        assert!(range.is_version_out_of_range() && !range.is_version_cap());
 
         let remote = Call::Rpc(RpcError::Remote(RemoteError::builtin("ValueError", "bad")));
         assert!(remote.is_remote() && !remote.is_application());

@@ -320,7 +320,7 @@ impl RpcServer {
     /// }
     /// # fn demo(transport: Transport) -> Result<(), amqp_rpc::RpcError> {
     /// let server = RpcServer::builder(&transport, Target::server("greeter", "greeter-1"))
-    ///     .endpoint(GreeterEndpoint::new(English))
+    ///     .endpoint(English.into_rpc())
     ///     .ping(true)
     ///     .build()?;
     /// # Ok(()) }

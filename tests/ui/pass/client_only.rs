@@ -12,6 +12,8 @@ pub trait ComputeApi {
     async fn get_console_output(&self, ctx: &Context, instance_id: String) -> String;
     /// Liveness.
     async fn ping(&self);
+    /// Named as the `into_rpc` of `#[rpc_endpoint]`: fine for a client-only trait.
+    async fn into_rpc(&self);
 }
 
 fn main() {
@@ -20,5 +22,6 @@ fn main() {
     assert_eq!(ComputeApiClient::NAMESPACE, Some("compute"));
     assert_eq!(ComputeApiClient::VERSION, amqp_rpc::Version::new(5, 1));
     assert!(compute.can_send_version(&amqp_rpc::Version::new(5, 1)));
-    let _fanout: ComputeApiFanout = compute.fanout();
+    let _fanout: ComputeApiCast = compute.fanout();
+    let _cast: ComputeApiCast = compute.cast();
 }

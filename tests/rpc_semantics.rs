@@ -494,13 +494,6 @@ async fn call_to_a_named_server_reaches_only_that_server() {
     for _ in 0..10 {
         assert_eq!(directed.whoami().await.unwrap(), "s2");
     }
-    // The server override does not stick to the original client.
-    let original = probe(&transport, "T");
-    let _ = original.with_server("s3");
-    assert_eq!(original.rpc_client().target().server_name(), None);
-    let dynamic = client(&transport, "T");
-    let _ = dynamic.prepare().with_server("s3");
-    assert_eq!(dynamic.target().server_name(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,7 +332,7 @@ pub mod exception {
 pub fn no_such_method(method: &str) -> RemoteError {
     RemoteError::new(
         "NoSuchMethod",
-        crate::client::DISPATCHER_MODULE,
+        crate::wire::DISPATCHER_MODULE,
         format!("Endpoint does not support RPC method {method}"),
     )
 }

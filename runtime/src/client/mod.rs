@@ -20,7 +20,7 @@ use crate::target::Target;
 use crate::transport::replies::{PendingCall, ReplyEvent, ReplyWaiter};
 use crate::transport::{Delivery, Transport, deadline_after};
 use crate::version::Version;
-use crate::wire::{self, CallFields, OutgoingRequest};
+use crate::wire::{self, CallFields, DISPATCHER_MODULE, OutgoingRequest};
 
 /// How long a call waits for its reply unless told otherwise (oslo's `rpc_response_timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -515,9 +515,6 @@ enum Prepared<A> {
     /// The transport's first call: encoded once the reply queue runs.
     Later(A),
 }
-
-/// The module of oslo's dispatcher exceptions.
-pub(crate) const DISPATCHER_MODULE: &str = "oslo_messaging.rpc.dispatcher";
 
 /// Turns oslo's dispatcher failures back into their [`RpcError`] variants.
 fn remote_to_error(failure: RemoteError) -> RpcError {

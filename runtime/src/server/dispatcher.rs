@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::client::DISPATCHER_MODULE;
+use crate::wire::DISPATCHER_MODULE;
 use crate::context::Context;
 use crate::endpoint::Endpoint;
 use crate::error::RemoteError;

@@ -22,6 +22,10 @@ pub(crate) use reply::{IncomingReply, OutgoingReply};
 pub(crate) use request::{CallFields, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion};
 pub(crate) use salvage::{msg_id as salvage_msg_id, reply_to as salvage_reply_to};
 
+/// The module of oslo's dispatcher exceptions (`NoSuchMethod`, `UnsupportedVersion`), which
+/// both sides turn into and from their [`RpcError`](crate::RpcError) variants.
+pub(crate) const DISPATCHER_MODULE: &str = "oslo_messaging.rpc.dispatcher";
+
 /// A message that is not valid oslo.messaging wire format.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -5,7 +5,7 @@
 # or interrupt. AMQP_RPC_EXTRA_NODES=0 leaves the extra nodes out (their tests then say
 # SKIPPED).
 #
-#   scripts/test.sh [cargo test arguments...]     e.g. scripts/test.sh -- interop
+#   scripts/test.sh [cargo test arguments...]     e.g. scripts/test.sh --test it -- interop_oslo::
 #
 # The tests that need RabbitMQ are #[ignore]d (plain `cargo test` reports them as ignored);
 # this script adds --include-ignored. Exports for the tests:

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::wire::DISPATCHER_MODULE;
 use crate::context::Context;
 use crate::endpoint::Endpoint;
 use crate::error::RemoteError;
+use crate::wire::DISPATCHER_MODULE;
 use crate::wire::{RequestedVersion, display_string, json_type};
 
 /// The method of the optional ping endpoint; it returns `"pong"`.

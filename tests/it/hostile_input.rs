@@ -16,7 +16,7 @@ use amqp_rpc::{
 };
 use serde_json::{Map, Value, json};
 
-mod common;
+use crate::common;
 use common::{ANSWER, QUIET, serve_with, unique};
 
 #[rpc_endpoint]

@@ -214,7 +214,7 @@ pub(crate) fn extra_node_setting(name: &str) -> Option<String> {
 /// The extra nodes' setting `$name`, or returns from the test (see [`extra_node_setting`]).
 macro_rules! extra_node_or_skip {
     ($name:expr) => {
-        match crate::support::extra_node_setting($name) {
+        match super::support::extra_node_setting($name) {
             Some(value) => value,
             None => return,
         }

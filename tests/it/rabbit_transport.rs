@@ -21,7 +21,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::{test_broker, unique, until};
 
 #[rpc_endpoint]

@@ -15,7 +15,7 @@ use amqp_rpc::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-mod common;
+use crate::common;
 use common::peer::PythonPeer;
 use common::{test_broker, unique, until};
 

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: timeouts, and starting servers.
-// Each test crate uses only some of these.
-#![allow(dead_code, unused_macros, unused_imports, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

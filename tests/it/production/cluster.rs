@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use amqp_rpc::{ConnectionState, Transport};
 
-use crate::common::unique;
-use crate::support::{
+use super::support::{
     Load, Node, ServiceClient, connect, extra_node_or_skip, quick_config, rabbitmqctl, serve,
 };
+use crate::common::unique;
 
 /// The port a transport is connected to.
 fn port_of(transport: &Transport) -> Option<String> {

@@ -1,4 +1,4 @@
-//! The fault-injection proxy of the tests (`tests/common/proxy.rs`) on its own, in front of a
+//! The fault-injection proxy of the tests (`tests/it/common/proxy.rs`) on its own, in front of a
 //! local echo server: no broker needed.
 
 use std::future::Future;

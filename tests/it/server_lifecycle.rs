@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use amqp_rpc::{RpcError, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint};
 
-mod common;
+use crate::common;
 use common::until;
 
 #[rpc_endpoint]

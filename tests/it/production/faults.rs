@@ -13,12 +13,12 @@ use amqp_rpc::{ConnectionState, RpcError, Transport, TransportError};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use crate::common::proxy::FaultProxy;
-use crate::common::{test_broker, unique, until};
-use crate::support::{
+use super::support::{
     BROKER_PORT, Load, Node, Pair, ServiceClient, States, Vhost, connect, quick_config, serve,
     wait_state,
 };
+use crate::common::proxy::FaultProxy;
+use crate::common::{test_broker, unique, until};
 
 /// The most a call may overrun its timeout.
 const GRACE: Duration = Duration::from_secs(1);
@@ -402,7 +402,7 @@ async fn consumers_the_broker_cancels_are_restored() {
         .find(|q| q.starts_with("reply_"))
         .expect("the client's reply queue");
     for queue in ["cancel", reply_queue.as_str()] {
-        crate::support::rabbitmqctl(&["delete_queue", "-p", &vhost.0, queue]);
+        super::support::rabbitmqctl(&["delete_queue", "-p", &vhost.0, queue]);
     }
     until("both queues exist again", Duration::from_secs(5), || {
         let queues = vhost.queues();
@@ -579,7 +579,7 @@ async fn a_channel_the_broker_closes_leaves_the_connection_up() {
     server.stop().await;
     server.wait().await;
     let fanout_exchanges = || {
-        crate::support::rabbitmqctl(&["list_exchanges", "-p", &vhost.0, "name"])
+        super::support::rabbitmqctl(&["list_exchanges", "-p", &vhost.0, "name"])
             .lines()
             .any(|l| l.trim() == "channel_fanout")
     };

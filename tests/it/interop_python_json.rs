@@ -10,7 +10,7 @@ use amqp_rpc::{Context, RpcClient, RpcError, RpcServer, Target, Transport, rpc_e
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::peer::PythonPeer;
 use common::{test_broker, unique};
 

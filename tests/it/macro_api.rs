@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 // Timing tests run on tokio's paused clock: sleeps take no wall time and bounds are exact.
 use tokio::time::Instant;
 
-mod common;
+use crate::common;
 use common::{ANSWER, expect_events, serve};
 
 /// The timeout of calls that nothing answers.

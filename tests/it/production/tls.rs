@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use amqp_rpc::{RpcError, Transport, TransportError};
 
+use super::support::{Node, ServiceClient, connect, extra_node_or_skip, quick_config, serve};
 use crate::common::unique;
-use crate::support::{Node, ServiceClient, connect, extra_node_or_skip, quick_config, serve};
 
 /// Where the TLS node and its certificates are.
 struct Tls {
@@ -34,7 +34,7 @@ impl Tls {
 
     /// `rabbitmqctl list_connections <item>` on the TLS node, one line per connection.
     fn connections(&self, item: &str) -> Vec<String> {
-        crate::support::rabbitmqctl(&[
+        super::support::rabbitmqctl(&[
             "-n",
             &self.node,
             "list_connections",

@@ -29,7 +29,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::peer::PythonPeer;
 use common::{test_broker, unique};
 

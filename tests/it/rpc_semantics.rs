@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 // Timing tests run on tokio's paused clock: sleeps take no wall time and bounds are exact.
 use tokio::time::Instant;
 
-mod common;
+use crate::common;
 use common::{ANSWER, QUIET, expect_events, serve, serve_with};
 
 fn v(text: &str) -> Version {

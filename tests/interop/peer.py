@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A real oslo.messaging (18.3.1) RPC peer for the interop tests, driven over stdin/stdout.
+"""A real oslo.messaging (18.3.1) RPC and notification peer for the interop tests, driven
+over stdin/stdout.
 
     $AMQP_RPC_PYTHON tests/interop/peer.py --url rabbit://guest:guest@127.0.0.1:5672/VHOST
 
@@ -36,13 +37,25 @@ Commands (see tests/interop/README.md for the full description):
                                                          -> list of handled requests, cleared
                    (with "min": first waits up to "timeout" (default 10) s for N entries)
     stop          {"cmd":"stop","server":S}              -> "stopped" after stop()+wait()
+    notify        {"cmd":"notify","priority":P,"event_type":E,"payload":<json>, optional
+                   "driver" ("messagingv2"),"topics" (["notifications"]),"publisher_id",
+                   "ctxt","ctxt_kind","exchange","retry","count"}
+                                                         -> {"notified": N, "errors": [...]}
+    listen        {"cmd":"listen","name":L,"targets":[{"topic":T, optional "exchange"}],
+                   optional "priorities" (["info"]),"pool","allow_requeue",
+                   "requeue_first","filter","batch_size","batch_timeout"}
+                                                         -> "listening" once consuming
+    received      {"cmd":"received","name":L, optional "min","timeout","clear"}
+                                                         -> {"notifications": [...],
+                                                             "batches": [...]}
+    stop_listener {"cmd":"stop_listener","name":L}       -> "stopped" after stop()+wait()
     info          {"cmd":"info"}                         -> versions and pid
     quit          {"cmd":"quit"}                         -> "bye", then exit 0
 EOF on stdin stops everything and exits 0 as well.
 
-call, cast, stop and a log with "min" run in worker threads (several may be in flight;
-their responses may come out of order); serve, log, info and quit are handled in order on
-the main thread.
+call, cast, stop, notify, stop_listener and a log or received with "min" run in worker
+threads (several may be in flight; their responses may come out of order); serve, listen,
+log, received, info and quit are handled in order on the main thread.
 Nothing but protocol lines is written to stdout: the original stdout is kept for the
 protocol and file descriptor 1 is pointed at stderr, where logging goes (WARNING).
 """
@@ -219,6 +232,161 @@ class Calc:
 
 
 # ---------------------------------------------------------------------------------------
+# Notifications
+
+# Endpoint method names of a notification listener, i.e. the lower-case priorities
+# (oslo_messaging.notify.dispatcher.PRIORITIES).
+LISTEN_PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
+# Notifier methods (oslo_messaging.notify.notifier.Notifier); "warning" is "warn"'s alias,
+# both send priority WARN.
+NOTIFY_PRIORITIES = LISTEN_PRIORITIES + ("warning",)
+DRIVERS = ("messagingv2", "messaging")
+
+
+class DictContext:
+    """A context object that oslo's notifier sends as exactly the given keys.
+
+    Notifier._notify() replaces a plain dict (or None) context by {} (no _context_* keys;
+    notify/notifier.py _sanitize_context), and sends other contexts as
+    ctxt.redacted_copy(), flattened by amqp.pack_context() through to_dict().
+    """
+
+    def __init__(self, values):
+        self._values = dict(values)
+
+    def redacted_copy(self):
+        return self
+
+    def to_dict(self):
+        return dict(self._values)
+
+
+def make_notify_context(cmd):
+    """The context argument for Notifier.<priority>() (see "ctxt_kind")."""
+    if "ctxt" not in cmd:
+        return {}
+    ctxt = cmd["ctxt"]
+    kind = cmd.get("ctxt_kind", "object")
+    if kind == "object":
+        return DictContext(ctxt or {})
+    if kind == "dict":  # oslo drops it: no _context_* keys on the wire
+        return dict(ctxt or {})
+    if kind == "request_context":
+        from oslo_context import context as oslo_context
+        return oslo_context.RequestContext.from_dict(ctxt or {})
+    raise ValueError(f"unknown ctxt_kind {kind!r} (object, dict, request_context)")
+
+
+class SendErrors(logging.Handler):
+    """Collects, per thread, the errors oslo's notifier logs instead of raising them
+    (notify/notifier.py do_notify, notify/messaging.py MessagingDriver.notify)."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self._lock_ = threading.Lock()
+        self._by_thread = {}
+
+    def emit(self, record):
+        text = record.getMessage().split("\n", 1)[0]
+        with self._lock_:
+            bucket = self._by_thread.get(record.thread)
+            if bucket is not None:
+                bucket.append(text)
+
+    def begin(self):
+        with self._lock_:
+            self._by_thread[threading.get_ident()] = []
+
+    def end(self):
+        with self._lock_:
+            return self._by_thread.pop(threading.get_ident(), [])
+
+
+class NotificationRecorder:
+    """What one listener received (kept after it stops).
+
+    Every endpoint invocation is recorded, including those answered with REQUEUE (their
+    "result" is "requeue"); a batch listener also records each batch as a unit.
+    """
+
+    def __init__(self, requeue_first=0):
+        self._cond = threading.Condition()
+        self._notifications = []
+        self._batches = []
+        self._requeue_left = int(requeue_first or 0)
+
+    def _result(self):
+        """"requeue" for the first `requeue_first` invocations, then "handled"."""
+        if self._requeue_left > 0:
+            self._requeue_left -= 1
+            return "requeue"
+        return "handled"
+
+    @staticmethod
+    def _entry(priority, ctxt, publisher_id, event_type, payload, metadata, result):
+        return {"priority": priority, "ctxt": ctxt, "publisher_id": publisher_id,
+                "event_type": event_type, "payload": payload, "metadata": metadata,
+                "result": result}
+
+    def one(self, priority, ctxt, publisher_id, event_type, payload, metadata):
+        with self._cond:
+            result = self._result()
+            self._notifications.append(self._entry(priority, ctxt, publisher_id,
+                                                   event_type, payload, metadata, result))
+            self._cond.notify_all()
+        return oslo_messaging.NotificationResult.REQUEUE if result == "requeue" else None
+
+    def batch(self, priority, messages):
+        with self._cond:
+            result = self._result()
+            entries = [self._entry(priority, m["ctxt"], m["publisher_id"], m["event_type"],
+                                   m["payload"], m["metadata"], result) for m in messages]
+            self._notifications.extend(entries)
+            self._batches.append({"priority": priority, "result": result,
+                                  "notifications": entries})
+            self._cond.notify_all()
+        return oslo_messaging.NotificationResult.REQUEUE if result == "requeue" else None
+
+    def take(self, min_entries=0, timeout=0.0, clear=False):
+        """The notifications and batches so far, first waiting up to `timeout` seconds for
+        at least `min_entries` notifications; with `clear`, forgets them."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._notifications) < min_entries:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            result = {"notifications": list(self._notifications),
+                      "batches": list(self._batches)}
+            if clear:
+                self._notifications.clear()
+                self._batches.clear()
+            return result
+
+
+def make_notification_endpoint(recorder, priorities, batch, filter_rule):
+    """An endpoint with a method for each of `priorities` only (the listener subscribes to
+    the priorities its endpoints have methods for) and `filter_rule` if given."""
+
+    class Endpoint:
+        pass
+
+    endpoint = Endpoint()
+    for priority in priorities:
+        if batch:
+            def method(messages, _p=priority):
+                return recorder.batch(_p, messages)
+        else:
+            def method(ctxt, publisher_id, event_type, payload, metadata, _p=priority):
+                return recorder.one(_p, ctxt, publisher_id, event_type, payload, metadata)
+        setattr(endpoint, priority, method)
+    if filter_rule is not None:
+        endpoint.filter_rule = filter_rule
+    return endpoint
+
+
+# ---------------------------------------------------------------------------------------
 # The peer
 
 class Peer:
@@ -226,12 +394,22 @@ class Peer:
                  default_exmods=True):
         self.out = out
         self.conf = make_conf(control_exchange, "amqp-rpc-interop")
+        self.url = url
         self.exmods = (EXMODS if default_exmods else []) + list(exmods)
         self.transport = oslo_messaging.get_rpc_transport(
             self.conf, url=url, allowed_remote_exmods=self.exmods)
         self.log = RequestLog()
         self.servers = {}
         self.servers_lock = threading.Lock()
+        # Notifications: transports by exchange (None: the control exchange), notifiers,
+        # listeners and what they received, by name.
+        self.notify_lock = threading.Lock()
+        self.notify_transports = {}
+        self.notifiers = {}
+        self.listeners = {}
+        self.recorders = {}
+        self.send_errors = SendErrors()
+        logging.getLogger("oslo_messaging.notify").addHandler(self.send_errors)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -284,6 +462,21 @@ class Peer:
                     self.in_worker(cid, lambda: self.log.take(server, wanted, timeout))
                 else:
                     self.respond(cid, ok=self.log.take(server))
+            elif name == "notify":
+                self.in_worker(cid, lambda: self.notify(cmd), timed=True)
+            elif name == "listen":
+                self.respond(cid, ok=self.listen(cmd))
+            elif name == "received":
+                recorder = self._recorder(cmd["name"])
+                wanted, clear = int(cmd.get("min", 0)), bool(cmd.get("clear"))
+                if wanted > 0:  # may wait: off the main thread
+                    timeout = float(cmd.get("timeout", 10.0))
+                    self.in_worker(cid, lambda: recorder.take(wanted, timeout, clear))
+                else:
+                    self.respond(cid, ok=recorder.take(clear=clear))
+            elif name == "stop_listener":
+                listener = self._take_listener(cmd["name"])
+                self.in_worker(cid, lambda: self._stop(listener))
             elif name == "info":
                 self.respond(cid, ok=self.info())
             elif name == "quit":
@@ -361,21 +554,128 @@ class Peer:
         server.wait()
         return "stopped"
 
+    def notification_transport(self, exchange=None):
+        """The notification transport publishing to `exchange` (None: the control
+        exchange). A Notifier has no exchange of its own: it publishes to its transport's
+        default exchange, [DEFAULT] control_exchange of the transport's configuration."""
+        with self.notify_lock:
+            transport = self.notify_transports.get(exchange)
+            if transport is None:
+                conf = self.conf
+                if exchange is not None:
+                    conf = make_conf(None, "amqp-rpc-interop")
+                    conf.register_opts(oslo_messaging.transport._transport_opts)
+                    conf.set_override("control_exchange", exchange)
+                transport = oslo_messaging.get_notification_transport(conf, url=self.url)
+                self.notify_transports[exchange] = transport
+            return transport
+
+    def notifier(self, cmd):
+        driver = cmd.get("driver", "messagingv2")
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r} (one of {', '.join(DRIVERS)})")
+        topics = cmd.get("topics", ["notifications"])
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise ValueError("topics must be a list of strings")
+        key = (cmd.get("exchange"), driver, tuple(topics), cmd.get("publisher_id"),
+               cmd.get("retry"))
+        transport = self.notification_transport(cmd.get("exchange"))
+        with self.notify_lock:
+            notifier = self.notifiers.get(key)
+            if notifier is None:
+                notifier = oslo_messaging.Notifier(
+                    transport, publisher_id=cmd.get("publisher_id"), driver=driver,
+                    topics=topics, retry=cmd.get("retry"))
+                self.notifiers[key] = notifier
+            return notifier
+
+    def notify(self, cmd):
+        priority = cmd["priority"]
+        if priority not in NOTIFY_PRIORITIES:
+            raise ValueError(f"unknown priority {priority!r}")
+        event_type = cmd["event_type"]
+        payload = json.loads(cmd["payload_json"]) if "payload_json" in cmd \
+            else cmd.get("payload")
+        count = int(cmd.get("count", 1))
+        send = getattr(self.notifier(cmd), priority)
+        ctxt = make_notify_context(cmd)
+        self.send_errors.begin()
+        try:
+            for _ in range(count):
+                send(ctxt, event_type, payload)
+        finally:
+            errors = self.send_errors.end()
+        return {"notified": count, "errors": errors}
+
+    def listen(self, cmd):
+        name = cmd["name"]
+        with self.servers_lock:
+            if name in self.listeners:
+                raise ValueError(f"listener {name!r} is already running")
+        targets = [oslo_messaging.Target(topic=t["topic"], exchange=t.get("exchange"))
+                   for t in cmd["targets"]]
+        if not targets:
+            raise ValueError("a listener needs at least one target")
+        priorities = cmd.get("priorities", ["info"])
+        unknown = [p for p in priorities if p not in LISTEN_PRIORITIES]
+        if unknown or not priorities:
+            raise ValueError(f"priorities must be some of {', '.join(LISTEN_PRIORITIES)}")
+        batch = "batch_size" in cmd or "batch_timeout" in cmd
+        filter_rule = None
+        if cmd.get("filter"):
+            filter_rule = oslo_messaging.NotificationFilter(**cmd["filter"])
+        recorder = NotificationRecorder(cmd.get("requeue_first", 0))
+        endpoint = make_notification_endpoint(recorder, priorities, batch, filter_rule)
+        options = {"executor": "threading", "allow_requeue": bool(cmd.get("allow_requeue")),
+                   "pool": cmd.get("pool")}
+        transport = self.notification_transport()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # executor=, see serve()
+            if batch:
+                listener = oslo_messaging.get_batch_notification_listener(
+                    transport, targets, [endpoint], batch_size=cmd.get("batch_size"),
+                    batch_timeout=cmd.get("batch_timeout"), **options)
+            else:
+                listener = oslo_messaging.get_notification_listener(
+                    transport, targets, [endpoint], **options)
+        listener.start()
+        with self.servers_lock:
+            self.listeners[name] = listener
+            self.recorders[name] = recorder
+        wait_consuming(listener)
+        return "listening"
+
+    def _recorder(self, name):
+        with self.servers_lock:
+            recorder = self.recorders.get(name)
+        if recorder is None:
+            raise ValueError(f"no listener {name!r}")
+        return recorder
+
+    def _take_listener(self, name):
+        with self.servers_lock:
+            listener = self.listeners.pop(name, None)
+        if listener is None:
+            raise ValueError(f"no running listener {name!r}")
+        return listener
+
     def info(self):
         import importlib.metadata as md
         versions = {}
-        for dist in ("oslo.messaging", "kombu", "amqp", "oslo.config"):
+        for dist in ("oslo.messaging", "kombu", "amqp", "oslo.config", "oslo.context"):
             try:
                 versions[dist] = md.version(dist)
             except md.PackageNotFoundError:
                 versions[dist] = None
         return {"pid": os.getpid(), "python": sys.version.split()[0], "versions": versions,
-                "allowed_remote_exmods": self.exmods}
+                "allowed_remote_exmods": self.exmods,
+                "control_exchange": self.conf.control_exchange}
 
     def shutdown(self, grace=30.0):
         with self.servers_lock:
-            servers = list(self.servers.values())
+            servers = list(self.servers.values()) + list(self.listeners.values())
             self.servers.clear()
+            self.listeners.clear()
         threads = [threading.Thread(target=self._stop, args=(s,), daemon=True)
                    for s in servers]
         for t in threads:
@@ -383,10 +683,11 @@ class Peer:
         deadline = time.monotonic() + grace
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        try:
-            self.transport.cleanup()
-        except Exception:  # noqa: BLE001
-            LOG.warning("transport cleanup failed", exc_info=True)
+        for transport in [self.transport] + list(self.notify_transports.values()):
+            try:
+                transport.cleanup()
+            except Exception:  # noqa: BLE001
+                LOG.warning("transport cleanup failed", exc_info=True)
 
 
 def main(argv=None):

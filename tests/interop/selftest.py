@@ -424,6 +424,245 @@ def run(url, out_json):
 
         c.check("version_cap", version_cap)
 
+        # -- notifications (srv listens, cli notifies) -------------------------------------
+
+        def listen(name, topic, **kw):
+            targets = kw.pop("targets", None) or [{"topic": topic}]
+            assert srv.ok(dict({"cmd": "listen", "name": name, "targets": targets}, **kw)) \
+                == "listening"
+
+        def notify(topic, priority="info", event_type="test.event", payload=None, **kw):
+            resp = cli.ok(dict({"cmd": "notify", "topics": [topic], "priority": priority,
+                                "event_type": event_type, "payload": payload}, **kw))
+            assert resp["errors"] == [], resp
+            return resp
+
+        def received(name, n, timeout=5, **kw):
+            got = srv.ok(dict({"cmd": "received", "name": name, "min": n,
+                               "timeout": timeout}, **kw), timeout=timeout + 20)
+            return got
+
+        def exactly(name, n, settle=0.5):
+            """The notifications of `name`, checking that n arrive and no more."""
+            got = received(name, n)["notifications"]
+            assert len(got) >= n, f"{name}: {len(got)} of {n}: {got}"
+            time.sleep(settle)
+            got = received(name, 0)["notifications"]
+            assert len(got) == n, f"{name}: {len(got)} instead of {n}: {got}"
+            return got
+
+        def stop_listener(name):
+            assert srv.ok({"cmd": "stop_listener", "name": name}) == "stopped"
+
+        def notification_roundtrip(driver):
+            topic = f"nt-{driver}"
+            listen("rt", topic, priorities=["info", "warn", "error"])
+            ctxt = {"user": "u1", "project_id": "p1", "roles": ["a"], "n": 3}
+            payload = {"id": 3, "nested": {"l": [1, None, "✓"]}}
+            resp = notify(topic, "info", "compute.instance.create.end", payload,
+                          driver=driver, publisher_id="compute.host1", ctxt=ctxt)
+            assert resp["notified"] == 1
+            notify(topic, "warning", "w.event", [1, 2], driver=driver)  # warning -> WARN
+            notify(topic, "error", "e.event", "text", driver=driver, count=2)
+            notify(topic, "debug", "d.event", None, driver=driver)  # not subscribed
+            got = exactly("rt", 4)
+            c.observed[f"notification received ({driver})"] = got[0]
+            by_type = {}
+            for n in got:
+                by_type.setdefault(n["event_type"], []).append(n)
+            assert set(by_type) == {"compute.instance.create.end", "w.event", "e.event"}
+            n = by_type["compute.instance.create.end"][0]
+            assert n["priority"] == "info" and n["result"] == "handled", n
+            assert n["publisher_id"] == "compute.host1", n
+            assert n["payload"] == payload, n
+            assert n["ctxt"] == dict(ctxt, client_timeout=None), n
+            assert set(n["metadata"]) == {"message_id", "timestamp"}, n
+            assert len(n["metadata"]["message_id"]) == 36, n
+            assert time.strptime(n["metadata"]["timestamp"].split(".")[0],
+                                 "%Y-%m-%d %H:%M:%S"), n
+            w = by_type["w.event"][0]
+            assert w["priority"] == "warn" and w["payload"] == [1, 2], w
+            assert w["publisher_id"] is None and w["ctxt"] == {"client_timeout": None}, w
+            assert [e["payload"] for e in by_type["e.event"]] == ["text", "text"]
+            stop_listener("rt")
+            # the debug notification waits in <topic>.debug (the notifier declared it)
+            listen("rt-debug", topic, priorities=["debug"])
+            got = exactly("rt-debug", 1)
+            assert got[0]["event_type"] == "d.event" and got[0]["payload"] is None, got
+            stop_listener("rt-debug")
+
+        c.check("notifications messagingv2: Python notifier -> Python listener",
+                lambda: notification_roundtrip("messagingv2"))
+        c.check("notifications messaging (v1): Python notifier -> Python listener",
+                lambda: notification_roundtrip("messaging"))
+
+        def notification_contexts():
+            topic = "nt-ctxt"
+            listen("ctx", topic)
+            ctxt = {"user": "u1", "project_id": "p1", "auth_token": "secret",
+                    "request_id": "req-abc"}
+            for kind in ("object", "dict", "request_context"):
+                notify(topic, event_type=kind, ctxt=ctxt, ctxt_kind=kind)
+            got = {n["event_type"]: n["ctxt"] for n in exactly("ctx", 3)}
+            c.observed["notification ctxt by ctxt_kind"] = got
+            assert got["object"] == dict(ctxt, client_timeout=None), got
+            assert got["dict"] == {"client_timeout": None}, got  # oslo drops plain dicts
+            rc = got["request_context"]
+            assert rc["auth_token"] is None and rc["user"] == "u1", rc  # redacted
+            assert rc["project_id"] == "p1" and rc["request_id"] == "req-abc", rc
+            stop_listener("ctx")
+            resp = cli.request({"cmd": "notify", "topics": [topic], "priority": "info",
+                                "event_type": "x", "payload": 1, "ctxt": {},
+                                "ctxt_kind": "nope"})
+            expect_error(resp, "ValueError")
+
+        c.check("notification context kinds (object, dict, request_context)",
+                notification_contexts)
+
+        def notification_topics_exchange():
+            listen("t1", "nt-multi-1")
+            listen("t2", "nt-multi-2")
+            resp = cli.ok({"cmd": "notify", "topics": ["nt-multi-1", "nt-multi-2"],
+                           "priority": "info", "event_type": "both", "payload": 1})
+            assert resp == {"notified": 1, "errors": []}, resp
+            assert [n["event_type"] for n in exactly("t1", 1)] == ["both"]
+            assert [n["event_type"] for n in exactly("t2", 1)] == ["both"]
+            stop_listener("t1")
+            stop_listener("t2")
+            # a listener on two exchanges; a notifier on a non-default exchange
+            listen("x", None, targets=[{"topic": "nt-x", "exchange": "nt-other"},
+                                       {"topic": "nt-x"}])
+            notify("nt-x", event_type="other", exchange="nt-other")
+            notify("nt-x", event_type="default")
+            got = exactly("x", 2)
+            assert sorted(n["event_type"] for n in got) == ["default", "other"], got
+            stop_listener("x")
+            # Queues are named <topic>.<priority> whatever the exchange: a notifier on
+            # another exchange declares the same queue and binds it to its exchange, so a
+            # listener on the control exchange gets its notifications too.
+            listen("x-default-only", "nt-x2")
+            notify("nt-x2", event_type="other", exchange="nt-other")
+            got = exactly("x-default-only", 1)
+            c.observed["listener on (openstack, T) gets a notification sent to "
+                       "(nt-other, T)"] = len(got) == 1
+            stop_listener("x-default-only")
+
+        c.check("notification topics and exchanges", notification_topics_exchange)
+
+        def notification_pools():
+            topic = "nt-pool"
+            listen("plain", topic)
+            listen("a1", topic, pool="pool-a")
+            listen("a2", topic, pool="pool-a")
+            listen("b1", topic, pool="pool-b")
+            notify(topic, event_type="pooled", count=10)
+            assert len(exactly("plain", 10)) == 10
+            assert len(exactly("b1", 10)) == 10
+            a1 = received("a1", 0)["notifications"]
+            a2 = received("a2", 0)["notifications"]
+            c.observed["pool of two, 10 notifications"] = [len(a1), len(a2)]
+            assert len(a1) + len(a2) == 10 and a1 and a2, (len(a1), len(a2))
+            ids = {n["metadata"]["message_id"] for n in a1 + a2}
+            assert len(ids) == 10
+            for name in ("plain", "a1", "a2", "b1"):
+                stop_listener(name)
+
+        c.check("notification pools: shared within a pool, a copy per pool",
+                notification_pools)
+
+        def notification_filter():
+            topic = "nt-filter"
+            listen("f", topic, filter={"event_type": r"compute\.", "publisher_id": "nova-",
+                                       "context": {"user": "u1"},
+                                       "metadata": {"message_id": "^[0-9a-f-]{36}$"}})
+            ok = {"publisher_id": "nova-compute", "ctxt": {"user": "u1"}}
+            notify(topic, event_type="compute.instance.create.end", payload=1, **ok)
+            notify(topic, event_type="x.compute.y", payload=2, **ok)  # re.match: anchored
+            notify(topic, event_type="compute.b", payload=3, publisher_id="glance",
+                   ctxt={"user": "u1"})
+            notify(topic, event_type="compute.c", payload=4, publisher_id="nova-api",
+                   ctxt={"user": "u2"})
+            notify(topic, event_type="compute.d", payload=5, publisher_id="nova-api")
+            notify(topic, event_type="compute.e", payload=6, publisher_id="nova-api",
+                   ctxt={"user": "u1x"})  # prefix match
+            got = exactly("f", 2, settle=1.0)
+            assert sorted(n["payload"] for n in got) == [1, 6], got
+            stop_listener("f")
+
+        c.check("notification filter (re.match on event_type, publisher_id, context)",
+                notification_filter)
+
+        def notification_requeue():
+            topic = "nt-requeue"
+            listen("rq", topic, allow_requeue=True, requeue_first=2)
+            notify(topic, event_type="again", payload=1)
+            got = exactly("rq", 3)
+            assert [n["result"] for n in got] == ["requeue", "requeue", "handled"], got
+            assert len({n["metadata"]["message_id"] for n in got}) == 1, got
+            stop_listener("rq")
+            # without allow_requeue, REQUEUE acks: no redelivery
+            listen("no-rq", "nt-requeue-off", requeue_first=1)
+            notify("nt-requeue-off", event_type="once")
+            got = exactly("no-rq", 1, settle=1.0)
+            assert got[0]["result"] == "requeue", got
+            stop_listener("no-rq")
+            # and the queue is empty afterwards
+            listen("no-rq-check", "nt-requeue-off")
+            time.sleep(0.5)
+            assert received("no-rq-check", 0)["notifications"] == []
+            stop_listener("no-rq-check")
+
+        c.check("notification requeue (allow_requeue true / false)", notification_requeue)
+
+        def notification_batch():
+            topic = "nt-batch"
+            notify(topic, event_type="batched", count=7)  # queued before the listener
+            t = time.monotonic()
+            listen("b", topic, batch_size=5, batch_timeout=1)
+            got = received("b", 7, timeout=10)
+            took = time.monotonic() - t
+            sizes = sorted(len(b["notifications"]) for b in got["batches"])
+            c.observed["batch_size 5, batch_timeout 1, 7 queued: batch sizes"] = sizes
+            assert sizes == [2, 5], got["batches"]
+            assert all(b["priority"] == "info" and b["result"] == "handled"
+                       for b in got["batches"])
+            assert len(got["notifications"]) == 7
+            assert 0.8 <= took < 5, took  # the 2 wait for the batch timeout
+            stop_listener("b")
+            # a requeued batch comes back whole
+            listen("br", "nt-batch-rq", batch_size=3, batch_timeout=0.5,
+                   allow_requeue=True, requeue_first=1)
+            notify("nt-batch-rq", event_type="b", count=3)
+            got = received("br", 6, timeout=10)
+            results = [(b["result"], len(b["notifications"])) for b in got["batches"]]
+            c.observed["batch requeue_first 1, 3 notifications"] = results
+            assert sum(n for r, n in results if r == "handled") == 3, results
+            assert results[0][0] == "requeue", results
+            stop_listener("br")
+            # clear forgets what was returned
+            assert received("br", 0, clear=True)["batches"]
+            assert received("br", 0) == {"notifications": [], "batches": []}
+
+        c.check("batch notification listener (size, timeout, requeue)", notification_batch)
+
+        def notification_bad_commands():
+            for cmd in ({"cmd": "notify", "priority": "loud", "event_type": "e",
+                         "payload": 1},
+                        {"cmd": "notify", "driver": "log", "priority": "info",
+                         "event_type": "e", "payload": 1},
+                        {"cmd": "listen", "name": "bad", "targets": [{"topic": "t"}],
+                         "priorities": ["warning"]},
+                        {"cmd": "received", "name": "nobody"},
+                        {"cmd": "stop_listener", "name": "nobody"}):
+                resp = (cli if cmd["cmd"] == "notify" else srv).request(cmd)
+                expect_error(resp, "ValueError")
+            listen("dup", "nt-dup")
+            expect_error(srv.request({"cmd": "listen", "name": "dup",
+                                      "targets": [{"topic": "nt-dup"}]}), "ValueError")
+            stop_listener("dup")
+
+        c.check("bad notification commands get error responses", notification_bad_commands)
+
         def bad_commands():
             resp = cli.request({"cmd": "frobnicate"})
             expect_error(resp, "ValueError", "builtins")

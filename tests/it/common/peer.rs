@@ -136,3 +136,122 @@ impl PythonPeer {
         let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
     }
 }
+
+/// What a Python notification listener received (`received`; see tests/interop/README.md).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Received {
+    /// Every endpoint invocation, in arrival order: `{"priority", "ctxt", "publisher_id",
+    /// "event_type", "payload", "metadata": {"message_id", "timestamp"}, "result"}`, where
+    /// `result` is `"requeue"` for the first `requeue_first` ones, else `"handled"`.
+    pub(crate) notifications: Vec<Value>,
+    /// A batch listener's endpoint calls: `{"priority", "result", "notifications": [...]}`
+    /// (empty for a plain listener).
+    pub(crate) batches: Vec<Value>,
+}
+
+/// One `(exchange, topic)` a Python listener subscribes to; `None`: the control exchange.
+pub(crate) type PyTarget<'a> = (Option<&'a str>, &'a str);
+
+// The notification interop tests are being written beside these helpers.
+#[allow(
+    dead_code,
+    reason = "used by the notification interop tests (issue 16)"
+)]
+impl PythonPeer {
+    /// Publishes `count` (1 unless `options` says otherwise) notifications with oslo's
+    /// `Notifier` on `topic` and waits until they are sent; panics if oslo logged a send
+    /// failure. `priority`: `audit`, `debug`, `info`, `warn`/`warning`, `error`,
+    /// `critical`, `sample`. `options`: a JSON object of the optional fields of the
+    /// `notify` command (`driver` — default `messagingv2` —, `topics` instead of `topic`,
+    /// `publisher_id`, `ctxt`, `ctxt_kind`, `exchange`, `retry`, `count`, `payload_json`),
+    /// `json!({})` for none.
+    pub(crate) async fn notify(
+        &self,
+        topic: &str,
+        priority: &str,
+        event_type: &str,
+        payload: Value,
+        options: Value,
+    ) {
+        let mut command = json!({
+            "cmd": "notify", "topics": [topic], "priority": priority,
+            "event_type": event_type, "payload": payload,
+        });
+        merge(&mut command, options);
+        let count = command.get("count").and_then(Value::as_u64).unwrap_or(1);
+        let sent = self.request(command.clone()).await;
+        assert_eq!(
+            sent,
+            Ok(json!({"notified": count, "errors": []})),
+            "Python notify {command}"
+        );
+    }
+
+    /// Starts Python notification listener `name` on `targets` for `priorities` (lower
+    /// case: `info`, `warn`, ...) and returns once it consumes. `options`: a JSON object of
+    /// the optional fields of the `listen` command (`pool`, `allow_requeue`,
+    /// `requeue_first`, `filter`, `batch_size`, `batch_timeout`), `json!({})` for none.
+    pub(crate) async fn listen(
+        &self,
+        name: &str,
+        targets: &[PyTarget<'_>],
+        priorities: &[&str],
+        options: Value,
+    ) {
+        let targets: Vec<Value> = targets
+            .iter()
+            .map(|(exchange, topic)| match exchange {
+                Some(exchange) => json!({"exchange": exchange, "topic": topic}),
+                None => json!({"topic": topic}),
+            })
+            .collect();
+        let mut command = json!({
+            "cmd": "listen", "name": name, "targets": targets, "priorities": priorities,
+        });
+        merge(&mut command, options);
+        let started = self.request(command.clone()).await;
+        assert_eq!(started, Ok(json!("listening")), "Python listen {command}");
+    }
+
+    /// What listener `name` received so far (kept, not cleared), first waiting up to
+    /// `timeout` for at least `min` notifications (then returns what there is).
+    pub(crate) async fn received(&self, name: &str, min: usize, timeout: Duration) -> Received {
+        let command = json!({
+            "cmd": "received", "name": name, "min": min, "timeout": timeout.as_secs_f64(),
+        });
+        match self.request(command).await {
+            Ok(mut got) => {
+                let mut take = |key: &str| match got[key].take() {
+                    Value::Array(items) => items,
+                    other => panic!("received of {name}: {key} is {other}"),
+                };
+                Received {
+                    notifications: take("notifications"),
+                    batches: take("batches"),
+                }
+            }
+            Err(error) => panic!("received of {name}: {error}"),
+        }
+    }
+
+    /// Stops listener `name` (`stop()` + `wait()`); what it received stays readable.
+    pub(crate) async fn stop_listener(&self, name: &str) {
+        let stopped = self
+            .request(json!({"cmd": "stop_listener", "name": name}))
+            .await;
+        assert_eq!(stopped, Ok(json!("stopped")), "Python stop_listener {name}");
+    }
+}
+
+/// Adds the fields of the JSON object `options` to `command` (replacing the ones there).
+fn merge(command: &mut Value, options: Value) {
+    match options {
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                command[key] = value;
+            }
+        }
+        Value::Null => {}
+        other => panic!("options must be a JSON object, not {other}"),
+    }
+}

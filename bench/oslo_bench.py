@@ -27,13 +27,15 @@ SERVER MODE
 
 CLIENT MODE
     oslo_bench.py client --url URL --topic T
-                         --workload {calls,casts,fanout,recovery}
+                         --workload {calls,casts,fanout,recovery,
+                                     notify-publish,notify-consume,notify-deliver}
                          [--seconds S=10] [--concurrency C=1] [--payload-bytes B=100]
                          [--count N=1000] [--servers K] [--call-timeout T=30]
                          [--client-mode {shared,per-thread,per-transport}]
+                         [--driver {messagingv2,messaging}]
 
     Runs one workload and prints one JSON object (one line) on stdout. P is a str of B
-    ASCII bytes ("x" * B). Before measuring, a warm-up (not counted; at most 5 s): 3
+    ASCII bytes ("x" * B). Before measuring (RPC workloads; notify-* below), a warm-up (not counted; at most 5 s): 3
     sequential echo calls, then 2 echo calls from each of the C threads (this also opens
     the pooled connections the measured threads will use). Calls time out after 10 s
     (recovery: after T s, --call-timeout).
@@ -72,6 +74,55 @@ CLIENT MODE
             {"ops": successful calls, "seconds": from START to the last call's end,
              "calls": [[start, end, ok], ...] (every call in order; seconds since START,
              6 decimals; ok is false for a failed call or a wrong reply), "errors": ..}
+
+    notify-publish, notify-consume, notify-deliver
+            Notifications, not RPC: no server is needed and there is no echo warm-up.
+            One notification transport (get_notification_transport) and one
+            Notifier(transport, publisher_id="bench", driver=--driver (default
+            messagingv2), topics=[T]) shared by the C threads; each notification is
+            notifier.info({}, "bench.notify", P): priority INFO, routing key and queue
+            T.info on the control exchange (default "openstack"; control_exchange in the
+            URL changes it), no context keys (oslo drops a plain dict context). oslo
+            publishes with publisher confirms (kombu confirm_publish=True): info() returns
+            once the broker confirmed. A send failure is not raised but logged by oslo;
+            such log records count as errors. The listener, where there is one, is
+            get_notification_listener(transport, [Target(topic=T)], [endpoint],
+            executor="threading") with oslo's defaults: 64 worker threads, no prefetch
+            limit (rabbit_qos_prefetch_count 0), ack after the endpoint returns; its
+            endpoint's info() counts. Warm-up (not counted): each thread publishes 2
+            notifications (notify-deliver: the listener runs first and must get them all),
+            then the queue T.info is purged (with py-amqp, outside oslo), so every run
+            starts from an empty queue; runs leave it empty.
+            C threads publish N (split evenly) as fast as they can, as casts do
+            (publishing stops at first publish + S; what is left unpublished counts as
+            errors).
+    notify-publish
+            Publishing only, nobody consumes. Afterwards the queue's depth is read (passive
+            queue.declare) and the queue purged.
+            {"ops": notifications published without error, "seconds": first publish to
+             the last publish's return, "ops_per_s": ops / seconds, "expected": N,
+             "queued": messages in T.info after publishing (N when all arrived),
+             "errors": ..}
+    notify-consume
+            Draining a pre-filled queue: first the N notifications are published (not
+            timed; the fill must succeed, all N in T.info, within S seconds), then the
+            listener is started and the clock runs from just before listener.start() (the
+            consumer's set-up is included: its queue declaration, binding and
+            basic.consume) to the moment the endpoint was called with the Nth
+            notification (its ack follows once it returns). Waits at most S seconds from that start.
+            {"ops": notifications handled (at most N), "seconds": start() to the Nth
+             handled, "ops_per_s": ops / seconds, "expected": N, "start_seconds": until
+             the listener consumed (start() plus basic.consume registered),
+             "first_seconds": until the first was handled, "fill_seconds": the untimed
+             fill, "errors": ..}
+    notify-deliver
+            Publishing and consuming at once (the notification counterpart of casts): the
+            listener (same process) consumes while the C threads publish N; waits for the
+            Nth delivery until first publish + S.
+            {"ops": notifications handled (at most N), "seconds": first publish to the
+             Nth handled (to the last handled if fewer arrived), "ops_per_s": ..,
+             "publish_seconds": first publish to the last publish's return, "expected": N,
+             "errors": ..}
 
     --client-mode (only to compare ways of driving oslo; default shared): shared = one
     transport and one RPCClient for all threads, as a service would do; per-thread = one
@@ -587,13 +638,276 @@ class Bench:
         }
 
 
+# ---------------------------------------------------------------------------------------
+# Notification workloads
+
+NOTIFY_EVENT_TYPE = "bench.notify"
+NOTIFY_PUBLISHER_ID = "bench"
+NOTIFY_WARMUP = 2  # notifications per thread before measuring (not counted)
+
+
+class NotifyErrors(logging.Handler):
+    """Counts what oslo's notifier logs at ERROR instead of raising: a failed send
+    (notify/messaging.py "Could not send notification", notify/notifier.py "Problem ...
+    attempting to send")."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record):
+        self.count += 1  # (a race loses at most a count; only 0 matters)
+
+
+class BrokerQueue:
+    """Counts and purges one queue with py-amqp directly (outside oslo), on the first host
+    of the oslo transport URL. Every call opens and closes its own connection."""
+
+    def __init__(self, conf, url, name):
+        parsed = oslo_messaging.TransportURL.parse(conf, url)
+        host = parsed.hosts[0] if parsed.hosts else None
+        self.kwargs = {
+            "host": "%s:%s" % (host.hostname or "127.0.0.1", host.port or 5672)
+            if host else "127.0.0.1:5672",
+            "userid": (host.username if host else None) or "guest",
+            "password": (host.password if host else None) or "guest",
+            "virtual_host": parsed.virtual_host or "/",
+        }
+        self.name = name
+
+    def _run(self, fn):
+        import amqp
+        conn = amqp.Connection(**self.kwargs)
+        conn.connect()
+        try:
+            return fn(conn.channel())
+        except amqp.exceptions.NotFound:
+            return None
+        finally:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def depth(self):
+        """Messages ready in the queue; None if it does not exist."""
+        ok = self._run(lambda ch: ch.queue_declare(self.name, passive=True))
+        return None if ok is None else ok.message_count
+
+    def purge(self):
+        return self._run(lambda ch: ch.queue_purge(self.name))
+
+
+class Counter:
+    """The listener's endpoint: info() counts and notes when the count reached `target`."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self.count = 0
+        self.target = None
+        self.t_first = None
+        self.t_target = None
+        self.t_last = None
+
+    def reset(self, target=None):
+        with self._lock:
+            self.count = 0
+            self.target = target
+            self.t_first = self.t_target = self.t_last = None
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        now = time.monotonic()
+        with self._cond:
+            self.count += 1
+            self.t_last = now
+            if self.t_first is None:
+                self.t_first = now
+            if self.target is not None and self.count == self.target:
+                self.t_target = now
+            self._cond.notify_all()
+
+    def wait(self, n, deadline):
+        """Wait until count >= n or `deadline` (monotonic); returns the count."""
+        with self._cond:
+            while self.count < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+            return self.count
+
+
+class NotifyBench(Bench):
+    """notify-publish, notify-consume, notify-deliver (see the module docstring)."""
+
+    def __init__(self, args, out):  # not Bench.__init__: that one makes RPC clients
+        self.args = args
+        self.out = out
+        self.timeout = CALL_TIMEOUT
+        self.hard_deadline = _T0 + args.seconds + HARD_MARGIN
+        self.payload = "x" * args.payload_bytes
+        self.errors = 0
+        self.errors_lock = threading.Lock()
+        self.partial = {}
+        self.partial_fn = None
+        url, control_exchange = split_control_exchange(args.url)
+        conf = make_conf(control_exchange, "amqp-rpc-bench")
+        self.transport = oslo_messaging.get_notification_transport(conf, url=url)
+        self.transports = [self.transport]
+        self.notifier = oslo_messaging.Notifier(
+            self.transport, publisher_id=NOTIFY_PUBLISHER_ID, driver=args.driver,
+            topics=[args.topic])
+        self.thread_clients = [self.notifier] * args.concurrency
+        self.queue = BrokerQueue(conf, url, f"{args.topic}.info")
+        self.send_errors = NotifyErrors()
+        logging.getLogger("oslo_messaging.notify").addHandler(self.send_errors)
+        self.counter = Counter()
+        self.listener = None
+
+    def notify_one(self, notifier):
+        notifier.info({}, NOTIFY_EVENT_TYPE, self.payload)
+
+    def start_listener(self):
+        """A notification listener (threading executor, oslo's defaults: 64 worker
+        threads, no prefetch limit) on <topic>.info of the control exchange."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # executor=, see run_server
+            self.listener = oslo_messaging.get_notification_listener(
+                self.transport, [oslo_messaging.Target(topic=self.args.topic)],
+                [self.counter], executor="threading")
+        self.listener.start()
+        wait_consuming(self.listener)
+
+    def stop_listener(self, timeout=10.0):
+        listener, self.listener = self.listener, None
+        if listener is None:
+            return
+
+        def stop():
+            listener.stop()
+            listener.wait()
+
+        thread = threading.Thread(target=stop, name="stop-listener", daemon=True)
+        thread.start()
+        thread.join(max(0.0, min(timeout, self.hard_deadline - 1.0 - time.monotonic())))
+
+    def warm_up(self):
+        """Each thread publishes NOTIFY_WARMUP notifications (opens the pooled
+        connections, declares the exchange and the queue); then the queue is purged. For
+        notify-deliver, the listener runs first and must receive them all."""
+        deadline = time.monotonic() + WARMUP_SECONDS
+        if self.args.workload == "notify-deliver":
+            self.start_listener()
+        self.queue.purge()  # leftovers of an interrupted run
+        self.counter.reset()
+        failures = []
+
+        def one(i):
+            try:
+                for _ in range(NOTIFY_WARMUP):
+                    self.notify_one(self.thread_clients[i])
+            except Exception as e:  # noqa: BLE001
+                failures.append(e)
+
+        stuck = self.run_threads(one, deadline, "warmup")
+        if failures:
+            raise failures[0]
+        if stuck:
+            raise RuntimeError(f"warm-up took over {WARMUP_SECONDS:g} s")
+        if self.send_errors.count:
+            raise RuntimeError("warm-up: oslo logged %d send failures"
+                               % self.send_errors.count)
+        if self.listener is not None:
+            want = NOTIFY_WARMUP * self.args.concurrency
+            if self.counter.wait(want, deadline) < want:
+                raise RuntimeError(f"warm-up: the listener got {self.counter.count} of "
+                                   f"{want} notifications in {WARMUP_SECONDS:g} s")
+            time.sleep(0.1)  # let the acks go out
+        self.queue.purge()
+        self.counter.reset()
+
+    def publish_notifications(self, n):
+        """publish() of Bench with notifier.info(); send failures that oslo only logged
+        count as errors too. Returns (t_first, publish_seconds, published)."""
+        before_errors, before_logged = self.errors, self.send_errors.count
+        t_first, publish_seconds = self.publish(self.notify_one, n)
+        logged = self.send_errors.count - before_logged
+        self.add_errors(logged)
+        return t_first, publish_seconds, n - (self.errors - before_errors)
+
+    def notify_publish(self):
+        n = self.args.count
+        self.partial.update(ops=0, expected=n)
+        _, seconds, published = self.publish_notifications(n)
+        queued = self.queue.depth()
+        self.queue.purge()
+        return {
+            "ops": published,
+            "seconds": _r(seconds, 6),
+            "ops_per_s": _r(published / seconds if seconds > 0 else 0.0, 2),
+            "expected": n,
+            "queued": queued,
+            "errors": self.errors,
+        }
+
+    def notify_consume(self):
+        n = self.args.count
+        _, fill_seconds, published = self.publish_notifications(n)
+        queued = self.queue.depth()
+        self.partial.update(ops=0, expected=n, queued=queued,
+                            fill_seconds=_r(fill_seconds, 6))
+        if queued is None or queued < n:
+            self.queue.purge()
+            raise RuntimeError(f"pre-fill: {queued} of {n} notifications in the queue "
+                               f"(the fill is bounded by S seconds too)")
+        self.counter.reset(n)
+        t0 = time.monotonic()
+        self.partial_fn = lambda: dict(self.partial, ops=self.counter.count,
+                                       seconds=_r(time.monotonic() - t0, 6))
+        self.start_listener()
+        t_consuming = time.monotonic()
+        delivered = self.counter.wait(n, t0 + self.args.seconds)
+        t_end = self.counter.t_target if delivered >= n else time.monotonic()
+        t_first = self.counter.t_first
+        self.stop_listener()
+        seconds = t_end - t0
+        return {
+            "ops": min(delivered, n),  # (requeues: none, the endpoint returns None)
+            "seconds": _r(seconds, 6),
+            "ops_per_s": _r(min(delivered, n) / seconds if seconds > 0 else 0.0, 2),
+            "expected": n,
+            "start_seconds": _r(t_consuming - t0, 6),
+            "first_seconds": _r(None if t_first is None else t_first - t0, 6),
+            "fill_seconds": _r(fill_seconds, 6),
+            "errors": self.errors,
+        }
+
+    def notify_deliver(self):
+        n = self.args.count
+        self.counter.reset(n)
+        self.partial.update(ops=0, expected=n)
+        t_first, publish_seconds, _ = self.publish_notifications(n)
+        self.partial.update(publish_seconds=_r(publish_seconds, 6))
+        self.partial_fn = lambda: dict(self.partial, ops=self.counter.count,
+                                       seconds=_r(time.monotonic() - t_first, 6))
+        delivered = self.counter.wait(n, t_first + self.args.seconds)
+        if delivered >= n:
+            t_end = self.counter.t_target
+        else:
+            t_end = self.counter.t_last or time.monotonic()
+        self.stop_listener()
+        return self.delivery_result(min(delivered, n), t_end - t_first, publish_seconds, n)
+
+
 def run_client(args, out):
     bench = None
     try:
-        bench = Bench(args, out)
+        cls = NotifyBench if args.workload.startswith("notify-") else Bench
+        bench = cls(args, out)
         bench.start_watchdog()
         bench.warm_up()
-        result = getattr(bench, args.workload)()
+        result = getattr(bench, args.workload.replace("-", "_"))()
         code = 0
     except Exception as e:  # noqa: BLE001
         LOG.error("%s run failed", args.workload, exc_info=True)
@@ -627,7 +941,8 @@ def main(argv=None):
     c.add_argument("--url", required=True)
     c.add_argument("--topic", required=True)
     c.add_argument("--workload", required=True,
-                   choices=("calls", "casts", "fanout", "recovery"))
+                   choices=("calls", "casts", "fanout", "recovery", "notify-publish",
+                            "notify-consume", "notify-deliver"))
     c.add_argument("--seconds", type=float, default=10.0)
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--payload-bytes", type=int, default=100)
@@ -637,6 +952,8 @@ def main(argv=None):
                    help="seconds; recovery only (the other workloads use 10)")
     c.add_argument("--client-mode", default="shared",
                    choices=("shared", "per-thread", "per-transport"))
+    c.add_argument("--driver", default="messagingv2", choices=("messagingv2", "messaging"),
+                   help="notification driver (notify-* workloads)")
     args = parser.parse_args(argv)
 
     for name in ("concurrency", "pool", "count", "servers"):

@@ -47,25 +47,35 @@ async fn a_broker_closing_every_connection_is_survived_by_pending_and_new_calls(
 
     // A call whose handler is running when every connection is closed: the server replies on
     // its new connection, into the reply queue the client consumes again.
+    // The handler runs 3 s: rabbitmqctl (an Erlang VM starting) has closed every connection
+    // before it ends, even on a loaded machine, so the reply does cross the cut.
     let pending = tokio::spawn({
         let client = pair.client.clone();
-        async move { client.sleep(1_500).await }
+        async move { client.sleep(3_000).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cut = Instant::now();
     vhost.close_all_connections();
+    assert!(
+        !pending.is_finished(),
+        "the call ended before the connections were closed ({:?}): the test proves nothing",
+        cut.elapsed()
+    );
     let answered = tokio::time::timeout(Duration::from_secs(10), pending)
         .await
         .expect("the pending call must not hang")
         .unwrap();
-    assert_eq!(answered.unwrap(), 1_500, "the pending call's result");
+    assert_eq!(answered.unwrap(), 3_000, "the pending call's result");
     assert!(
-        cut.elapsed() < Duration::from_secs(5),
+        cut.elapsed() < Duration::from_secs(7),
         "{:?}",
         cut.elapsed()
     );
-    assert!(states.reconnected(), "the client's connection was restored");
-    assert!(pair.transport.connection_state().is_connected());
+    assert!(states.reconnected(), "the client's connection was lost");
+    wait_state(&pair.transport, Duration::from_secs(10), |s| {
+        s.is_connected()
+    })
+    .await;
 
     // New calls succeed, and the server takes new requests.
     for n in 0..20 {

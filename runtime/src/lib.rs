@@ -10,6 +10,8 @@
 //! * [`Context`], [`Version`], [`RpcError`]: the request context, API versions, and errors.
 //! * [`RemoteException`](trait@RemoteException): a method's own error as Python exception
 //!   classes that Python callers catch and Rust callers decode.
+//! * [`notify`]: notifications, oslo's other half: a typed [`Notifier`](notify::Notifier)
+//!   and [`NotificationListener`](notify::NotificationListener).
 //! * [`driver`]: the interface a transport's driver implements, below the [`Transport`].
 //!
 //! ```
@@ -55,6 +57,7 @@ mod context;
 pub mod driver;
 mod endpoint;
 mod error;
+pub mod notify;
 mod server;
 mod sync;
 mod target;

@@ -13,6 +13,7 @@ mod hostile_input;
 mod interop_oslo;
 mod interop_python_json;
 mod macro_api;
+mod notifications;
 mod production;
 mod rabbit_topology;
 mod rabbit_transport;

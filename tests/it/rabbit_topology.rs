@@ -288,6 +288,16 @@ fn spec_topology(options: &Options) -> Topology {
 // Reading the broker with rabbitmqctl
 // ---------------------------------------------------------------------------------------------
 
+/// The vhost of the test run (see [`vhost`]), for other modules' checks.
+pub(crate) fn test_vhost() -> String {
+    vhost(&crate::common::broker_url())
+}
+
+/// One `rabbitmqctl -q <args> --formatter json` listing, for other modules' checks.
+pub(crate) async fn list(args: &[&str]) -> Vec<Value> {
+    rabbitmqctl(args.to_vec()).await
+}
+
 /// The vhost of the test run: `AMQP_RPC_TEST_VHOST`, else the URL's.
 fn vhost(url: &str) -> String {
     match std::env::var("AMQP_RPC_TEST_VHOST") {

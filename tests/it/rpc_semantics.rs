@@ -1725,6 +1725,17 @@ impl amqp_rpc::driver::Driver for HiddenQueue {
         self.inner.listen_replies().await
     }
 
+    async fn listen_notifications(
+        &self,
+        bindings: &[amqp_rpc::driver::NotificationBinding<'_>],
+        pool: Option<&str>,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, amqp_rpc::TransportError> {
+        self.inner
+            .listen_notifications(bindings, pool, prefetch)
+            .await
+    }
+
     async fn consume_replies(
         &self,
         handler: std::sync::Weak<dyn amqp_rpc::driver::ReplyHandler>,

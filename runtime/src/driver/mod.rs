@@ -90,6 +90,26 @@ pub enum Destination<'a> {
         /// The reply queue name (`_reply_q` of the request).
         queue: &'a str,
     },
+    /// A notification, through `exchange` (`None`: the control exchange) with `routing_key`
+    /// `<topic>.<priority>`. Publishing one first declares the queue named `routing_key`,
+    /// bound with that key (once per channel), as oslo's notifier does, so that notifications
+    /// sent before any listener exists are kept (spec §5.1).
+    Notification {
+        /// The exchange; `None` means the transport's control exchange.
+        exchange: Option<&'a str>,
+        /// `<topic>.<priority>`, also the name of the queue declared.
+        routing_key: &'a str,
+    },
+}
+
+/// One binding of a notification listener: `routing_key` (`<topic>.<priority>`) on
+/// `exchange` (`None`: the control exchange).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NotificationBinding<'a> {
+    /// The exchange; `None` means the transport's control exchange.
+    pub exchange: Option<&'a str>,
+    /// The routing key, `<topic>.<priority>`.
+    pub routing_key: &'a str,
 }
 
 /// The queue of one server of `topic` (oslo: `<topic>.<server>`), also its routing key.
@@ -167,6 +187,10 @@ impl<'a> Destination<'a> {
                 (scratch.as_str(), "")
             }
             Destination::Reply { queue } => ("", queue),
+            Destination::Notification {
+                exchange,
+                routing_key,
+            } => (exchange.unwrap_or(control_exchange), routing_key),
         }
     }
 }
@@ -359,6 +383,19 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     async fn listen_rpc(
         &self,
         target: &Target,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, TransportError>;
+
+    /// Declares and consumes the queues of a notification listener (spec §5.2): for each
+    /// binding, the topic exchange, then the queue named after the routing key, or the queue
+    /// `pool` when given (one queue for every binding, shared by the listeners of the pool),
+    /// bound with the routing key. Queues are never deleted by the listener; deliveries not
+    /// acknowledged return to their queue when the subscription ends. Each consumer has
+    /// `prefetch` unacknowledged deliveries at most (`0` = unlimited).
+    async fn listen_notifications(
+        &self,
+        bindings: &[NotificationBinding<'_>],
+        pool: Option<&str>,
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, TransportError>;
 

@@ -397,6 +397,16 @@ mod tests {
         async fn listen_replies(&self) -> Result<ReplyQueue, TransportError> {
             self.inner.listen_replies().await
         }
+        async fn listen_notifications(
+            &self,
+            bindings: &[crate::driver::NotificationBinding<'_>],
+            pool: Option<&str>,
+            prefetch: u16,
+        ) -> Result<Box<dyn Subscription>, TransportError> {
+            self.inner
+                .listen_notifications(bindings, pool, prefetch)
+                .await
+        }
         async fn reply_queue_exists(&self, queue: &str) -> Result<bool, TransportError> {
             self.checks.fetch_add(1, Ordering::SeqCst);
             self.inner.reply_queue_exists(queue).await

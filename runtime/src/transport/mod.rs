@@ -448,6 +448,17 @@ mod tests {
             self.inner.listen_replies().await
         }
 
+        async fn listen_notifications(
+            &self,
+            bindings: &[crate::driver::NotificationBinding<'_>],
+            pool: Option<&str>,
+            prefetch: u16,
+        ) -> Result<Box<dyn Subscription>, TransportError> {
+            self.inner
+                .listen_notifications(bindings, pool, prefetch)
+                .await
+        }
+
         fn connection_state(&self) -> watch::Receiver<ConnectionState> {
             self.state.subscribe()
         }

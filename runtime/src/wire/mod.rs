@@ -1,4 +1,5 @@
-//! The oslo.messaging wire format: the 2.0 envelope, RPC requests, replies and failures.
+//! The oslo.messaging wire format: the 2.0 envelope, RPC requests, replies and failures, and
+//! notifications.
 //!
 //! Every transport moves the bytes produced here, so the in-memory driver exercises the same
 //! format as RabbitMQ. Field names and quirks follow `../shared/spec/oslo-wire.md` §1 and §4.
@@ -7,6 +8,7 @@ mod envelope;
 mod escape;
 mod failure;
 mod keys;
+mod notification;
 #[cfg(test)]
 mod proptests;
 mod python;
@@ -16,6 +18,10 @@ mod salvage;
 
 pub(crate) use envelope::decode;
 pub use envelope::{ENVELOPE_VERSION, open, seal};
+pub(crate) use notification::{
+    IncomingNotification, OutgoingNotification, message_id as notification_message_id,
+    timestamp_now,
+};
 pub use python::from_value;
 pub(crate) use python::{display_string, to_value};
 pub(crate) use reply::{IncomingReply, OutgoingReply};

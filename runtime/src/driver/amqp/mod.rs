@@ -28,7 +28,10 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, ErrorKind};
 use tokio::sync::watch;
 
-use super::{ConnectionState, Destination, Driver, PublishOptions, ReplyQueue, Subscription};
+use super::{
+    ConnectionState, Destination, Driver, NotificationBinding, PublishOptions, ReplyQueue,
+    Subscription,
+};
 use crate::config::TransportConfig;
 use crate::error::TransportError;
 use crate::sync::lock;
@@ -236,6 +239,22 @@ impl RabbitDriver {
             entity.declare(&publisher.channel).await?;
             lock(&publisher.declared).insert(exchange.to_owned());
         }
+        if let Destination::Notification { .. } = to {
+            // oslo's `_publish_and_creates_default_queue`: the queue `<topic>.<priority>`,
+            // bound with that key, once per channel. The exchange's name ends the key: a
+            // queue name is never empty, and an exchange cannot hold a NUL.
+            let declared = format!("{routing_key}\0{exchange}");
+            if !lock(&publisher.declared).contains(&declared) {
+                let config = self.config();
+                Entity::topic_queue(config, routing_key)
+                    .declare(&publisher.channel)
+                    .await?;
+                Entity::binding(routing_key, exchange, routing_key)
+                    .declare(&publisher.channel)
+                    .await?;
+                lock(&publisher.declared).insert(declared);
+            }
+        }
         publisher
             .channel
             .basic_publish(
@@ -385,6 +404,45 @@ impl Driver for RabbitDriver {
                 configured => configured,
             },
             owned_queue: Some(fanout_queue),
+        };
+        let subscription = RecoveringSubscription::start(self.link.clone(), plan).await?;
+        Ok(Box::new(subscription))
+    }
+
+    async fn listen_notifications(
+        &self,
+        bindings: &[NotificationBinding<'_>],
+        pool: Option<&str>,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let config = self.config();
+        let mut entities = Vec::new();
+        let mut exchanges: Vec<&str> = Vec::new();
+        let mut queues: Vec<String> = Vec::new();
+        for binding in bindings {
+            let exchange = binding.exchange.unwrap_or(&config.control_exchange);
+            if !exchanges.contains(&exchange) {
+                exchanges.push(exchange);
+                entities.push(Entity::control_exchange(config, exchange));
+            }
+            let queue = pool.unwrap_or(binding.routing_key);
+            if !queues.iter().any(|q| q == queue) {
+                queues.push(queue.to_owned());
+                entities.push(Entity::topic_queue(config, queue));
+            }
+            entities.push(Entity::binding(queue, exchange, binding.routing_key));
+        }
+        let plan = Plan {
+            entities,
+            // One consumer per queue: oslo has one per binding, several on a pool's queue,
+            // which changes nothing a listener sees (one channel, one prefetch).
+            queues,
+            prefetch: match config.rabbit_qos_prefetch_count {
+                0 => prefetch,
+                configured => configured,
+            },
+            // Notification queues outlive their listeners.
+            owned_queue: None,
         };
         let subscription = RecoveringSubscription::start(self.link.clone(), plan).await?;
         Ok(Box::new(subscription))

@@ -249,8 +249,30 @@ impl State {
             ..
         } = self;
         let (exchange, key) = to.address_in(control_exchange, scratch);
+        if let Destination::Notification { .. } = to {
+            // oslo's notifier declares the queue `<topic>.<priority>` and binds it before it
+            // publishes, so that nothing is lost before a listener comes.
+            let queue = match queues.get(key) {
+                Some(queue) => Arc::clone(&queue.name),
+                None => {
+                    let name: Arc<str> = key.into();
+                    queues.insert(Arc::clone(&name), Queue::new(Arc::clone(&name)));
+                    name
+                }
+            };
+            let bound = bindings
+                .entry(exchange.to_owned())
+                .or_default()
+                .entry(key.to_owned())
+                .or_default();
+            if !bound.contains(&queue) {
+                bound.push(queue);
+            }
+        }
         let bound = match to {
-            Destination::Rpc { .. } => bindings.get(exchange).and_then(|keys| keys.get(key)),
+            Destination::Rpc { .. } | Destination::Notification { .. } => {
+                bindings.get(exchange).and_then(|keys| keys.get(key))
+            }
             Destination::Fanout { .. } => fanouts.get(exchange),
             Destination::Reply { .. } => {
                 let Some(queue) = queues.get_mut(key) else {

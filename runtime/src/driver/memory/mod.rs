@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{
-    ConnectionState, Delivery, Destination, Driver, PublishOptions, ReplyConsumer, ReplyHandler,
-    ReplyQueue, Subscription,
+    ConnectionState, Delivery, Destination, Driver, NotificationBinding, PublishOptions,
+    ReplyConsumer, ReplyHandler, ReplyQueue, Subscription,
 };
 use crate::error::TransportError;
 use crate::sync::lock;
@@ -199,6 +199,42 @@ impl Driver for MemoryDriver {
             rx,
             consumers,
             owned_queues: vec![fanout_queue],
+        }))
+    }
+
+    async fn listen_notifications(
+        &self,
+        bindings: &[NotificationBinding<'_>],
+        pool: Option<&str>,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        self.check_open()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let consumers = self.broker.with_state(|state, broker, after| {
+            let mut queues: Vec<Arc<str>> = Vec::new();
+            for binding in bindings {
+                let exchange = binding.exchange.unwrap_or(&self.control_exchange);
+                let queue = state.declare_queue(pool.unwrap_or(binding.routing_key));
+                state.bind(exchange, binding.routing_key, &queue);
+                if !queues.contains(&queue) {
+                    queues.push(queue);
+                }
+            }
+            queues
+                .into_iter()
+                .map(|q| {
+                    let id =
+                        state.add_consumer(broker, &q, Sink::Channel(tx.clone()), prefetch, after);
+                    (q, id)
+                })
+                .collect()
+        });
+        Ok(Box::new(MemorySubscription {
+            broker: Arc::clone(&self.broker),
+            connection: self.state.subscribe(),
+            rx,
+            consumers,
+            owned_queues: Vec::new(),
         }))
     }
 

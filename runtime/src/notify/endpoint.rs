@@ -187,7 +187,7 @@ pub trait BatchNotificationEndpoint: Send + Sync + 'static {
 /// impl Notification for VolumeAttached {
 ///     const EVENT_TYPE: &'static str = "volume.attach.end";
 /// }
-/// let endpoint = Typed::new([Priority::Info, Priority::Warn], |n: Incoming<VolumeAttached>| async move {
+/// let endpoint = Typed::<VolumeAttached, _>::new([Priority::Info, Priority::Warn], |n: Incoming<VolumeAttached>| async move {
 ///     println!("{} attached", n.payload.volume_id);
 /// });
 /// ```

@@ -579,6 +579,8 @@ struct Side {
     topic: String,
     exchange: String,
     reply_queue: String,
+    /// The notification listener pool's name, for the notification topology.
+    pool: Option<String>,
 }
 
 impl Side {
@@ -591,9 +593,14 @@ impl Side {
         if name == self.reply_queue {
             return Some("reply_<hex>".to_owned());
         }
+        if self.pool.as_deref() == Some(name) {
+            return Some("<pool>".to_owned());
+        }
         let normalized = match name.strip_prefix(self.topic.as_str())? {
             "" => "<topic>",
             ".srv" => "<topic>.srv",
+            priority @ (".audit" | ".debug" | ".info" | ".warn" | ".error" | ".critical"
+            | ".sample") => return Some(format!("<topic>{priority}")),
             "_fanout" => "<topic>_fanout",
             rest if rest.strip_prefix("_fanout_").is_some_and(is_uuid_hex) => {
                 "<topic>_fanout_<hex>"
@@ -832,11 +839,13 @@ async fn rust_and_python_declare_the_same_topology() {
             topic: python_topic,
             exchange: python_exchange,
             reply_queue: only(python_replies, "Python"),
+            pool: None,
         };
         let rust = Side {
             topic: rust_topic,
             exchange: rust_exchange,
             reply_queue: only(rust_replies, "Rust"),
+            pool: None,
         };
         observed.push((options, broker.topology(&python), broker.topology(&rust)));
     }
@@ -1100,4 +1109,175 @@ async fn rust_joins_a_python_fleet_without_precondition_failed() {
     }
     join_all(fleets.map(Fleet::stop)).await;
     delete_entities(&base, &queues, &exchanges).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications (spec §5): what a notifier and its listeners declare
+// ---------------------------------------------------------------------------------------------
+
+/// What one side of [`notification_topology_of_both`] declared, to compare and clean up.
+struct NotifySide {
+    side: Side,
+    queues: Vec<String>,
+}
+
+/// The names of a side's notification entities: its control exchange, topic and pool.
+fn notify_side(tag: &str, lang: &str) -> Side {
+    Side {
+        topic: unique(&format!("ntopo-{tag}-{lang}")),
+        exchange: unique(&format!("ntopo-{tag}-{lang}x")),
+        // No reply queue: a name no entity has.
+        reply_queue: "\u{0}".to_owned(),
+        pool: Some(unique(&format!("ntopo-{tag}-{lang}pool"))),
+    }
+}
+
+impl NotifySide {
+    fn new(side: Side) -> NotifySide {
+        let pool = side.pool.clone().unwrap_or_default();
+        let queues = ["error", "info", "warn"]
+            .iter()
+            .map(|p| format!("{}.{p}", side.topic))
+            .chain([pool])
+            .collect();
+        NotifySide { side, queues }
+    }
+}
+
+/// On each side, for `options`: a notifier sends an ERROR notification (declaring its queue),
+/// a listener takes INFO and WARN of the topic, and a pooled listener INFO; everything on the
+/// side's own control exchange. Returns both sides' names, the peer and the Rust listeners.
+async fn notification_topology_of_both(
+    base: &str,
+    options: Options,
+) -> (
+    NotifySide,
+    NotifySide,
+    PythonPeer,
+    Transport,
+    Vec<amqp_rpc::notify::NotificationListener>,
+) {
+    use amqp_rpc::notify::{Incoming, NotificationListener, Notifier, Priority, Typed};
+    let tag = options.name.replace('_', "-");
+    let (python, rust) = (notify_side(&tag, "py"), notify_side(&tag, "rs"));
+
+    let peer = PythonPeer::start(&url_for(base, &options, &python.exchange)).await;
+    peer.notify(&python.topic, "error", "e", json!({}), json!({}))
+        .await;
+    peer.listen(
+        "plain",
+        &[(None, &python.topic)],
+        &["info", "warn"],
+        json!({}),
+    )
+    .await;
+    peer.listen(
+        "pooled",
+        &[(None, &python.topic)],
+        &["info"],
+        json!({"pool": python.pool}),
+    )
+    .await;
+
+    let transport = Transport::from_url(&url_for(base, &options, &rust.exchange))
+        .await
+        .unwrap();
+    Notifier::new(&transport, "compute")
+        .with_topics([&rust.topic])
+        .notify(&amqp_rpc::Context::new(), Priority::Error, "e", &json!({}))
+        .await
+        .unwrap();
+    let any = |priorities: &[Priority]| {
+        let priorities = priorities
+            .iter()
+            .copied()
+            .collect::<amqp_rpc::notify::Priorities>();
+        Typed::<Value, _>::any_event(priorities, |_: Incoming<Value>| async {})
+    };
+    let plain = NotificationListener::builder(&transport)
+        .topic(&rust.topic)
+        .endpoint(any(&[Priority::Info, Priority::Warn]))
+        .build()
+        .unwrap();
+    let pooled = NotificationListener::builder(&transport)
+        .topic(&rust.topic)
+        .pool(rust.pool.clone().unwrap_or_default())
+        .endpoint(any(&[Priority::Info]))
+        .build()
+        .unwrap();
+    for listener in [&plain, &pooled] {
+        tokio::time::timeout(START, listener.start())
+            .await
+            .unwrap_or_else(|_| panic!("{}: starting a Rust listener hung", options.name))
+            .unwrap_or_else(|e| panic!("{}: Rust listener: {e}", options.name));
+    }
+    (
+        NotifySide::new(python),
+        NotifySide::new(rust),
+        peer,
+        transport,
+        vec![plain, pooled],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
+async fn rust_and_python_declare_the_same_notification_topology() {
+    let base = test_broker!();
+    let vhost = vhost(&base);
+    let base = base.as_str();
+    let running = join_all(OPTION_SETS.map(|options| async move {
+        (options, notification_topology_of_both(base, options).await)
+    }))
+    .await;
+    let broker = Broker::read(&vhost).await;
+
+    // Clean up before asserting, so that a failure leaves nothing behind.
+    let mut observed = Vec::new();
+    let (mut queues, mut exchanges) = (Vec::new(), Vec::new());
+    for (options, (python, rust, peer, transport, listeners)) in running {
+        observed.push((
+            options,
+            broker.topology(&python.side),
+            broker.topology(&rust.side),
+        ));
+        for listener in &listeners {
+            listener.stop().await;
+        }
+        transport.close().await;
+        peer.quit().await;
+        for side in [python, rust] {
+            queues.extend(side.queues);
+            exchanges.push(side.side.exchange);
+        }
+    }
+    delete_entities(base, &queues, &exchanges).await;
+
+    for (options, python, rust) in observed {
+        assert_eq!(
+            rust, python,
+            "{}: the Rust notifier and listeners declared\n{rust}\nPython's declared\n{python}",
+            options.name
+        );
+        // Not vacuous: the side's queues and bindings are there.
+        for queue in [
+            "<topic>.error ",
+            "<topic>.info ",
+            "<topic>.warn ",
+            "<pool> ",
+        ] {
+            assert!(
+                rust.queues.iter().any(|q| q.starts_with(queue)),
+                "{}: {queue} in\n{rust}",
+                options.name
+            );
+        }
+        assert!(
+            rust.bindings
+                .iter()
+                .any(|b| b.starts_with("<exchange> -> queue <pool> key=<topic>.info")),
+            "{}: the pool is bound to the topic's info key:\n{rust}",
+            options.name
+        );
+    }
 }

@@ -969,6 +969,52 @@ async fn rabbit_undecodable_typed_payload_is_logged_and_acknowledged() {
     undecodable_payload_is_logged_and_acked(&rabbit().await).await;
 }
 
+/// A listener whose connection goes away while it handles a notification (a process that
+/// dies) has not acknowledged it: the broker delivers it to the next listener, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
+async fn rabbit_a_listener_that_dies_mid_notification_loses_nothing() {
+    let (exchange, topic) = (unique("nova"), unique("notifications"));
+    let dying = rabbit().await;
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let stuck = Typed::<u64, _>::any_event(Priority::Info, move |n: Incoming<u64>| {
+        let started = started_tx.clone();
+        async move {
+            let _ = started.send(n.payload);
+            // Never done: the process dies first.
+            std::future::pending::<()>().await;
+        }
+    });
+    let first = NotificationListener::builder(&dying)
+        .target(&exchange, &topic)
+        .endpoint(stuck)
+        .build()
+        .unwrap();
+    let first = started(first).await;
+    let notifier = Notifier::new(&rabbit().await, "p")
+        .with_exchange(&exchange)
+        .with_topics([&topic]);
+    notifier
+        .notify(&ctx(), Priority::Info, "e", &json!(7))
+        .await
+        .unwrap();
+    let taken = tokio::time::timeout(ANSWER, started_rx.recv()).await;
+    assert_eq!(taken.ok().flatten(), Some(7), "the first listener took it");
+    dying.close().await;
+
+    let (endpoint, mut seen) = recorder(Priority::Info);
+    let second = NotificationListener::builder(&rabbit().await)
+        .target(&exchange, &topic)
+        .endpoint(endpoint)
+        .build()
+        .unwrap();
+    let second = started(second).await;
+    let again = exactly(&mut seen, 1).await;
+    assert_eq!(again[0].payload, json!(7), "delivered again, once");
+    second.stop().await;
+    drop(first);
+}
+
 /// The topology a Rust notifier and listeners leave, read with `rabbitmqctl`, is what oslo
 /// declares for the same options (spec §2.1, §5): the topic exchange (durable false,
 /// auto-delete false); `<topic>.<priority>` queues (durable false, auto-delete false, no

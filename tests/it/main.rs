@@ -10,6 +10,7 @@ mod common;
 mod example_calculator;
 mod exceptions;
 mod hostile_input;
+mod interop_notifications;
 mod interop_oslo;
 mod interop_python_json;
 mod macro_api;

@@ -152,11 +152,6 @@ pub(crate) struct Received {
 /// One `(exchange, topic)` a Python listener subscribes to; `None`: the control exchange.
 pub(crate) type PyTarget<'a> = (Option<&'a str>, &'a str);
 
-// The notification interop tests are being written beside these helpers.
-#[allow(
-    dead_code,
-    reason = "used by the notification interop tests (issue 16)"
-)]
 impl PythonPeer {
     /// Publishes `count` (1 unless `options` says otherwise) notifications with oslo's
     /// `Notifier` on `topic` and waits until they are sent; panics if oslo logged a send

@@ -6,6 +6,7 @@
 //! cargo run --release -p amqp-rpc-bench -- --smoke                 # seconds; what CI runs
 //! cargo run --release -p amqp-rpc-bench -- --only sequential --system amqp-rpc  # profiling
 //! cargo run --release -p amqp-rpc-bench -- --only recovery         # through a connection cut
+//! cargo run --release -p amqp-rpc-bench -- --only "casts delivered,notif"  # notifications vs casts
 //! cargo run --release -p amqp-rpc-bench --features jemalloc -- --out BENCHMARKS-jemalloc.md
 //! ```
 //!
@@ -69,9 +70,29 @@ impl SystemKind {
 /// One workload.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Workload {
-    Calls { in_flight: usize, payload: usize },
-    Casts { count: u64, payload: usize },
-    Fanout { count: u64, payload: usize },
+    Calls {
+        in_flight: usize,
+        payload: usize,
+    },
+    Casts {
+        count: u64,
+        payload: usize,
+    },
+    Fanout {
+        count: u64,
+        payload: usize,
+    },
+    /// Notifications published and consumed at once (the counterpart of casts): one
+    /// `Notifier` and one `NotificationListener` on one topic, INFO, messagingv2.
+    Notify {
+        count: u64,
+        payload: usize,
+    },
+    /// Notifications published only, nobody consuming (the queue is checked and purged after).
+    NotifyPublish {
+        count: u64,
+        payload: usize,
+    },
 }
 
 impl Workload {
@@ -96,6 +117,43 @@ impl Workload {
                     size(payload)
                 )
             }
+            Workload::Notify { payload, .. } => {
+                format!("notifications delivered, {}", size(payload))
+            }
+            Workload::NotifyPublish { payload, .. } => {
+                format!("notifications published, {}", size(payload))
+            }
+        }
+    }
+
+    /// The message size.
+    pub(crate) fn payload(&self) -> usize {
+        match *self {
+            Workload::Calls { payload, .. }
+            | Workload::Casts { payload, .. }
+            | Workload::Fanout { payload, .. }
+            | Workload::Notify { payload, .. }
+            | Workload::NotifyPublish { payload, .. } => payload,
+        }
+    }
+
+    /// The systems that run it over RabbitMQ, each of which must measure it. The lapin
+    /// references are RPC only: notifications are amqp-rpc's and oslo.messaging's alone, and
+    /// oslo's wire contract is measured on calls.
+    pub(crate) fn systems(&self) -> &'static [SystemKind] {
+        match self {
+            Workload::Calls { .. } => &[
+                SystemKind::Amqp,
+                SystemKind::Lapin,
+                SystemKind::LapinContract,
+                SystemKind::Oslo,
+            ],
+            Workload::Casts { .. } | Workload::Fanout { .. } => {
+                &[SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo]
+            }
+            Workload::Notify { .. } | Workload::NotifyPublish { .. } => {
+                &[SystemKind::Amqp, SystemKind::Oslo]
+            }
         }
     }
 }
@@ -115,9 +173,12 @@ struct Options {
 }
 
 impl Options {
-    /// Whether `--only` (if given) selects the workload titled `title`.
+    /// Whether `--only` (if given) selects the workload titled `title`: its title contains one
+    /// of the comma-separated texts.
     fn selects(&self, title: &str) -> bool {
-        self.only.as_ref().is_none_or(|only| title.contains(only))
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.split(',').any(|part| title.contains(part)))
     }
 
     /// Whether `--system` (if given) selects `system` over RabbitMQ.
@@ -171,7 +232,7 @@ fn options() -> Options {
         .arg(
             Arg::new("only")
                 .long("only")
-                .help("run only the workloads whose title contains this text (e.g. \"sequential\", \"memory://\"); for profiling, not for the report"),
+                .help("run only the workloads whose title contains this text, or one of these comma-separated texts (e.g. \"sequential\", \"memory://\", \"casts delivered,notif\"); for profiling, not for the report"),
         )
         .arg(
             Arg::new("system")
@@ -317,15 +378,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 count: fanouts,
                 payload: payload_small,
             },
+            Workload::Notify {
+                count: casts,
+                payload: payload_small,
+            },
+            Workload::NotifyPublish {
+                count: casts,
+                payload: payload_small,
+            },
         ])
         .filter(|w| options.selects(&w.title()))
         .collect();
     let memory_workloads: Vec<Workload> = small_calls
         .into_iter()
-        .chain([Workload::Casts {
-            count: casts * 5,
-            payload: payload_small,
-        }])
+        .chain([
+            Workload::Casts {
+                count: casts * 5,
+                payload: payload_small,
+            },
+            Workload::Notify {
+                count: casts * 5,
+                payload: payload_small,
+            },
+        ])
         .filter(|w| options.runs_memory() && options.selects(&format!("memory:// {}", w.title())))
         .collect();
     if options.filtered() && options.out.is_some() {
@@ -397,19 +472,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 order.reverse();
             }
             for system in order {
-                if !options.runs(system) {
+                if !options.runs(system) || !workload.systems().contains(&system) {
                     continue;
                 }
-                if system == SystemKind::LapinContract
-                    && !matches!(workload, Workload::Calls { .. })
-                {
-                    continue;
-                }
-                let payload = "x".repeat(match workload {
-                    Workload::Calls { payload, .. }
-                    | Workload::Casts { payload, .. }
-                    | Workload::Fanout { payload, .. } => *payload,
-                });
+                let payload = "x".repeat(workload.payload());
                 let label = format!(
                     "[round {}/{}] {} - {}",
                     round + 1,
@@ -429,6 +495,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         (SystemKind::Amqp, Workload::Fanout { count, .. }) => {
                             Some(amqp.fanout(count, &payload, bound).await)
                         }
+                        (SystemKind::Amqp, Workload::Notify { count, .. }) => {
+                            Some(amqp.notifications(count, &payload, bound).await)
+                        }
+                        (SystemKind::Amqp, Workload::NotifyPublish { count, .. }) => {
+                            Some(amqp.notifications_published(count, &payload, bound).await)
+                        }
                         (SystemKind::Lapin, Workload::Calls { in_flight, .. }) => {
                             Some(lapin.calls(in_flight, &payload, seconds).await)
                         }
@@ -441,7 +513,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         (SystemKind::LapinContract, Workload::Calls { in_flight, .. }) => {
                             Some(lapin_contract.calls(in_flight, &payload, seconds).await)
                         }
-                        (SystemKind::LapinContract, _) => None,
+                        // Not run (see `Workload::systems`).
+                        (SystemKind::Lapin | SystemKind::LapinContract, _) => None,
                         (SystemKind::Oslo, w) => match &oslo {
                             None => None,
                             Some(oslo) => Some(match w {
@@ -454,6 +527,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 }
                                 Workload::Fanout { count, payload } => {
                                     oslo.fanout((count / 10).max(10), payload, bound).await
+                                }
+                                Workload::Notify { count, payload } => {
+                                    oslo.notifications((count / 10).max(10), payload, bound)
+                                        .await
+                                }
+                                Workload::NotifyPublish { count, payload } => {
+                                    oslo.notifications_published(
+                                        (count / 10).max(10),
+                                        payload,
+                                        bound,
+                                    )
+                                    .await
                                 }
                             }),
                         },
@@ -493,6 +578,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Workload::Casts { count, .. } => memory.casts(count, &payload, bound).await,
                 Workload::Fanout { count, .. } => memory.fanout(count, &payload, bound).await,
+                Workload::Notify { count, .. } => {
+                    memory.notifications(count, &payload, bound).await
+                }
+                Workload::NotifyPublish { count, .. } => {
+                    memory.notifications_published(count, &payload, bound).await
+                }
             };
             let cpu = before.per_op(&meter.read(), sample.ops);
             // The broker is idle: only this process works.
@@ -589,10 +680,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         oslo.stop().await;
     }
 
-    // Every system must have measured every workload; a silent gap would hide a broken peer.
+    // Every system that runs a workload (`Workload::systems`) must have measured it; a silent
+    // gap would hide a broken peer.
     let mut missing = Vec::new();
     for (index, workload) in workloads.iter().enumerate() {
-        for system in [SystemKind::Amqp, SystemKind::Lapin, SystemKind::Oslo] {
+        for &system in workload.systems() {
             if !options.runs(system) {
                 continue;
             }

@@ -123,6 +123,8 @@ impl Results {
             ) => *a == b && *p == q,
             (Workload::Casts { .. }, Workload::Casts { .. }) => true,
             (Workload::Fanout { .. }, Workload::Fanout { .. }) => true,
+            (Workload::Notify { .. }, Workload::Notify { .. }) => true,
+            (Workload::NotifyPublish { .. }, Workload::NotifyPublish { .. }) => true,
             _ => false,
         })
     }
@@ -193,6 +195,28 @@ fn targets(results: &Results) -> Vec<(String, String, Option<bool>)> {
         25.0,
         "×",
     ));
+    let notify = Workload::Notify {
+        count: 0,
+        payload: 100,
+    };
+    let r = rate(SystemKind::Amqp, notify)
+        .zip(rate(SystemKind::Oslo, notify))
+        .map(|(a, b)| a / b);
+    out.push(at_least(
+        "notifications delivered/s ≥ 10× oslo.messaging".to_owned(),
+        r,
+        10.0,
+        "×",
+    ));
+    let r = rate(SystemKind::Amqp, notify)
+        .zip(rate(SystemKind::Amqp, casts))
+        .map(|(a, b)| a / b);
+    out.push(at_least(
+        "notifications delivered/s ≥ casts delivered/s (amqp-rpc)".to_owned(),
+        r,
+        1.0,
+        "×",
+    ));
     let memory = results
         .memory_workloads
         .iter()
@@ -244,7 +268,7 @@ pub(crate) fn markdown(
            same reference doing what oslo's wire contract asks of every peer (calls only; see \
            below); Python oslo.messaging {} \
            (threading executor, 64 workers).\n\
-         - Method: every phase runs {:.1} s (casts and fanout: a fixed count, time-bounded) for each \
+         - Method: every phase runs {:.1} s (casts, fanout and notifications: a fixed count, time-bounded) for each \
            system in turn, {} rounds with the order of systems alternating; figures are medians over \
            rounds. Servers and clients use separate connections; amqp-rpc servers run 64 handlers \
            at most, the lapin server has prefetch 64. Only ratios within one run mean anything on \
@@ -275,15 +299,22 @@ pub(crate) fn markdown(
         let rate = |s: Option<Sample>| s.map(|s| s.ops_per_s);
         let unit = match workload {
             Workload::Calls { .. } => "calls/s",
+            Workload::NotifyPublish { .. } => "publishes/s",
             _ => "deliveries/s",
+        };
+        // "not run" where the workload is not the system's (see `Workload::systems`), "–"
+        // where a measurement is missing.
+        let cell = |system, s: Option<Sample>| match workload.systems().contains(&system) {
+            true => rate(s).map_or("–".into(), fmt_rate),
+            false => "not run".to_owned(),
         };
         let _ = writeln!(
             md,
             "| {} | {unit} | {} | {} | {} | {} | {} |",
             workload.title(),
-            rate(a).map_or("–".into(), fmt_rate),
-            rate(l).map_or("–".into(), fmt_rate),
-            rate(o).map_or("–".into(), fmt_rate),
+            cell(SystemKind::Amqp, a),
+            cell(SystemKind::Lapin, l),
+            cell(SystemKind::Oslo, o),
             ratio(rate(a), rate(l)),
             ratio(rate(a), rate(o)),
         );
@@ -311,8 +342,10 @@ pub(crate) fn markdown(
     }
     let _ = writeln!(
         md,
-        "\nPython publishes casts slowly, so its cast and fanout phases use a tenth of the count.\n"
+        "\nPython publishes casts slowly, so its cast, fanout and notification phases use a tenth \
+         of the count.\n"
     );
+    notifications_section(&mut md, results);
     let contract_rows: Vec<String> = results
         .workloads
         .iter()
@@ -444,6 +477,69 @@ pub(crate) fn markdown(
     under_load(&mut md, results);
     let _ = writeln!(md, "\n![calls/s and p99 against calls in flight]({chart})");
     md
+}
+
+/// Notifications beside casts: amqp-rpc against oslo.messaging, and amqp-rpc's notifications
+/// against its own casts in the same rounds.
+fn notifications_section(md: &mut String, results: &Results) {
+    let rate = |system, workload| rate_of(results, system, workload);
+    let (casts, notify, publish) = (
+        Workload::Casts {
+            count: 0,
+            payload: 100,
+        },
+        Workload::Notify {
+            count: 0,
+            payload: 100,
+        },
+        Workload::NotifyPublish {
+            count: 0,
+            payload: 100,
+        },
+    );
+    let rows: Vec<String> = [notify, publish]
+        .into_iter()
+        .filter(|w| results.index_of(*w).is_some())
+        .map(|w| {
+            let (a, o) = (rate(SystemKind::Amqp, w), rate(SystemKind::Oslo, w));
+            format!(
+                "| {} | {} | {} | {} | {} |",
+                w.title(),
+                a.map_or("–".into(), fmt_rate),
+                o.map_or("–".into(), fmt_rate),
+                ratio(a, o),
+                ratio(a, rate(SystemKind::Amqp, casts)),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Notifications\n\n\
+         Both sides send the same notification: driver messagingv2, publisher `bench`, event \
+         `bench.notify`, priority INFO, payload a 100 B string, one topic (routing key and \
+         queue `<topic>.info` on the control exchange), each publish waiting for its publisher \
+         confirm. amqp-rpc: one `Notifier` (typed `info`) shared by {} tasks on the client's \
+         transport, as its casts; a `NotificationListener` with a typed endpoint that counts, \
+         on the server's transport (its defaults: 64 handled at once, prefetch 64). \
+         oslo.messaging (`bench/oslo_bench.py`, one process per phase): one `Notifier` shared \
+         by {} threads (its casts run one; a thread publishes one at a time, as `info()` waits \
+         for the confirm, and 16 gave oslo its best rate in a probe of 1, 8, 16 and 32), and in the \
+         same process a notification listener (threading executor, 64 workers, no prefetch \
+         limit) that counts; it warms up and purges its queue before measuring. *Delivered*: \
+         the publishers send the count while the listener consumes, from the first publish to \
+         the last delivery (the counterpart of casts delivered). *Published*: nobody consumes; \
+         from the first publish to the last one's return; the queue is read and purged \
+         afterwards (amqp-rpc counts at most what it holds). The lapin references are RPC only \
+         and do not run these.\n\n\
+         | workload | amqp-rpc /s | oslo.messaging /s | amqp-rpc / oslo | amqp-rpc / amqp-rpc casts delivered |\n\
+         |---|---|---|---|---|\n{}\n",
+        crate::systems::PUBLISHERS,
+        crate::systems::OSLO_NOTIFY_THREADS,
+        rows.join("\n"),
+    );
 }
 
 /// A time in seconds: milliseconds below one second; "never" if infinite.
@@ -599,7 +695,10 @@ fn cpu_section(md: &mut String, results: &Results) {
         .iter()
         .enumerate()
         .map(|(index, workload)| {
-            let cells = systems.map(|s| cell(results.median(s, index)));
+            let cells = systems.map(|s| match workload.systems().contains(&s) {
+                true => cell(results.median(s, index)),
+                false => "not run".to_owned(),
+            });
             format!("| {} | {} |", workload.title(), cells.join(" | "))
         })
         .collect();

@@ -1,5 +1,6 @@
-//! The three systems under test, each able to run every workload: amqp-rpc (on `rabbit://`
-//! or `memory://`), the hand-written lapin reference, and Python oslo.messaging.
+//! The systems under test: amqp-rpc (on `rabbit://`
+//! or `memory://`), the hand-written lapin reference (RPC only), and Python oslo.messaging;
+//! each runs the workloads `Workload::systems` gives it.
 
 use std::future::Future;
 use std::process::Stdio;
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use amqp_rpc::{RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint};
+use amqp_rpc::notify::{Incoming, Notification, NotificationListener, Notifier, Priority, Typed};
+use amqp_rpc::{Context, RpcServer, ServerConfig, Target, Transport, rpc_client, rpc_endpoint};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -48,6 +51,22 @@ impl Bench for Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// The notification both sides send: its payload a JSON string, as oslo_bench.py's
+/// `notifier.info({}, "bench.notify", P)` with P a `str`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct BenchNotification(String);
+
+impl Notification for BenchNotification {
+    const EVENT_TYPE: &'static str = "bench.notify";
+}
+
+/// The publisher id of the bench's notifications (oslo_bench.py's too).
+const NOTIFY_PUBLISHER: &str = "bench";
+
+/// Tasks publishing at once in cast and notification phases.
+pub(crate) const PUBLISHERS: u64 = 64;
 
 /// Runs `call` from `in_flight` tasks until `seconds` elapse; returns every latency.
 pub(crate) async fn call_loop<F, Fut>(in_flight: usize, seconds: Duration, call: F) -> Sample
@@ -126,7 +145,7 @@ where
     Fut: Future<Output = bool> + Send,
 {
     let started = Instant::now();
-    let publishers = 64;
+    let publishers = PUBLISHERS;
     let tasks: Vec<_> = (0..publishers)
         .map(|i| {
             let cast = cast.clone();
@@ -148,6 +167,129 @@ where
     Sample::from_count(delivered().min(expected), started.elapsed())
 }
 
+/// Publishes `count` messages from [`PUBLISHERS`] tasks; returns how many `publish` reported
+/// sent and the time from the first publish to the last one's return.
+async fn publish_run<F, Fut>(count: u64, publish: F) -> (u64, Duration)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|i| {
+            let publish = publish.clone();
+            let share = count / PUBLISHERS + u64::from(i < count % PUBLISHERS);
+            tokio::spawn(async move {
+                let mut sent = 0;
+                for _ in 0..share {
+                    sent += u64::from(publish().await);
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.unwrap_or(0);
+    }
+    (sent, started.elapsed())
+}
+
+/// The messages ready in `queue` (a passive declare), then purges it; `None` if the queue
+/// cannot be read. Straight through lapin, outside amqp-rpc (as oslo_bench.py uses py-amqp).
+async fn depth_and_purge(amqp_url: &str, queue: &str) -> Option<u32> {
+    use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
+    let connection = lapin::Connection::connect(amqp_url, Default::default())
+        .await
+        .ok()?;
+    let channel = connection.create_channel().await.ok()?;
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .ok()?;
+    let purged = channel
+        .queue_purge(queue.into(), QueuePurgeOptions::default())
+        .await
+        .ok();
+    let _ = connection.close(200, "".into()).await;
+    purged.map(|_| declared.message_count())
+}
+
+/// amqp-rpc's notifications: one notifier (publisher "bench", messagingv2, INFO) on the client
+/// transport; a listener (its defaults: 64 handled at once, prefetch 64) on the server
+/// transport consuming `<topic>.info`, and a second topic nobody consumes, for publishing
+/// alone.
+struct Notifications {
+    notifier: Notifier,
+    publish_only: Notifier,
+    /// `<topic>.info` of the publish-only notifier, and the AMQP URL to purge it by (`None`
+    /// over memory://, where nothing outlives the process).
+    publish_queue: (String, Option<String>),
+    received: Arc<AtomicU64>,
+    listener: NotificationListener,
+}
+
+impl Notifications {
+    async fn start(
+        url: &str,
+        server: &Transport,
+        client: &Transport,
+        topic: &str,
+    ) -> Result<Notifications, amqp_rpc::RpcError> {
+        let topic = format!("{topic}-notify");
+        let publish_topic = format!("{topic}-publish");
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&received);
+        let listener = NotificationListener::builder(server)
+            .topic(topic.clone())
+            .endpoint(Typed::new(
+                Priority::Info,
+                move |_: Incoming<BenchNotification>| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    std::future::ready(())
+                },
+            ))
+            .build()?;
+        listener.start().await?;
+        let notifier = Notifier::new(client, NOTIFY_PUBLISHER);
+        let notifications = Notifications {
+            notifier: notifier.with_topics([topic]),
+            publish_only: notifier.with_topics([publish_topic.clone()]),
+            publish_queue: (
+                format!("{publish_topic}.info"),
+                url.strip_prefix("rabbit://")
+                    .map(|rest| format!("amqp://{rest}")),
+            ),
+            received,
+            listener,
+        };
+        // Warm-up: declares the exchange and both queues before anything is measured.
+        let ctx = Context::new();
+        let warm = BenchNotification(String::new());
+        notifications.notifier.info(&ctx, &warm).await?;
+        notifications.publish_only.info(&ctx, &warm).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while notifications.received.load(Ordering::Relaxed) < 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        notifications.purge().await;
+        Ok(notifications)
+    }
+
+    /// Purges the publish-only queue; returns what it held (`None` over memory://).
+    async fn purge(&self) -> Option<u32> {
+        let (queue, url) = &self.publish_queue;
+        depth_and_purge(url.as_deref()?, queue).await
+    }
+}
+
 /// amqp-rpc: a server and a client on separate transports (as separate services would be).
 pub(crate) struct AmqpSystem {
     client: BenchClient,
@@ -155,6 +297,7 @@ pub(crate) struct AmqpSystem {
     received: Arc<AtomicU64>,
     fanout_received: Vec<Arc<AtomicU64>>,
     servers: Vec<RpcServer>,
+    notifications: Option<Notifications>,
     transports: [Transport; 2],
 }
 
@@ -164,7 +307,7 @@ impl AmqpSystem {
         topic: &str,
         max_concurrency: usize,
     ) -> Result<AmqpSystem, amqp_rpc::RpcError> {
-        AmqpSystem::launch(url, topic, max_concurrency, FANOUT_SERVERS).await
+        AmqpSystem::launch(url, topic, max_concurrency, FANOUT_SERVERS, true).await
     }
 
     /// The server on `topic` and its client, no fanout servers: enough for calls.
@@ -173,7 +316,7 @@ impl AmqpSystem {
         topic: &str,
         max_concurrency: usize,
     ) -> Result<AmqpSystem, amqp_rpc::RpcError> {
-        AmqpSystem::launch(url, topic, max_concurrency, 0).await
+        AmqpSystem::launch(url, topic, max_concurrency, 0, false).await
     }
 
     async fn launch(
@@ -181,6 +324,7 @@ impl AmqpSystem {
         topic: &str,
         max_concurrency: usize,
         fanout_servers: usize,
+        notifications: bool,
     ) -> Result<AmqpSystem, amqp_rpc::RpcError> {
         let server_transport = Transport::from_url(url).await?;
         let client_transport = Transport::from_url(url).await?;
@@ -207,6 +351,12 @@ impl AmqpSystem {
             servers.push(server);
             fanout_received.push(count);
         }
+        let notifications = match notifications {
+            true => {
+                Some(Notifications::start(url, &server_transport, &client_transport, topic).await?)
+            }
+            false => None,
+        };
         Ok(AmqpSystem {
             client: BenchClient::new(&client_transport, topic).with_timeout(CALL_TIMEOUT),
             fanout_client: BenchClient::new(&client_transport, fanout_topic)
@@ -214,6 +364,7 @@ impl AmqpSystem {
             received,
             fanout_received,
             servers,
+            notifications,
             transports: [server_transport, client_transport],
         })
     }
@@ -304,9 +455,67 @@ impl AmqpSystem {
         .await
     }
 
+    /// Notifications published by [`PUBLISHERS`] tasks while the listener consumes them:
+    /// from the first publish until the listener handled all `count` (or `seconds` passed).
+    pub(crate) async fn notifications(
+        &self,
+        count: u64,
+        payload: &str,
+        seconds: Duration,
+    ) -> Sample {
+        let Some(n) = &self.notifications else {
+            return Sample::default();
+        };
+        n.received.store(0, Ordering::Relaxed);
+        let notifier = n.notifier.clone();
+        let payload = Arc::new(BenchNotification(payload.to_owned()));
+        let received = Arc::clone(&n.received);
+        cast_run(
+            count,
+            count,
+            seconds,
+            move || received.load(Ordering::Relaxed),
+            move || {
+                let (notifier, payload) = (notifier.clone(), Arc::clone(&payload));
+                async move { notifier.info(&Context::new(), &*payload).await.is_ok() }
+            },
+        )
+        .await
+    }
+
+    /// Notifications published by [`PUBLISHERS`] tasks, nobody consuming: from the first
+    /// publish to the last one's return (each returns once the broker confirmed it). Over
+    /// RabbitMQ, what counts is what the queue holds afterwards, at most what was sent.
+    pub(crate) async fn notifications_published(
+        &self,
+        count: u64,
+        payload: &str,
+        _seconds: Duration,
+    ) -> Sample {
+        let Some(n) = &self.notifications else {
+            return Sample::default();
+        };
+        let notifier = n.publish_only.clone();
+        let payload = Arc::new(BenchNotification(payload.to_owned()));
+        let (sent, elapsed) = publish_run(count, move || {
+            let (notifier, payload) = (notifier.clone(), Arc::clone(&payload));
+            async move { notifier.info(&Context::new(), &*payload).await.is_ok() }
+        })
+        .await;
+        let queued = n.purge().await;
+        if queued.is_some_and(|q| u64::from(q) != sent) {
+            eprintln!("\nnotifications published: {sent} sent, {queued:?} queued");
+        }
+        let ops = queued.map_or(sent, |q| sent.min(u64::from(q)));
+        Sample::from_count(ops, elapsed)
+    }
+
     pub(crate) async fn stop(self) {
         for server in self.servers {
             server.stop().await;
+        }
+        if let Some(n) = &self.notifications {
+            n.listener.stop().await;
         }
         for transport in &self.transports {
             transport.close().await;
@@ -424,6 +633,13 @@ impl LapinSystem {
         }
     }
 }
+
+/// Threads publishing at once in oslo.messaging's notification phases, chosen for oslo's best
+/// rate: `info()` blocks until the broker confirms, so a thread publishes one at a time. A probe
+/// of notify-deliver (2,000, on 2 cores shared with builds) gave 244/s with 1 thread, 500-651/s
+/// with 8, 445-817/s with 16, 415/s with 32. Its cast phases run one thread (oslo_bench.py's
+/// default).
+pub(crate) const OSLO_NOTIFY_THREADS: usize = 16;
 
 /// Python oslo.messaging: servers in processes of their own; each workload run by a client
 /// process (`bench/oslo_bench.py`), which measures itself.
@@ -590,6 +806,45 @@ impl OsloSystem {
         ];
         let topic = format!("{}-fanout", self.topic);
         self.run(&topic, "fanout", &extra, payload_bytes, seconds)
+            .await
+    }
+
+    /// `notify-deliver`: [`OSLO_NOTIFY_THREADS`] threads publish `count` while the process's
+    /// listener consumes them (no server process is involved).
+    pub(crate) async fn notifications(
+        &self,
+        count: u64,
+        payload_bytes: usize,
+        seconds: Duration,
+    ) -> Sample {
+        self.notify("notify-deliver", count, payload_bytes, seconds)
+            .await
+    }
+
+    /// `notify-publish`: [`OSLO_NOTIFY_THREADS`] threads publish `count`, nobody consuming.
+    pub(crate) async fn notifications_published(
+        &self,
+        count: u64,
+        payload_bytes: usize,
+        seconds: Duration,
+    ) -> Sample {
+        self.notify("notify-publish", count, payload_bytes, seconds)
+            .await
+    }
+
+    async fn notify(
+        &self,
+        workload: &str,
+        count: u64,
+        payload_bytes: usize,
+        seconds: Duration,
+    ) -> Sample {
+        let extra = [
+            ("--count", count.to_string()),
+            ("--concurrency", OSLO_NOTIFY_THREADS.to_string()),
+        ];
+        let topic = format!("{}-{workload}", self.topic);
+        self.run(&topic, workload, &extra, payload_bytes, seconds)
             .await
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::WireError;
 use super::envelope::{decode_as, seal_with};
 use super::python::{Mode, Py, may_hide_big_integer};
-use super::request::CONTEXT_PREFIX;
+use super::request::{CONTEXT_PREFIX, ContextKey};
 use crate::context::Context;
 
 /// A notification as sent.
@@ -29,15 +29,6 @@ pub(crate) struct OutgoingNotification<'a, P: ?Sized> {
     /// `uuid4().hex`, fresh for each topic a notification goes to.
     pub(crate) unique_id: &'a str,
     pub(crate) context: &'a Context,
-}
-
-/// A context key with its `_context_` prefix.
-struct ContextKey<'a>(&'a str);
-
-impl Serialize for ContextKey<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{CONTEXT_PREFIX}{}", self.0))
-    }
 }
 
 impl<P: Serialize + ?Sized> Serialize for OutgoingNotification<'_, P> {

@@ -43,7 +43,7 @@ pub(crate) struct OutgoingRequest<'a, A: ?Sized> {
 }
 
 /// A context key with its `_context_` prefix, written without building the string.
-struct ContextKey<'a>(&'a str);
+pub(super) struct ContextKey<'a>(pub(super) &'a str);
 
 impl Serialize for ContextKey<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -58,6 +58,7 @@ pub mod driver;
 mod endpoint;
 mod error;
 pub mod notify;
+mod recent_ids;
 mod server;
 mod sync;
 mod target;

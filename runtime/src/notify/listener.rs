@@ -2,7 +2,7 @@
 //! `<topic>.<priority>` queues (or a pool's queue) of its targets and dispatches each
 //! notification to its endpoints, acknowledging it only once they are done (spec §2.5).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use super::{
 };
 use crate::driver::{Acker, Delivery, NotificationBinding, Subscription};
 use crate::error::{RpcError, TransportError};
+use crate::recent_ids::RecentIds;
 use crate::sync::lock;
 use crate::transport::Transport;
 use crate::wire::IncomingNotification;
@@ -204,7 +205,7 @@ impl ListenerBuilder {
                 max_concurrency: self.max_concurrency.min(Semaphore::MAX_PERMITS),
                 running: watch::Sender::new(false),
                 stop: std::sync::Mutex::new(None),
-                acked: std::sync::Mutex::new(RecentIds::default()),
+                acked: std::sync::Mutex::new(RecentIds::new(DUPLICATE_WINDOW)),
             }),
             consumer: tokio::sync::Mutex::new(None),
         })
@@ -254,32 +255,6 @@ impl std::fmt::Debug for ListenerHandle {
         f.debug_struct("ListenerHandle")
             .field("running", &self.is_running())
             .finish_non_exhaustive()
-    }
-}
-
-/// The `_unique_id`s of the notifications acknowledged last.
-#[derive(Default)]
-struct RecentIds {
-    order: VecDeque<String>,
-    seen: HashSet<String>,
-}
-
-impl RecentIds {
-    fn contains(&self, id: &str) -> bool {
-        self.seen.contains(id)
-    }
-
-    fn add(&mut self, id: String) {
-        if self.seen.contains(&id) {
-            return;
-        }
-        if self.order.len() == DUPLICATE_WINDOW
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.seen.remove(&oldest);
-        }
-        self.seen.insert(id.clone());
-        self.order.push_back(id);
     }
 }
 
@@ -653,7 +628,7 @@ async fn finish(
     }
     // Remembered before the ack goes out: a copy delivered meanwhile is a duplicate.
     if let Some(id) = unique_id {
-        lock(&shared.acked).add(id);
+        let _ = lock(&shared.acked).insert(id);
     }
     settle(acker, Settle::Ack).await;
 }
@@ -791,13 +766,13 @@ mod tests {
 
     #[test]
     fn recent_ids_forget_the_oldest_beyond_the_window() {
-        let mut recent = RecentIds::default();
+        let mut recent = RecentIds::new(DUPLICATE_WINDOW);
         for i in 0..=DUPLICATE_WINDOW {
-            recent.add(i.to_string());
+            let _ = recent.insert(i.to_string());
         }
         assert!(!recent.contains("0"));
         assert!(recent.contains("1"));
         assert!(recent.contains(&DUPLICATE_WINDOW.to_string()));
-        assert_eq!(recent.order.len(), DUPLICATE_WINDOW);
+        assert_eq!(recent.len(), DUPLICATE_WINDOW);
     }
 }

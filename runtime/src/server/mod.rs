@@ -8,8 +8,6 @@ mod dispatcher;
 mod reply_retry;
 mod workers;
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +25,7 @@ use tracing::Instrument;
 use crate::driver::{Destination, LONGEST_NAME, PublishOptions, Subscription};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
+use crate::recent_ids::RecentIds;
 use crate::sync::lock;
 use crate::target::Target;
 use crate::transport::Transport;
@@ -530,8 +529,9 @@ async fn consume(
             None => acks.push(ack),
         }
         if let Some(id) = request.unique_id.take()
-            && !recent_ids.insert(id)
+            && let Err(id) = recent_ids.insert(id)
         {
+            tracing::info!(unique_id = %id, "dropping duplicate message");
             continue;
         }
         workers.submit(request, permit, &run);
@@ -572,92 +572,6 @@ fn read_request(body: &[u8], limit: usize) -> Result<IncomingRequest, wire::Wire
             Ok(IncomingRequest::refused(to, failure))
         }
         None => Err(error),
-    }
-}
-
-/// The `_unique_id`s a server saw last, to drop duplicates (spec §3.7).
-struct RecentIds {
-    order: VecDeque<UniqueId>,
-    seen: HashSet<UniqueId, BuildHasherDefault<IdHasher>>,
-    capacity: usize,
-}
-
-/// A hash for [`UniqueId`]s, which are random (uuid4): a multiply and a rotation per word,
-/// where SipHash cost a thousand instructions per request.
-/// Ids a peer chose to collide only make lookups linear in the window (bounded), as oslo's
-/// own list of 16 is.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl IdHasher {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0 ^ word)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .rotate_left(26);
-    }
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.mix(n as u64);
-        self.mix((n >> 64) as u64);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.mix(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A `_unique_id`: a number for the 32 hex digits every oslo peer sends (no allocation per
-/// request), the text for anything else.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum UniqueId {
-    Hex(wire::Id),
-    Text(Arc<str>),
-}
-
-impl RecentIds {
-    fn new(capacity: usize) -> RecentIds {
-        RecentIds {
-            order: VecDeque::with_capacity(capacity + 1),
-            seen: HashSet::with_capacity_and_hasher(capacity + 1, BuildHasherDefault::default()),
-            capacity,
-        }
-    }
-
-    /// Records `id`; `false` (and a log line) if it was seen already.
-    fn insert(&mut self, id: String) -> bool {
-        let key = match wire::Id::parse(&id) {
-            Some(hex) => UniqueId::Hex(hex),
-            None => UniqueId::Text(id.as_str().into()),
-        };
-        if !self.seen.insert(key.clone()) {
-            tracing::info!(unique_id = %id, "dropping duplicate message");
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > self.capacity
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.seen.remove(&oldest);
-        }
-        true
     }
 }
 
@@ -917,23 +831,5 @@ mod tests {
         for hostile in [1e300, 1.8447e19, f64::INFINITY, f64::NAN, -3.0, 1e6] {
             assert_eq!(heartbeat_interval(Some(hostile)), None, "{hostile}");
         }
-    }
-
-    #[test]
-    fn recent_ids_drop_repeats_of_hex_and_other_ids_within_the_window() {
-        let mut recent = RecentIds::new(3);
-        let hex = |n: u8| format!("{n:032x}");
-        assert!(recent.insert(hex(1)));
-        assert!(recent.insert("not-hex".to_owned()));
-        assert!(!recent.insert(hex(1)));
-        assert!(!recent.insert("not-hex".to_owned()));
-        // Upper-case digits are another text: oslo compares strings.
-        assert!(recent.insert(hex(10).to_uppercase()));
-        assert!(recent.insert(hex(2)));
-        // The window holds 3: the first id is forgotten, the later ones are not.
-        assert!(recent.insert(hex(1)));
-        assert!(!recent.insert(hex(2)));
-        assert_eq!(recent.order.len(), 3);
-        assert_eq!(recent.seen.len(), 3);
     }
 }

@@ -66,6 +66,7 @@ mod transport;
 mod url;
 mod version;
 pub mod wire;
+mod workers;
 
 #[doc(hidden)]
 #[path = "macro_support.rs"]

@@ -300,7 +300,15 @@ where
                 return Ok(NotificationResult::Handled);
             }
         };
-        let incoming = notification.clone().map_payload(|_| payload);
+        // Field by field: cloning the whole notification would copy its payload once more.
+        let incoming = Incoming {
+            context: notification.context.clone(),
+            publisher_id: notification.publisher_id.clone(),
+            event_type: notification.event_type.clone(),
+            priority: notification.priority,
+            payload,
+            metadata: notification.metadata.clone(),
+        };
         (self.handler)(incoming).await.into_outcome()
     }
 }

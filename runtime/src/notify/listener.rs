@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::{
     BatchNotificationEndpoint, HandlerError, Incoming, Metadata, NotificationEndpoint,
@@ -21,6 +23,7 @@ use crate::recent_ids::RecentIds;
 use crate::sync::lock;
 use crate::transport::Transport;
 use crate::wire::IncomingNotification;
+use crate::workers::Workers;
 
 /// How many acknowledged `_unique_id`s a listener remembers, to drop a notification that comes
 /// again (a publisher's retry after a lost confirm, or a redelivery after a lost ack). oslo
@@ -202,7 +205,7 @@ impl ListenerBuilder {
                 pool: self.pool,
                 allow_requeue: self.allow_requeue,
                 endpoints,
-                max_concurrency: self.max_concurrency.min(Semaphore::MAX_PERMITS),
+                max_concurrency: self.max_concurrency.min(u32::MAX as usize),
                 running: watch::Sender::new(false),
                 stop: std::sync::Mutex::new(None),
                 acked: std::sync::Mutex::new(RecentIds::new(DUPLICATE_WINDOW)),
@@ -455,43 +458,91 @@ async fn join(consumer: JoinHandle<Option<TransportError>>) -> Option<TransportE
     }
 }
 
-/// The single-notification loop: takes a delivery whenever a handling slot is free, handles
-/// each in a task of its own; on stop, waits for those, then cancels the consumers.
+/// The single-notification loop: takes a delivery whenever a handling slot is free and hands it
+/// to an idle worker (a task kept from one notification to the next, as the RPC server's); on
+/// stop, waits for the notifications being handled to be settled, then cancels the consumers.
 async fn consume(
     shared: &Arc<Shared>,
     mut subscription: Box<dyn Subscription>,
     mut stopped: oneshot::Receiver<()>,
 ) -> Option<TransportError> {
     let permits = Arc::new(Semaphore::new(shared.max_concurrency));
-    let mut handling = JoinSet::new();
+    let (later, mut handed) = mpsc::unbounded_channel();
+    let mut settling = FuturesUnordered::new();
+    let workers = Workers::new();
+    let run = {
+        let shared = Arc::clone(shared);
+        move |delivery| handle_one(Arc::clone(&shared), delivery, later.clone())
+    };
+    let mut waits = Waits {
+        stopped: &mut stopped,
+        handed: &mut handed,
+        settling: &mut settling,
+    };
     let ended = loop {
-        while handling.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            biased;
-            _ = &mut stopped => break None,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break None,
-            },
+        let Some(Ok(permit)) = waits
+            .until_stopped(Arc::clone(&permits).acquire_owned())
+            .await
+        else {
+            break None;
         };
-        let delivery = tokio::select! {
-            biased;
-            _ = &mut stopped => break None,
-            delivery = subscription.next() => delivery,
+        let Some(delivery) = waits.until_stopped(subscription.next()).await else {
+            break None;
         };
         match delivery {
-            Ok(delivery) => {
-                handling.spawn(handle_one(Arc::clone(shared), delivery, permit));
-            }
+            Ok(delivery) => workers.submit(delivery, permit, &run),
             Err(e) => {
                 tracing::error!(error = %e, "notification listener's subscription ended");
                 break Some(e);
             }
         }
     };
-    while handling.join_next().await.is_some() {}
+    // Idle workers end now, busy ones once their notification is settled; all permits back
+    // means none is in hand, and every settlement still being written was handed over.
+    drop(workers);
+    let all = u32::try_from(shared.max_concurrency).unwrap_or(u32::MAX);
+    if let Err(e) = permits.acquire_many(all).await {
+        tracing::error!(error = %e, "notification listener semaphore closed");
+    }
+    while let Ok(handed) = handed.try_recv() {
+        settling.push(handed);
+    }
+    // Written before the channel closes: closing cancels the consumers, and what was
+    // delivered but not settled goes back to its queue.
+    while let Some(settled) = settling.next().await {
+        log_settled(settled);
+    }
     subscription.close().await;
     ended
+}
+
+/// An acknowledgement or rejection handed to the driver and still being written.
+type Settling = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send>>;
+
+/// What the consumer loop polls while it waits for a slot or a delivery.
+struct Waits<'a> {
+    stopped: &'a mut oneshot::Receiver<()>,
+    /// Settlements the workers handed over rather than wait for.
+    handed: &'a mut mpsc::UnboundedReceiver<Settling>,
+    settling: &'a mut FuturesUnordered<Settling>,
+}
+
+impl Waits<'_> {
+    /// Waits for `work` while taking and polling settlements; `None` if told to stop first.
+    async fn until_stopped<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut *self.stopped => return None,
+                Some(handed) = self.handed.recv() => self.settling.push(handed),
+                Some(settled) = self.settling.next(), if !self.settling.is_empty() => {
+                    log_settled(settled);
+                }
+                done = &mut work => return Some(done),
+            }
+        }
+    }
 }
 
 /// What became of a received message before dispatch.
@@ -504,14 +555,18 @@ enum Received {
 
 /// Decodes a delivery; settles it at once if it is not to be dispatched. Hands the acker back
 /// with a notification.
-async fn receive(shared: &Shared, delivery: Delivery) -> (Received, Option<Box<dyn Acker>>) {
+async fn receive(
+    shared: &Shared,
+    delivery: Delivery,
+    later: Option<&Later>,
+) -> (Received, Option<Box<dyn Acker>>) {
     let Delivery { body, acker } = delivery;
     let message = match IncomingNotification::decode(&body) {
         Ok(message) => message,
         Err(error) => {
             let excerpt = String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned();
             tracing::warn!(%error, body = excerpt, "not a notification; rejected");
-            settle(acker, Settle::Drop).await;
+            settle(acker, Settle::Drop, later).await;
             return (Received::Settled, None);
         }
     };
@@ -523,7 +578,7 @@ async fn receive(shared: &Shared, delivery: Delivery) -> (Received, Option<Box<d
             message_id = message.message_id,
             "duplicate notification dropped"
         );
-        settle(acker, Settle::Ack).await;
+        settle(acker, Settle::Ack, later).await;
         return (Received::Settled, None);
     }
     let Some(priority) = message.priority.as_deref().and_then(Priority::from_wire) else {
@@ -533,7 +588,7 @@ async fn receive(shared: &Shared, delivery: Delivery) -> (Received, Option<Box<d
             event_type = message.event_type,
             "Unknown priority; notification acknowledged"
         );
-        settle(acker, Settle::Ack).await;
+        settle(acker, Settle::Ack, later).await;
         return (Received::Settled, None);
     };
     let incoming = Incoming {
@@ -553,8 +608,9 @@ async fn receive(shared: &Shared, delivery: Delivery) -> (Received, Option<Box<d
     )
 }
 
-async fn handle_one(shared: Arc<Shared>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
-    let (received, acker) = receive(&shared, delivery).await;
+async fn handle_one(shared: Arc<Shared>, delivery: Delivery, later: Later) {
+    let later = Some(&later);
+    let (received, acker) = receive(&shared, delivery, later).await;
     let (Received::Notification(incoming, unique_id), Some(acker)) = (received, acker) else {
         return;
     };
@@ -579,7 +635,7 @@ async fn handle_one(shared: Arc<Shared>, delivery: Delivery, _permit: OwnedSemap
             break;
         }
     }
-    finish(&shared, acker, result, unique_id).await;
+    finish(&shared, acker, result, unique_id, later).await;
 }
 
 /// The result of an endpoint call; errors and panics are logged and count as requeue.
@@ -621,16 +677,17 @@ async fn finish(
     acker: Box<dyn Acker>,
     result: NotificationResult,
     unique_id: Option<String>,
+    later: Option<&Later>,
 ) {
     if result == NotificationResult::Requeue && shared.allow_requeue {
-        settle(acker, Settle::Requeue).await;
+        settle(acker, Settle::Requeue, later).await;
         return;
     }
     // Remembered before the ack goes out: a copy delivered meanwhile is a duplicate.
     if let Some(id) = unique_id {
         let _ = lock(&shared.acked).insert(id);
     }
-    settle(acker, Settle::Ack).await;
+    settle(acker, Settle::Ack, later).await;
 }
 
 enum Settle {
@@ -639,12 +696,32 @@ enum Settle {
     Drop,
 }
 
-async fn settle(acker: Box<dyn Acker>, how: Settle) {
-    let settled = match how {
-        Settle::Ack => acker.ack().await,
-        Settle::Requeue => acker.reject(true).await,
-        Settle::Drop => acker.reject(false).await,
+/// Where a worker hands a settlement still being written, for the consumer loop to poll.
+type Later = mpsc::UnboundedSender<Settling>;
+
+/// Acknowledges or rejects. One poll hands the frame to the driver (a memory acknowledgement
+/// completes there); the wait for its write is handed to the consumer loop when `later` is
+/// given, so that the worker is free at once (the RPC server does the same), or awaited here.
+async fn settle(acker: Box<dyn Acker>, how: Settle, later: Option<&Later>) {
+    let mut settling: Settling = match how {
+        Settle::Ack => acker.ack(),
+        Settle::Requeue => acker.reject(true),
+        Settle::Drop => acker.reject(false),
     };
+    if let Some(settled) = settling.as_mut().now_or_never() {
+        return log_settled(settled);
+    }
+    let settling = match later {
+        Some(later) => match later.send(settling) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(settling)) => settling,
+        },
+        None => settling,
+    };
+    log_settled(settling.await);
+}
+
+fn log_settled(settled: Result<(), TransportError>) {
     if let Err(e) = settled {
         // The channel is gone: the broker has the message back and delivers it again.
         tracing::warn!(error = %e, "could not acknowledge a notification; it comes again");
@@ -719,7 +796,8 @@ async fn handle_batch(shared: &Shared, batch: Vec<Delivery>) {
     };
     let mut groups: HashMap<Priority, Vec<Pending>> = HashMap::new();
     for delivery in batch {
-        if let (Received::Notification(incoming, id), Some(acker)) = receive(shared, delivery).await
+        if let (Received::Notification(incoming, id), Some(acker)) =
+            receive(shared, delivery, None).await
         {
             groups
                 .entry(incoming.priority)
@@ -755,7 +833,7 @@ async fn handle_batch(shared: &Shared, batch: Vec<Delivery>) {
             }
         }
         for (_, id, acker) in group {
-            finish(shared, acker, result, id).await;
+            finish(shared, acker, result, id, None).await;
         }
     }
 }

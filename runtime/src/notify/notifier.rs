@@ -243,35 +243,31 @@ impl Notifier {
         }
         let message_id = wire::notification_message_id();
         let timestamp = wire::timestamp_now();
-        // Each topic's copy has its own `_unique_id`, as oslo's `_send` adds one per send.
-        let unique_ids: Vec<String> = match self.driver {
-            NotifierDriver::Log => vec![String::new()],
-            _ => self
-                .topics
-                .iter()
-                .map(|_| wire::new_id().to_string())
-                .collect(),
-        };
-        let message = |unique_id| OutgoingNotification {
+        let common = OutgoingNotification {
             message_id: &message_id,
             publisher_id: self.publisher_id.as_deref(),
             event_type,
             priority: priority.as_upper(),
             payload,
             timestamp: &timestamp,
-            unique_id,
+            unique_id: "",
             context: ctx,
         };
         if self.driver == NotifierDriver::Log {
-            let logged = message(&unique_ids[0])
+            let logged = common
                 .log_value()
                 .map_err(|e| RpcError::encode("notification", e))?;
             log(priority, event_type, &mask_passwords(logged));
             return Ok(());
         }
         let mut routing_key = String::new();
-        for (topic, unique_id) in self.topics.iter().zip(&unique_ids) {
-            let message = message(unique_id);
+        for topic in self.topics.iter() {
+            // Each topic's copy has its own `_unique_id`, as oslo's `_send` adds one per send.
+            let unique_id = wire::new_id().text();
+            let message = OutgoingNotification {
+                unique_id: unique_id.as_str(),
+                ..common
+            };
             let body = match self.driver {
                 NotifierDriver::Messaging => message.encode_v1(),
                 _ => message.encode_v2(),

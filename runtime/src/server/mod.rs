@@ -6,7 +6,6 @@
 
 mod dispatcher;
 mod reply_retry;
-mod workers;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -30,9 +29,9 @@ use crate::sync::lock;
 use crate::target::Target;
 use crate::transport::Transport;
 use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
+use crate::workers::Workers;
 use dispatcher::Dispatcher;
 use reply_retry::{Known, ReplyRetries};
-use workers::Workers;
 
 pub use dispatcher::PING_METHOD;
 

@@ -5,11 +5,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use super::WireError;
 use super::envelope::{decode_as, seal_with};
+use super::keys::{Key, KnownKeys};
 use super::python::{Mode, Py, may_hide_big_integer};
 use super::request::{CONTEXT_PREFIX, ContextKey};
 use crate::context::Context;
@@ -91,58 +94,119 @@ pub(crate) struct IncomingNotification {
     pub(crate) context: Context,
 }
 
-/// A string-or-nothing field, as the dispatcher can use it.
-fn text(value: Option<Value>) -> Option<String> {
-    match value {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    }
-}
-
 impl IncomingNotification {
     /// Decodes an AMQP body, enveloped (v2) or not (v1). Values Python writes that serde_json
     /// refuses or changes (`NaN`, integers beyond 64 bits) are read as Python wrote them.
     pub(crate) fn decode(body: &[u8]) -> Result<IncomingNotification, WireError> {
-        let message: Map<String, Value> = super::decode(body)?;
-        let message = match message.values().any(may_hide_big_integer) {
-            true => decode_as(body, true)?,
-            false => message,
-        };
-        Ok(IncomingNotification::from_map(message))
+        let message: IncomingNotification = super::decode(body)?;
+        let suspect = may_hide_big_integer(&message.payload)
+            || message.context.iter().any(|(_, v)| may_hide_big_integer(v));
+        match suspect {
+            true => decode_as(body, true),
+            false => Ok(message),
+        }
     }
+}
 
-    fn from_map(mut message: Map<String, Value>) -> IncomingNotification {
-        let mut context = Context::new();
-        let keys: Vec<String> = message
-            .keys()
-            .filter(|k| k.starts_with(CONTEXT_PREFIX))
-            .cloned()
-            .collect();
-        for key in keys {
-            if let Some(value) = message.remove(&key) {
-                context.insert(&key[CONTEXT_PREFIX.len()..], value);
+/// The keys of a notification.
+enum NotificationKey {
+    MessageId,
+    PublisherId,
+    EventType,
+    Priority,
+    Payload,
+    Timestamp,
+    UniqueId,
+    Timeout,
+    /// A flattened context key, without its prefix.
+    Context(String),
+}
+
+impl KnownKeys for NotificationKey {
+    fn from_key(key: &str) -> Option<Self> {
+        Some(match key {
+            "message_id" => NotificationKey::MessageId,
+            "publisher_id" => NotificationKey::PublisherId,
+            "event_type" => NotificationKey::EventType,
+            "priority" => NotificationKey::Priority,
+            "payload" => NotificationKey::Payload,
+            "timestamp" => NotificationKey::Timestamp,
+            "_unique_id" => NotificationKey::UniqueId,
+            "_timeout" => NotificationKey::Timeout,
+            other => NotificationKey::Context(other.strip_prefix(CONTEXT_PREFIX)?.to_owned()),
+        })
+    }
+}
+
+/// A string-or-nothing field, as the dispatcher can use it.
+fn text(value: Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Reads a notification in one pass, straight into its fields, without failing on odd ones:
+/// other keys are ignored, a repeated key keeps its last value.
+impl<'de> Deserialize<'de> for IncomingNotification {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NotificationVisitor;
+        impl<'de> Visitor<'de> for NotificationVisitor {
+            type Value = IncomingNotification;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a notification object")
+            }
+            fn visit_map<M: MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<IncomingNotification, M::Error> {
+                let mut message = IncomingNotification {
+                    message_id: None,
+                    publisher_id: None,
+                    event_type: None,
+                    priority: None,
+                    payload: Value::Null,
+                    timestamp: None,
+                    unique_id: None,
+                    context: Context::new(),
+                };
+                let mut timeout = Value::Null;
+                while let Some(Key(key)) = map.next_key::<Key<NotificationKey>>()? {
+                    let Some(key) = key else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let value: Value = map.next_value()?;
+                    match key {
+                        NotificationKey::MessageId => message.message_id = text(value),
+                        NotificationKey::PublisherId => message.publisher_id = text(value),
+                        NotificationKey::EventType => message.event_type = text(value),
+                        NotificationKey::Priority => message.priority = text(value),
+                        NotificationKey::Payload => message.payload = value,
+                        NotificationKey::Timestamp => message.timestamp = text(value),
+                        NotificationKey::UniqueId => message.unique_id = text(value),
+                        NotificationKey::Timeout => timeout = value,
+                        NotificationKey::Context(name) => {
+                            drop(message.context.insert(name, value));
+                        }
+                    }
+                }
+                message.context.insert("client_timeout", timeout);
+                Ok(message)
             }
         }
-        context.insert(
-            "client_timeout",
-            message.remove("_timeout").unwrap_or(Value::Null),
-        );
-        IncomingNotification {
-            message_id: text(message.remove("message_id")),
-            publisher_id: text(message.remove("publisher_id")),
-            event_type: text(message.remove("event_type")),
-            priority: text(message.remove("priority")),
-            payload: message.remove("payload").unwrap_or(Value::Null),
-            timestamp: text(message.remove("timestamp")),
-            unique_id: text(message.remove("_unique_id")),
-            context,
-        }
+        deserializer.deserialize_map(NotificationVisitor)
     }
 }
 
 /// A fresh `message_id`: `str(uuid4())`, 36 characters with dashes.
 pub(crate) fn message_id() -> String {
-    uuid::Uuid::new_v4().hyphenated().to_string()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    // Written into a buffer: `to_string` goes through the formatting machinery.
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 /// The time now as oslo writes a notification's `timestamp`: `str(timeutils.utcnow())`.
@@ -160,11 +224,37 @@ pub(crate) fn timestamp(secs: u64, micros: u32) -> String {
     let rest = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
     let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    let mut text = format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}");
+    // Written digit by digit: `format!` cost more than the rest of a notification's encoding.
+    let mut text = String::with_capacity(26);
+    // At least 4 digits, as `{year:04}`.
+    push_digits(
+        &mut text,
+        year,
+        year.checked_ilog10().map_or(1, |l| l + 1).max(4),
+    );
+    text.push('-');
+    push_digits(&mut text, month, 2);
+    text.push('-');
+    push_digits(&mut text, day, 2);
+    text.push(' ');
+    push_digits(&mut text, hour, 2);
+    text.push(':');
+    push_digits(&mut text, minute, 2);
+    text.push(':');
+    push_digits(&mut text, second, 2);
     if micros != 0 {
-        text.push_str(&format!(".{micros:06}"));
+        text.push('.');
+        push_digits(&mut text, u64::from(micros), 6);
     }
     text
+}
+
+/// Appends `n`'s last `width` decimal digits, zero-padded.
+fn push_digits(text: &mut String, n: u64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10u64.pow(place) % 10;
+        text.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// The proleptic Gregorian date `days` days after 1970-01-01 (Howard Hinnant's
@@ -322,6 +412,21 @@ mod tests {
         );
         let empty = IncomingNotification::decode(b"{}").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(empty.payload, Value::Null);
+        // A repeated key keeps its last value, as Python's json does; unknown keys are ignored;
+        // an integer beyond 64 bits, in the payload or the context, is kept as Python wrote it.
+        let repeated = IncomingNotification::decode(
+            br#"{"event_type": "a", "x": [1], "event_type": "b", "payload": {"n": 123456789012345678901234567890}, "_context_big": -99999999999999999999, "_timeout": 5}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(repeated.event_type.as_deref(), Some("b"));
+        let written = |value: &Value| serde_json::to_string(&Py(value, Mode::Text)).ok();
+        assert_eq!(
+            written(&repeated.payload).as_deref(),
+            Some(r#"{"n":123456789012345678901234567890}"#)
+        );
+        let big = repeated.context.get("big").unwrap_or(&Value::Null);
+        assert_eq!(written(big).as_deref(), Some("-99999999999999999999"));
+        assert_eq!(repeated.context.get("client_timeout"), Some(&json!(5)));
     }
 
     #[test]
@@ -340,6 +445,7 @@ mod tests {
         );
         assert_eq!(timestamp(1_735_689_599, 0), "2024-12-31 23:59:59");
         assert_eq!(timestamp(4_107_542_400, 0), "2100-03-01 00:00:00");
+        assert_eq!(timestamp(253_402_300_800, 7), "10000-01-01 00:00:00.000007");
         let now = timestamp_now();
         assert!(now.len() == 19 || now.len() == 26, "{now}");
         assert_eq!(&now[10..11], " ");

@@ -1,4 +1,5 @@
-//! The tasks that run a server's requests, kept from one request to the next.
+//! The tasks that run a server's requests and a listener's notifications, kept from one job
+//! to the next.
 //!
 //! Handing a request to an idle worker costs one wake-up. A task of its own per request cost
 //! more: tokio's task cells are 128-byte aligned, which glibc's allocator serves from its
@@ -17,7 +18,7 @@ use crate::sync::lock;
 
 /// A pool of workers running jobs of type `T`. Dropping it ends the idle workers; busy ones end
 /// when their job does.
-pub(super) struct Workers<T> {
+pub(crate) struct Workers<T> {
     idle: Arc<Mutex<Idle<T>>>,
 }
 
@@ -40,7 +41,7 @@ enum Handed<T> {
 }
 
 impl<T: Send + 'static> Workers<T> {
-    pub(super) fn new() -> Workers<T> {
+    pub(crate) fn new() -> Workers<T> {
         Workers {
             idle: Arc::new(Mutex::new(Idle {
                 slots: Vec::new(),
@@ -51,7 +52,7 @@ impl<T: Send + 'static> Workers<T> {
 
     /// Runs `job` with `run` on an idle worker, or on a new one if none is idle. `permit` is
     /// released once the worker is idle again.
-    pub(super) fn submit<F, Fut>(&self, job: T, permit: OwnedSemaphorePermit, run: &F)
+    pub(crate) fn submit<F, Fut>(&self, job: T, permit: OwnedSemaphorePermit, run: &F)
     where
         F: Fn(T) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,

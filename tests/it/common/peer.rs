@@ -23,11 +23,22 @@ pub(crate) struct PythonPeer {
     next_id: AtomicU64,
 }
 
+/// The repository's root: the package's directory or the first above it holding the peer
+/// (this file is also compiled into the `cli` package's tests).
+fn repo_root() -> PathBuf {
+    let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    package
+        .ancestors()
+        .find(|dir| dir.join("tests/interop/peer.py").exists())
+        .unwrap_or(package)
+        .to_owned()
+}
+
 /// The venv's Python: `$AMQP_RPC_PYTHON`, else `<repo>/.venv/bin/python`.
 fn python() -> PathBuf {
     match std::env::var_os("AMQP_RPC_PYTHON") {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+        None => repo_root().join(".venv/bin/python"),
     }
 }
 
@@ -40,7 +51,7 @@ impl PythonPeer {
             "no Python venv at {} (AMQP_RPC_PYTHON): run scripts/setup.sh or scripts/test.sh",
             python.display()
         );
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/peer.py");
+        let script = repo_root().join("tests/interop/peer.py");
         let mut child = Command::new(&python)
             .arg(&script)
             .arg("--url")

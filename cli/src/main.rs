@@ -1,12 +1,13 @@
 //! `amqp-rpc`: call, cast, ping, notify and listen to any oslo.messaging service (Python
 //! oslo.messaging or amqp-rpc) from the command line.
 //!
-//! Exit status: 0 done; 1 the remote method failed, or a ping went unanswered by an error; 2 a
+//! Exit status: 0 done; 1 the remote method failed (a ping or description refused, too); 2 a
 //! reply did not come in time; 64 a bad command line; 66 a configuration file that cannot be
 //! read; 69 the broker cannot be used (unreachable, refused, connection lost); 70 anything
 //! else; 78 a configuration that is not valid.
 
 mod arguments;
+mod bench;
 mod connect;
 mod oslo_conf;
 mod run;
@@ -71,10 +72,16 @@ pub(crate) enum Command {
     /// Ping servers with oslo's oslo_rpc_server_ping (servers with rpc_ping_enabled); exits 0
     /// only if every ping was answered
     Ping(Ping),
+    /// Print the description of an amqp-rpc server's endpoints (servers built with
+    /// describe(true)): namespaces, versions, methods, their arguments as JSON Schema
+    Describe(Describe),
     /// Publish a notification
     Notify(Notify),
     /// Print notifications as they come, one JSON object per line
     Listen(Listen),
+    /// Load-test a method: calls from --concurrency tasks for --duration or --calls, with a
+    /// progress bar; a summary (calls/s, latency percentiles, errors by class) as JSON
+    Bench(Bench),
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -157,6 +164,43 @@ pub(crate) struct Ping {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct Bench {
+    #[command(flatten)]
+    pub(crate) method: Method,
+    /// One server of the topic
+    #[arg(long, value_name = "S")]
+    pub(crate) server: Option<String>,
+    /// Calls in flight at once
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) concurrency: u32,
+    /// Run for this many seconds (default 10)
+    #[arg(long, value_name = "SECS", conflicts_with = "calls")]
+    pub(crate) duration: Option<f64>,
+    /// Make this many calls
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) calls: Option<u64>,
+    /// Calls per second in all (default: as fast as the replies come)
+    #[arg(long, value_name = "R")]
+    pub(crate) rate: Option<f64>,
+    /// Seconds to wait for each reply (default: rpc_response_timeout, 60)
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Describe {
+    /// The topic of the servers
+    pub(crate) topic: String,
+    /// One server of the topic
+    #[arg(long, value_name = "S")]
+    pub(crate) server: Option<String>,
+    /// Seconds to wait for the answer
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub(crate) timeout: f64,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct Notify {
     /// The topic (routing key TOPIC.PRIORITY)
     pub(crate) topic: String,
@@ -194,6 +238,13 @@ pub(crate) struct Listen {
     /// Exit after this many notifications
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
+}
+
+/// Locks `mutex`, whether or not a holder panicked.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn main() -> ExitCode {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use amqp_rpc::describe::DESCRIBE_METHOD;
 use amqp_rpc::notify::{
     HandlerError, Incoming, NotificationEndpoint, NotificationListener, NotificationResult,
     Notifier, NotifierDriver, Priorities, Priority,
@@ -24,8 +25,10 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         Command::Cast(cast) => run_cast(&cli, &cast.method, Some(&cast.routing), false).await,
         Command::Fanout(Fanout { method }) => run_cast(&cli, method, None, true).await,
         Command::Ping(ping) => run_ping(&cli, ping).await,
+        Command::Describe(describe) => run_describe(&cli, describe).await,
         Command::Notify(notify) => run_notify(&cli, notify).await,
         Command::Listen(listen) => run_listen(&cli, listen).await,
+        Command::Bench(bench) => run_bench(&cli, bench).await,
         Command::Completions { .. } => Ok(0),
     };
     match outcome {
@@ -47,8 +50,10 @@ fn print_usage(command: &Command) {
         Command::Cast(_) => "cast",
         Command::Fanout(_) => "fanout",
         Command::Ping(_) => "ping",
+        Command::Describe(_) => "describe",
         Command::Notify(_) => "notify",
         Command::Listen(_) => "listen",
+        Command::Bench(_) => "bench",
         Command::Completions { .. } => "completions",
     };
     let mut cli = <Cli as clap::CommandFactory>::command();
@@ -255,6 +260,81 @@ async fn run_ping(cli: &Cli, ping: &Ping) -> Result<u8, Failure> {
     }
     transport.close().await;
     Ok(worst)
+}
+
+async fn run_bench(cli: &Cli, bench: &crate::Bench) -> Result<u8, Failure> {
+    let routing = Routing {
+        server: bench.server.clone(),
+        namespace: None,
+        version: None,
+    };
+    let (target, kwargs, ctx) = request(&bench.method, Some(&routing))?;
+    let limit = match (bench.duration, bench.calls) {
+        (_, Some(calls)) => crate::bench::Limit::Calls(calls),
+        (duration, None) => {
+            crate::bench::Limit::Duration(timeout_of(duration.unwrap_or(10.0), "--duration")?)
+        }
+    };
+    let rate = match bench.rate {
+        Some(rate) if rate.is_finite() && rate > 0.0 => Some(rate),
+        Some(rate) => {
+            return Err(usage(format!(
+                "--rate {rate}: expected calls per second > 0"
+            )));
+        }
+        None => None,
+    };
+    let timeout = bench
+        .timeout
+        .map(|t| timeout_of(t, "--timeout"))
+        .transpose()?;
+    let transport = connect::transport(cli).await?;
+    let mut client = RpcClient::new(&transport, target);
+    if let Some(timeout) = timeout {
+        client = client.with_timeout(timeout);
+    }
+    let load = crate::bench::Load {
+        client,
+        method: bench.method.method.clone(),
+        kwargs,
+        ctx,
+        concurrency: bench.concurrency,
+        limit,
+        rate,
+    };
+    let status = crate::bench::run(cli, load).await;
+    transport.close().await;
+    status
+}
+
+async fn run_describe(cli: &Cli, describe: &crate::Describe) -> Result<u8, Failure> {
+    let timeout = timeout_of(describe.timeout, "--timeout")?;
+    let transport = connect::transport(cli).await?;
+    let mut target = Target::new(describe.topic.clone());
+    if let Some(server) = &describe.server {
+        target = target.with_server(server.clone());
+    }
+    let client = RpcClient::new(&transport, target).with_timeout(timeout);
+    let answer: Result<Value, RpcError> = client
+        .call(&Context::new(), DESCRIBE_METHOD, json!({}))
+        .await;
+    let status = match answer {
+        Ok(description) => {
+            print_json(cli, &description);
+            0
+        }
+        Err(RpcError::NoSuchMethod { .. }) => {
+            eprintln!(
+                "amqp-rpc: the server of {} does not describe itself (a Python oslo.messaging \
+                 server, or an amqp-rpc server built without describe(true))",
+                describe.topic
+            );
+            status::REMOTE
+        }
+        Err(e) => report(cli, e),
+    };
+    transport.close().await;
+    Ok(status)
 }
 
 /// `priority` as the command line names it: oslo's names, `warning` too.

@@ -114,14 +114,24 @@ impl std::fmt::Display for ShopError {
     }
 }
 
+/// A payload type without a `TypeSchema`: described by name.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Basket {
+    items: Vec<String>,
+}
+
 #[rpc_endpoint(version = "1.2")]
 trait Shop {
+    /// The price of `count` of `item`.
     async fn price(&self, item: String, count: u32) -> f64;
     async fn buy(&self, item: String) -> Result<u32, ShopError>;
     async fn whoami(&self, ctx: &Context) -> Option<String>;
     async fn slow(&self, secs: f64) -> bool;
     #[rpc(cast)]
     async fn restock(&self, item: String);
+    /// Totals a basket, with an optional discount.
+    #[rpc(since = "1.1")]
+    async fn total(&self, basket: Basket, discount: Option<f64>) -> Vec<(String, f64)>;
 }
 
 struct Store {
@@ -150,6 +160,10 @@ impl Shop for Store {
     async fn restock(&self, _item: String) {
         self.restocked.fetch_add(1, Ordering::SeqCst);
     }
+    async fn total(&self, basket: Basket, discount: Option<f64>) -> Vec<(String, f64)> {
+        let off = 1.0 - discount.unwrap_or(0.0);
+        basket.items.into_iter().map(|i| (i, 2.0 * off)).collect()
+    }
 }
 
 /// A started Rust server `name` of `topic`.
@@ -159,8 +173,20 @@ async fn shop(
     name: &'static str,
     ping: bool,
 ) -> (RpcServer, Arc<AtomicUsize>) {
+    shop_with(transport, topic, name, ping, false).await
+}
+
+/// [`shop`], describing itself if `describe`.
+async fn shop_with(
+    transport: &Transport,
+    topic: &str,
+    name: &'static str,
+    ping: bool,
+    describe: bool,
+) -> (RpcServer, Arc<AtomicUsize>) {
     let restocked = Arc::new(AtomicUsize::new(0));
     let server = RpcServer::builder(transport, Target::server(topic, name))
+        .describe(describe)
         .endpoint(
             Store {
                 name,
@@ -311,7 +337,9 @@ async fn completions_for_each_shell() {
         let run = amqp_rpc(&["completions", shell]).await;
         assert_eq!(run.status, 0, "{shell}: {run:?}");
         assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
-        for command in ["call", "cast", "fanout", "ping", "notify", "listen"] {
+        for command in [
+            "call", "cast", "fanout", "ping", "describe", "notify", "listen",
+        ] {
             assert!(run.stdout.contains(command), "{shell} lacks {command}");
         }
     }
@@ -558,6 +586,206 @@ async fn a_service_config_file_connects_as_the_service_does() {
     transport.close().await;
 }
 
+#[tokio::test]
+#[ignore = "needs RabbitMQ: run with scripts/test.sh"]
+async fn describe_prints_what_a_rust_server_serves() {
+    let url = broker_url();
+    let transport = Transport::from_url(&url).await.unwrap();
+    let topic = unique("cli-describe");
+    let (server, _) = shop_with(&transport, &topic, "d1", false, true).await;
+    let run = amqp_rpc(&["--url", &url, "describe", &topic, "--pretty"]).await;
+    assert_eq!(run.status, 0, "{run:?}");
+    let description = run.json();
+    let endpoint = &description["endpoints"][0];
+    assert_eq!(endpoint["trait"], "Shop", "{description}");
+    assert_eq!(endpoint["namespace"], Value::Null, "{description}");
+    assert_eq!(endpoint["version"], "1.2", "{description}");
+    let method = |name: &str| {
+        endpoint["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {description}"))
+            .clone()
+    };
+    assert_eq!(
+        method("price"),
+        json!({
+            "name": "price", "since": "1.0", "cast": false,
+            "doc": "The price of `count` of `item`.",
+            "params": {
+                "type": "object",
+                "properties": {
+                    "item": {"type": "string"},
+                    "count": {"type": "integer", "minimum": 0, "maximum": 4294967295_u64},
+                },
+                "required": ["item", "count"],
+                "additionalProperties": false,
+            },
+            "returns": {"type": "number"},
+        })
+    );
+    let restock = method("restock");
+    assert_eq!(
+        (&restock["cast"], restock.get("returns")),
+        (&json!(true), None)
+    );
+    let total = method("total");
+    assert_eq!(total["since"], "1.1");
+    assert_eq!(total["params"]["required"], json!(["basket"]), "{total}");
+    assert!(
+        total["params"]["properties"]["basket"]["x-rust-type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("Basket")),
+        "{total}"
+    );
+    assert_eq!(
+        total["params"]["properties"]["discount"],
+        json!({"anyOf": [{"type": "number"}, {"type": "null"}]})
+    );
+    assert_eq!(
+        total["returns"]["items"]["prefixItems"][1],
+        json!({"type": "number"})
+    );
+    // The ctx parameter is not an argument.
+    assert_eq!(method("whoami")["params"]["properties"], json!({}));
+    // A server that does not opt in says nothing: status 1.
+    let quiet_topic = unique("cli-quiet");
+    let (quiet, _) = shop(&transport, &quiet_topic, "q1", false).await;
+    let run = amqp_rpc(&["--url", &url, "describe", &quiet_topic]).await;
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(run.stderr.contains("does not describe itself"), "{run:?}");
+    server.stop().await;
+    quiet.stop().await;
+    transport.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: run with scripts/test.sh"]
+async fn bench_loads_a_rust_server_and_sums_up() {
+    let url = broker_url();
+    let transport = Transport::from_url(&url).await.unwrap();
+    let topic = unique("cli-bench");
+    let (server, _) = shop(&transport, &topic, "b1", false).await;
+    let u = url.as_str();
+    let run = amqp_rpc(&[
+        "--url",
+        u,
+        "bench",
+        &topic,
+        "price",
+        "item=apple",
+        "count:=1",
+        "--calls",
+        "300",
+        "--concurrency",
+        "8",
+    ])
+    .await;
+    assert_eq!(run.status, 0, "{run:?}");
+    let summary = run.json();
+    assert_eq!(
+        (&summary["calls"], &summary["answered"], &summary["failed"]),
+        (&json!(300), &json!(300), &json!(0)),
+        "{summary}"
+    );
+    assert_eq!(summary["errors"], json!({}), "{summary}");
+    let latency = &summary["latency_ms"];
+    let at = |q: &str| {
+        latency[q]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{q}: {summary}"))
+    };
+    assert!(
+        0.0 < at("min")
+            && at("min") <= at("p50")
+            && at("p50") <= at("p99")
+            && at("p99") <= at("max"),
+        "{summary}"
+    );
+    assert!(
+        summary["calls_per_second"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{summary}"
+    );
+    // Failures are counted by class, and make the status 1.
+    let run = amqp_rpc(&[
+        "--url",
+        u,
+        "bench",
+        &topic,
+        "buy",
+        "item=pear",
+        "--calls",
+        "20",
+    ])
+    .await;
+    assert_eq!(run.status, 1, "{run:?}");
+    assert_eq!(run.json()["errors"], json!({"OutOfStock": 20}), "{run:?}");
+    let run = amqp_rpc(&[
+        "--url",
+        u,
+        "bench",
+        &topic,
+        "slow",
+        "secs:=2",
+        "--calls",
+        "3",
+        "--concurrency",
+        "3",
+        "--timeout",
+        "0.3",
+    ])
+    .await;
+    assert_eq!(
+        run.json()["errors"],
+        json!({"MessagingTimeout": 3}),
+        "{run:?}"
+    );
+    assert_eq!(run.json()["latency_ms"], Value::Null, "{run:?}");
+    // Paced: about rate x duration calls, spread over the duration.
+    let run = amqp_rpc(&[
+        "--url",
+        u,
+        "bench",
+        &topic,
+        "price",
+        "item=a",
+        "count:=1",
+        "--duration",
+        "1",
+        "--rate",
+        "40",
+    ])
+    .await;
+    assert_eq!(run.status, 0, "{run:?}");
+    let paced = run.json();
+    let calls = paced["calls"].as_u64().unwrap();
+    assert!((38..=41).contains(&calls), "{paced}");
+    assert!(
+        paced["seconds"].as_f64().is_some_and(|s| s >= 0.95),
+        "{paced}"
+    );
+    for bad in [
+        &["--rate", "0"][..],
+        &["--calls", "0"],
+        &["--calls", "5", "--duration", "1"],
+        &["--concurrency", "0"],
+    ] {
+        let args: Vec<&str> = ["--url", u, "bench", &topic, "price"]
+            .iter()
+            .chain(bad)
+            .copied()
+            .collect();
+        let run = amqp_rpc(&args).await;
+        assert_eq!(run.status, 64, "{bad:?}: {run:?}");
+    }
+    server.stop().await;
+    transport.close().await;
+}
+
 // ---- against Python oslo.messaging ----
 
 #[tokio::test]
@@ -651,6 +879,29 @@ async fn call_cast_and_ping_a_python_server() {
     let refused = amqp_rpc(&["--url", &url, "ping", &deaf]).await;
     assert_eq!(refused.status, 1, "{refused:?}");
     assert_eq!(refused.error_json()["class"], "NoSuchMethod", "{refused:?}");
+    // The load generator works on any oslo service.
+    let bench = amqp_rpc(&[
+        "--url",
+        &url,
+        "bench",
+        &topic,
+        "echo",
+        "a=1",
+        "--calls",
+        "50",
+        "--concurrency",
+        "4",
+    ])
+    .await;
+    assert_eq!(bench.status, 0, "{bench:?}");
+    assert_eq!(bench.json()["answered"], 50, "{bench:?}");
+    // Python servers do not describe themselves.
+    let describe = amqp_rpc(&["--url", &url, "describe", &topic]).await;
+    assert_eq!(describe.status, 1, "{describe:?}");
+    assert!(
+        describe.stderr.contains("does not describe itself"),
+        "{describe:?}"
+    );
     peer.quit().await;
 }
 

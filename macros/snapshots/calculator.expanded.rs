@@ -79,6 +79,52 @@ const _: () = {
         fn has_method(&self, __method: &str) -> bool {
             ::core::matches!(__method, "add" | "divide")
         }
+        fn description(
+            &self,
+        ) -> ::core::option::Option<::amqp_rpc::__private_v1::serde_json::Value> {
+            ::core::option::Option::Some(
+                ::amqp_rpc::__private_v1::describe_endpoint(
+                    "Calculator",
+                    ::amqp_rpc::__private_v1::std::vec![
+                        ::amqp_rpc::__private_v1::describe_method("add", "1.0",
+                        "Adds two integers.", & [("x", { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaTypeName as _, ViaTypeSchema as _
+                        }; (&& ::amqp_rpc::__private_v1::SchemaProbe:: < i64 > ::new())
+                        .schema() }, { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaOption as _, ViaRequired as _ };
+                        (&& ::amqp_rpc::__private_v1::SchemaProbe:: < i64 > ::new())
+                        .optional() },), ("y", { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaTypeName as _, ViaTypeSchema as _
+                        }; (&& ::amqp_rpc::__private_v1::SchemaProbe:: < i64 > ::new())
+                        .schema() }, { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaOption as _, ViaRequired as _ };
+                        (&& ::amqp_rpc::__private_v1::SchemaProbe:: < i64 > ::new())
+                        .optional() },)], ::core::option::Option::Some({
+                        #[allow(unused_imports)] use ::amqp_rpc::__private_v1:: {
+                        ViaTypeName as _, ViaTypeSchema as _ }; (&&
+                        ::amqp_rpc::__private_v1::SchemaProbe:: < i64 > ::new()).schema()
+                        })), ::amqp_rpc::__private_v1::describe_method("divide", "1.3",
+                        "Divides, refusing zero.", & [("x", { #[allow(unused_imports)]
+                        use ::amqp_rpc::__private_v1:: { ViaTypeName as _, ViaTypeSchema
+                        as _ }; (&& ::amqp_rpc::__private_v1::SchemaProbe:: < f64 >
+                        ::new()).schema() }, { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaOption as _, ViaRequired as _ };
+                        (&& ::amqp_rpc::__private_v1::SchemaProbe:: < f64 > ::new())
+                        .optional() },), ("y", { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaTypeName as _, ViaTypeSchema as _
+                        }; (&& ::amqp_rpc::__private_v1::SchemaProbe:: < f64 > ::new())
+                        .schema() }, { #[allow(unused_imports)] use
+                        ::amqp_rpc::__private_v1:: { ViaOption as _, ViaRequired as _ };
+                        (&& ::amqp_rpc::__private_v1::SchemaProbe:: < f64 > ::new())
+                        .optional() },)], ::core::option::Option::Some({
+                        #[allow(unused_imports)] use ::amqp_rpc::__private_v1:: {
+                        ViaTypeName as _, ViaTypeSchema as _ }; (&&
+                        ::amqp_rpc::__private_v1::SchemaProbe:: < f64 > ::new()).schema()
+                        }))
+                    ],
+                ),
+            )
+        }
         #[allow(unused_mut, unused_variables)]
         async fn dispatch(
             &self,

@@ -62,6 +62,24 @@ fn item_head(item: &TokenStream) -> TokenStream {
 /// A local variable or parameter of the generated code. Its mixed-site span makes it hygienic
 /// (as a `macro_rules!` local): a user's parameter of the same name, whose span is the user's,
 /// is another variable, so a parameter named `__args` or `__kwargs` cannot capture it.
+/// The text of `#[doc]` attributes (`///` lines), one line each.
+fn doc_text(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(nv) if nv.path.is_ident("doc") => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(text),
+                    ..
+                }) => Some(text.value().trim().to_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    lines.join("\n")
+}
+
 fn local(name: &str) -> syn::Ident {
     syn::Ident::new(name, proc_macro2::Span::mixed_site())
 }
@@ -321,6 +339,7 @@ impl<'a> Generator<'a> {
             false => quote!(::core::matches!(#method, #(#wire_names)|*)),
         };
         let arms = self.methods.iter().map(|m| self.dispatch_arm(m));
+        let description = self.description();
         // A generic trait has been reported; without its arguments `T: Trait` would only add
         // a confusing error, so the stub serves nothing for any `T`.
         let implements = (!self.service.generic).then(|| quote!(#trait_ident +));
@@ -380,6 +399,10 @@ impl<'a> Generator<'a> {
                         #has_method
                     }
 
+                    fn description(&self) -> ::core::option::Option<#private::serde_json::Value> {
+                        ::core::option::Option::Some(#description)
+                    }
+
                     #[allow(unused_mut, unused_variables)]
                     async fn dispatch(
                         &#self_,
@@ -395,6 +418,57 @@ impl<'a> Generator<'a> {
                     }
                 }
             };
+        }
+    }
+
+    /// The endpoint's description for servers that describe themselves: its trait's name and
+    /// each method's name, `since`, docs, parameters and result, their types as JSON Schema.
+    fn description(&self) -> TokenStream {
+        let private = &self.private;
+        let trait_name = self.service.item.ident.to_string();
+        let schema = |ty: &syn::Type| {
+            quote! {{
+                #[allow(unused_imports)]
+                use #private::{ViaTypeName as _, ViaTypeSchema as _};
+                (&&#private::SchemaProbe::<#ty>::new()).schema()
+            }}
+        };
+        let methods = self.methods.iter().map(|m| {
+            let name = &m.wire_name;
+            let since = m.since.to_string();
+            let doc = doc_text(&m.docs);
+            let params = m.params.iter().map(|p| {
+                let key = p.ident.unraw().to_string();
+                let ty = &p.ty;
+                let schema = schema(ty);
+                quote! {(
+                    #key,
+                    #schema,
+                    {
+                        #[allow(unused_imports)]
+                        use #private::{ViaOption as _, ViaRequired as _};
+                        (&&#private::SchemaProbe::<#ty>::new()).optional()
+                    },
+                )}
+            });
+            let returns = match (&m.output, m.cast) {
+                (_, true) => quote!(::core::option::Option::None),
+                (Output::Unit, false) => {
+                    let unit: syn::Type = syn::parse_quote!(());
+                    let schema = schema(&unit);
+                    quote!(::core::option::Option::Some(#schema))
+                }
+                (Output::Value(ty) | Output::Fallible { ok: ty, .. }, false) => {
+                    let schema = schema(ty);
+                    quote!(::core::option::Option::Some(#schema))
+                }
+            };
+            quote! {
+                #private::describe_method(#name, #since, #doc, &[#(#params),*], #returns)
+            }
+        });
+        quote! {
+            #private::describe_endpoint(#trait_name, #private::std::vec![#(#methods),*])
         }
     }
 

@@ -54,6 +54,9 @@
 //!     fn namespace(&self) -> Option<&str>; // Self::NAMESPACE
 //!     fn version(&self) -> Version; // Self::VERSION
 //!     fn has_method(&self, method: &str) -> bool; // matches!(method, "add" | "divide")
+//!     // The trait's name and each method's name, `since`, docs, arguments and result, their
+//!     // types as JSON Schema (amqp_rpc::describe), for servers that describe themselves.
+//!     fn description(&self) -> Option<Value>;
 //!     // Matches the wire name, takes each argument by its name from the keyword arguments
 //!     // (a TypeError for a missing or unexpected one, as in Python), awaits the method and
 //!     // encodes its result, or its `Err(CalcError)`: as the exception it names if

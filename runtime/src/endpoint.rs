@@ -60,6 +60,13 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Whether the endpoint has `method`.
     fn has_method(&self, method: &str) -> bool;
 
+    /// A description of the endpoint's methods for servers that describe themselves (see
+    /// [`describe`](crate::describe)): an object with `methods` (and anything else to show).
+    /// `#[rpc_endpoint]` writes it from the trait; the default, `None`, shows no methods.
+    fn description(&self) -> Option<Value> {
+        None
+    }
+
     /// Runs `method` (one for which [`Endpoint::has_method`] is true) with the request's
     /// context and keyword arguments, returning its JSON result or its failure.
     ///
@@ -87,6 +94,10 @@ impl<E: Endpoint + ?Sized> Endpoint for std::sync::Arc<E> {
 
     fn has_method(&self, method: &str) -> bool {
         (**self).has_method(method)
+    }
+
+    fn description(&self) -> Option<Value> {
+        (**self).description()
     }
 
     async fn dispatch(

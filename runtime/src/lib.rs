@@ -54,6 +54,7 @@
 mod client;
 mod config;
 mod context;
+pub mod describe;
 pub mod driver;
 mod endpoint;
 mod error;

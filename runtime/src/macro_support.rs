@@ -24,6 +24,117 @@ pub use ::std;
 /// A request's keyword arguments.
 pub type Args = Map<String, Value>;
 
+/// Finds a type's JSON Schema for a description: [`TypeSchema`](crate::describe::TypeSchema)'s
+/// when the type has one, else its Rust name. Generated code calls
+/// `(&&SchemaProbe::<T>::new()).schema()` with both traits in scope: method lookup tries
+/// `&SchemaProbe<T>` (the [`ViaTypeSchema`] impl) before `SchemaProbe<T>` ([`ViaTypeName`]).
+pub struct SchemaProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> SchemaProbe<T> {
+    /// The probe.
+    pub fn new() -> Self {
+        SchemaProbe(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for SchemaProbe<T> {
+    fn default() -> Self {
+        SchemaProbe::new()
+    }
+}
+
+/// A type with a [`TypeSchema`](crate::describe::TypeSchema).
+pub trait ViaTypeSchema {
+    /// The schema.
+    fn schema(&self) -> Value;
+}
+
+impl<T: crate::describe::TypeSchema + ?Sized> ViaTypeSchema for &SchemaProbe<T> {
+    fn schema(&self) -> Value {
+        T::schema()
+    }
+}
+
+/// Any other type: named.
+pub trait ViaTypeName {
+    /// `{"x-rust-type": "<type name>"}`.
+    fn schema(&self) -> Value;
+}
+
+impl<T: ?Sized> ViaTypeName for SchemaProbe<T> {
+    fn schema(&self) -> Value {
+        let mut schema = Map::new();
+        schema.insert("x-rust-type".into(), std::any::type_name::<T>().into());
+        Value::Object(schema)
+    }
+}
+
+/// One method's description: its keyword arguments as a JSON Schema object (each required
+/// but `Option`s, which may be left out), its result's schema (`None` for a cast).
+pub fn describe_method(
+    name: &str,
+    since: &str,
+    doc: &str,
+    params: &[(&str, Value, bool)],
+    returns: Option<Value>,
+) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for (param, schema, optional) in params {
+        properties.insert((*param).to_owned(), schema.clone());
+        if !optional {
+            required.push(Value::from(*param));
+        }
+    }
+    let mut method = Map::new();
+    method.insert("name".into(), name.into());
+    method.insert("since".into(), since.into());
+    method.insert("cast".into(), returns.is_none().into());
+    method.insert("doc".into(), doc.trim().into());
+    let mut schema = Map::new();
+    schema.insert("type".into(), "object".into());
+    schema.insert("properties".into(), Value::Object(properties));
+    schema.insert("required".into(), Value::Array(required));
+    schema.insert("additionalProperties".into(), false.into());
+    method.insert("params".into(), Value::Object(schema));
+    if let Some(returns) = returns {
+        method.insert("returns".into(), returns);
+    }
+    Value::Object(method)
+}
+
+/// An endpoint's description: its trait and methods.
+pub fn describe_endpoint(trait_name: &str, methods: Vec<Value>) -> Value {
+    let mut endpoint = Map::new();
+    endpoint.insert("trait".into(), trait_name.into());
+    endpoint.insert("methods".into(), Value::Array(methods));
+    Value::Object(endpoint)
+}
+
+/// An `Option` parameter, which may be left out (see [`take_arg`]).
+pub trait ViaOption {
+    /// `true`.
+    fn optional(&self) -> bool;
+}
+
+impl<T> ViaOption for &SchemaProbe<Option<T>> {
+    fn optional(&self) -> bool {
+        true
+    }
+}
+
+/// Any other parameter, required.
+pub trait ViaRequired {
+    /// `false`.
+    fn optional(&self) -> bool;
+}
+
+impl<T: ?Sized> ViaRequired for SchemaProbe<T> {
+    fn optional(&self) -> bool {
+        false
+    }
+}
+
 fn type_error(message: String) -> RemoteError {
     RemoteError::builtin("TypeError", message)
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::context::Context;
+use crate::describe::{DESCRIBE_METHOD, DescribeEndpoint};
 use crate::endpoint::Endpoint;
 use crate::error::RemoteError;
 use crate::wire::DISPATCHER_MODULE;
@@ -21,13 +22,28 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// With `ping`, a ping endpoint is appended unless an endpoint already has the method.
-    pub(crate) fn new(mut endpoints: Vec<Arc<dyn Endpoint>>, ping: bool) -> Dispatcher {
+    /// With `ping`, a ping endpoint is appended unless an endpoint already has the method;
+    /// with `describe`, a description endpoint the same way (describing the others).
+    pub(crate) fn new(
+        mut endpoints: Vec<Arc<dyn Endpoint>>,
+        ping: bool,
+        describe: bool,
+    ) -> Dispatcher {
+        let described = describe.then(|| crate::describe::describe(&endpoints));
         if ping {
             if endpoints.iter().any(|e| e.has_method(PING_METHOD)) {
                 tracing::warn!("an endpoint defines {PING_METHOD}; the ping endpoint is not added");
             } else {
                 endpoints.push(Arc::new(Ping));
+            }
+        }
+        if let Some(description) = described {
+            if endpoints.iter().any(|e| e.has_method(DESCRIBE_METHOD)) {
+                tracing::warn!(
+                    "an endpoint defines {DESCRIBE_METHOD}; the description endpoint is not added"
+                );
+            } else {
+                endpoints.push(Arc::new(DescribeEndpoint { description }));
             }
         }
         Dispatcher { endpoints }

@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// Whether the server answers `oslo_rpc_server_ping` with `"pong"` (oslo's
     /// `rpc_ping_enabled`). Default `false`.
     pub ping: bool,
+    /// Whether the server answers [`DESCRIBE_METHOD`](crate::describe::DESCRIBE_METHOD) with a
+    /// description of its endpoints (see [`describe`](crate::describe)). Default `false`: a
+    /// server says what it serves only when asked to.
+    pub describe: bool,
     /// How many final replies to missing reply queues the server keeps to try again. A
     /// reply whose queue is missing (the caller may be reconnecting) is tried again every
     /// 0.25 s for `kombu_missing_consumer_retry_timeout`, as oslo does, but without holding a
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_concurrency: 64,
             ping: false,
+            describe: false,
             max_pending_replies: 1024,
             max_pending_reply_bytes: 64 << 20,
         }
@@ -87,6 +92,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_ping(mut self, enabled: bool) -> Self {
         self.ping = enabled;
+        self
+    }
+
+    /// Sets [`ServerConfig::describe`].
+    #[must_use]
+    pub fn with_describe(mut self, enabled: bool) -> Self {
+        self.describe = enabled;
         self
     }
 
@@ -165,6 +177,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets [`ServerConfig::describe`]: the server describes its endpoints to
+    /// `amqp-rpc describe`.
+    pub fn describe(mut self, enabled: bool) -> Self {
+        self.config.describe = enabled;
+        self
+    }
+
     /// The server, not yet started. Fails on a target without a topic or a server name
     /// ([`RpcError::InvalidTarget`]) and on a concurrency limit of 0
     /// ([`RpcError::InvalidConfig`]). A server without endpoints is valid: it answers every
@@ -194,7 +213,7 @@ impl ServerBuilder {
                 )),
                 transport,
                 target,
-                dispatcher: Dispatcher::new(endpoints, config.ping),
+                dispatcher: Dispatcher::new(endpoints, config.ping, config.describe),
                 max_concurrency,
                 permits: Arc::new(Semaphore::new(max_concurrency as usize)),
                 consuming: watch::Sender::new(false),

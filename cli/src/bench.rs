@@ -160,7 +160,7 @@ pub(crate) async fn run(cli: &Cli, load: Load) -> Result<u8, Failure> {
                     )
                 };
                 bar.set_message(format!(
-                    "{:.0} calls/s  errors {failed}  p50 {:.2} ms  p99 {:.2} ms",
+                    "{:.0}/s  errors {failed}  p50 {:.2} ms  p99 {:.2} ms",
                     (ok + failed) as f64 / secs,
                     ms(p50),
                     ms(p99),
@@ -203,10 +203,10 @@ pub(crate) async fn run(cli: &Cli, load: Load) -> Result<u8, Failure> {
 
 fn progress_bar(limit: &Limit) -> ProgressBar {
     let (length, template) = match limit {
-        Limit::Calls(n) => (*n, "{elapsed_precise} [{bar:30}] {pos}/{len} calls  {msg}"),
+        Limit::Calls(n) => (*n, "{elapsed_precise} [{bar:20}] {pos}/{len}  {msg}"),
         Limit::Duration(d) => (
             u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            "{elapsed_precise} [{bar:30}] {msg}",
+            "{elapsed_precise} [{bar:20}] {msg}",
         ),
     };
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
@@ -259,8 +259,11 @@ fn table(summary: &Value) -> String {
         summary["answered"],
         summary["failed"]
     );
-    if let Value::Object(latency) = &summary["latency_ms"] {
-        let row: Vec<String> = latency.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if summary["latency_ms"].is_object() {
+        let row: Vec<String> = ["min", "p50", "p90", "p99", "p999", "max", "mean"]
+            .iter()
+            .map(|k| format!("{k} {}", summary["latency_ms"][k]))
+            .collect();
         out.push_str(&format!("latency (ms): {}\n", row.join("  ")));
     }
     if let Value::Object(errors) = &summary["errors"] {

@@ -167,9 +167,8 @@ pub(crate) struct Ping {
 pub(crate) struct Bench {
     #[command(flatten)]
     pub(crate) method: Method,
-    /// One server of the topic
-    #[arg(long, value_name = "S")]
-    pub(crate) server: Option<String>,
+    #[command(flatten)]
+    pub(crate) routing: Routing,
     /// Calls in flight at once
     #[arg(long, default_value_t = 16, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]

@@ -263,12 +263,7 @@ async fn run_ping(cli: &Cli, ping: &Ping) -> Result<u8, Failure> {
 }
 
 async fn run_bench(cli: &Cli, bench: &crate::Bench) -> Result<u8, Failure> {
-    let routing = Routing {
-        server: bench.server.clone(),
-        namespace: None,
-        version: None,
-    };
-    let (target, kwargs, ctx) = request(&bench.method, Some(&routing))?;
+    let (target, kwargs, ctx) = request(&bench.method, Some(&bench.routing))?;
     let limit = match (bench.duration, bench.calls) {
         (_, Some(calls)) => crate::bench::Limit::Calls(calls),
         (duration, None) => {

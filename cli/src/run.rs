@@ -10,7 +10,9 @@ use amqp_rpc::notify::{
     HandlerError, Incoming, NotificationEndpoint, NotificationListener, NotificationResult,
     Notifier, NotifierDriver, Priorities, Priority,
 };
-use amqp_rpc::{Context, PING_METHOD, RpcClient, RpcError, Target, Version, async_trait};
+use amqp_rpc::{
+    Context, PING_METHOD, RpcClient, RpcError, Target, Transport, Version, async_trait,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
@@ -192,17 +194,26 @@ fn timeout_of(secs: f64, what: &str) -> Result<Duration, Failure> {
         })
 }
 
+/// `--timeout`, if given.
+fn reply_timeout(secs: Option<f64>) -> Result<Option<Duration>, Failure> {
+    secs.map(|t| timeout_of(t, "--timeout")).transpose()
+}
+
+/// A client of `target`, waiting `timeout` for replies (default: the transport's
+/// `rpc_response_timeout`).
+fn client_of(transport: &Transport, target: Target, timeout: Option<Duration>) -> RpcClient {
+    let client = RpcClient::new(transport, target);
+    match timeout {
+        Some(timeout) => client.with_timeout(timeout),
+        None => client,
+    }
+}
+
 async fn run_call(cli: &Cli, call: &Call) -> Result<u8, Failure> {
     let (target, kwargs, ctx) = request(&call.method, Some(&call.routing))?;
-    let timeout = call
-        .timeout
-        .map(|t| timeout_of(t, "--timeout"))
-        .transpose()?;
+    let timeout = reply_timeout(call.timeout)?;
     let transport = connect::transport(cli).await?;
-    let mut client = RpcClient::new(&transport, target);
-    if let Some(timeout) = timeout {
-        client = client.with_timeout(timeout);
-    }
+    let client = client_of(&transport, target, timeout);
     let result: Result<Value, RpcError> = client.call(&ctx, &call.method.method, kwargs).await;
     let status = match result {
         Ok(value) => {
@@ -239,7 +250,7 @@ async fn run_ping(cli: &Cli, ping: &Ping) -> Result<u8, Failure> {
     if let Some(server) = &ping.server {
         target = target.with_server(server.clone());
     }
-    let client = RpcClient::new(&transport, target).with_timeout(timeout);
+    let client = client_of(&transport, target, Some(timeout));
     let ctx = Context::new();
     let mut worst = 0;
     for seq in 1..=ping.count {
@@ -279,15 +290,9 @@ async fn run_bench(cli: &Cli, bench: &crate::Bench) -> Result<u8, Failure> {
         }
         None => None,
     };
-    let timeout = bench
-        .timeout
-        .map(|t| timeout_of(t, "--timeout"))
-        .transpose()?;
+    let timeout = reply_timeout(bench.timeout)?;
     let transport = connect::transport(cli).await?;
-    let mut client = RpcClient::new(&transport, target);
-    if let Some(timeout) = timeout {
-        client = client.with_timeout(timeout);
-    }
+    let client = client_of(&transport, target, timeout);
     let load = crate::bench::Load {
         client,
         method: bench.method.method.clone(),
@@ -309,7 +314,7 @@ async fn run_describe(cli: &Cli, describe: &crate::Describe) -> Result<u8, Failu
     if let Some(server) = &describe.server {
         target = target.with_server(server.clone());
     }
-    let client = RpcClient::new(&transport, target).with_timeout(timeout);
+    let client = client_of(&transport, target, Some(timeout));
     let answer: Result<Value, RpcError> = client
         .call(&Context::new(), DESCRIBE_METHOD, json!({}))
         .await;

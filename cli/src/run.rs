@@ -323,7 +323,9 @@ async fn run_describe(cli: &Cli, describe: &crate::Describe) -> Result<u8, Failu
             print_json(cli, &description);
             0
         }
-        Err(RpcError::NoSuchMethod { .. }) => {
+        // No endpoint has the method: in the default namespace (NoSuchMethod), or none is in
+        // the default namespace at all (UnsupportedVersion).
+        Err(RpcError::NoSuchMethod { .. } | RpcError::UnsupportedVersion { .. }) => {
             eprintln!(
                 "amqp-rpc: the server of {} does not describe itself (a Python oslo.messaging \
                  server, or an amqp-rpc server built without describe(true))",

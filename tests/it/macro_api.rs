@@ -1747,3 +1747,85 @@ async fn from_rpc_client_keeps_the_target_timeout_and_cap() {
     let plain = PlainClient::from_rpc_client(rpc);
     assert_eq!(plain.rpc_client().target().namespace(), None);
 }
+
+#[tokio::test]
+async fn a_describing_server_describes_each_method_from_the_trait() {
+    let transport = Transport::memory();
+    let server = RpcServer::builder(&transport, Target::server("described", "d1"))
+        .endpoint(Calc::new("d1").endpoint())
+        .describe(true)
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    // As oslo's ping: no namespace, version 1.0.
+    let client = RpcClient::new(&transport, Target::new("described")).with_timeout(ANSWER);
+    let described: Value = client
+        .call(
+            &Context::new(),
+            amqp_rpc::describe::DESCRIBE_METHOD,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let endpoint = &described["endpoints"][0];
+    assert_eq!(
+        (
+            &endpoint["trait"],
+            &endpoint["namespace"],
+            &endpoint["version"]
+        ),
+        (&json!("Calculator"), &json!("calc"), &json!("1.3"))
+    );
+    let methods = endpoint["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "whoami", "add", "context", "divide", "multiply", "greet", "label", "reserve", "pow",
+            "slow", "flush", "explode", "record"
+        ]
+    );
+    let method = |name: &str| methods.iter().find(|m| m["name"] == name).unwrap();
+    // The context is not an argument; a raw identifier goes by its plain name; an Option may
+    // be left out; the wire name and `since` are the attribute's.
+    assert_eq!(method("add")["params"]["required"], json!(["x", "y"]));
+    assert_eq!(
+        method("label")["params"]["required"],
+        json!(["type", "value"])
+    );
+    assert_eq!(method("greet")["params"]["required"], json!(["name"]));
+    assert_eq!(method("greet")["since"], "1.1");
+    assert_eq!(method("pow")["since"], "1.3");
+    assert_eq!(
+        method("pow")["doc"],
+        "Added in 1.3, sent on the wire as \"pow\"."
+    );
+    assert_eq!(method("divide")["returns"], json!({"type": "number"}));
+    assert_eq!(method("flush")["returns"], json!({"type": "null"}));
+    assert_eq!(
+        (&method("record")["cast"], method("record").get("returns")),
+        (&json!(true), None)
+    );
+    assert_eq!(
+        method("slow")["params"]["properties"]["ms"],
+        json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+    );
+    // A server that does not opt in answers as oslo does for a method of no endpoint (here
+    // `UnsupportedVersion`: its only endpoint has another namespace).
+    let quiet = RpcServer::builder(&transport, Target::server("quiet", "q1"))
+        .endpoint(Calc::new("q1").endpoint())
+        .build()
+        .unwrap();
+    quiet.start().await.unwrap();
+    let refused: Result<Value, RpcError> = RpcClient::new(&transport, Target::new("quiet"))
+        .with_timeout(ANSWER)
+        .call(
+            &Context::new(),
+            amqp_rpc::describe::DESCRIBE_METHOD,
+            json!({}),
+        )
+        .await;
+    assert!(refused.is_err_and(|e| e.is_unsupported_version()));
+    server.stop().await;
+    quiet.stop().await;
+}

@@ -858,8 +858,10 @@ async fn call_cast_and_ping_a_python_server() {
     );
     let cast = amqp_rpc(&["--url", &url, "cast", &topic, "record", "k=v"]).await;
     assert_eq!(cast.status, 0, "{cast:?}");
+    let fanout = amqp_rpc(&["--url", &url, "fanout", &topic, "record", "k=all"]).await;
+    assert_eq!(fanout.status, 0, "{fanout:?}");
     let log = peer
-        .request(json!({"cmd": "log", "server": "py1", "min": 4, "timeout": 10}))
+        .request(json!({"cmd": "log", "server": "py1", "min": 5, "timeout": 10}))
         .await
         .unwrap();
     let recorded: Vec<&Value> = log
@@ -868,8 +870,13 @@ async fn call_cast_and_ping_a_python_server() {
         .iter()
         .filter(|entry| entry["method"] == "record")
         .collect();
-    assert_eq!(recorded.len(), 1, "{log}");
-    assert_eq!(recorded[0]["args"], json!({"k": "v"}), "{log}");
+    let mut recorded: Vec<&Value> = recorded.iter().map(|entry| &entry["args"]).collect();
+    recorded.sort_by_key(|args| args["k"].to_string());
+    assert_eq!(
+        recorded,
+        [&json!({"k": "all"}), &json!({"k": "v"})],
+        "{log}"
+    );
     // A Python server without rpc_ping_enabled refuses the ping.
     let deaf = unique("cli-py-deaf");
     let started = peer

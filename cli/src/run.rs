@@ -434,6 +434,23 @@ impl NotificationEndpoint for Printer {
     }
 }
 
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what a container runtime sends): `listen`
+/// then stops taking notifications, settles those in hand and exits 0.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 async fn run_listen(cli: &Cli, listen: &Listen) -> Result<u8, Failure> {
     let priorities = match listen.priorities.is_empty() {
         true => Priorities::all(),
@@ -473,7 +490,7 @@ async fn run_listen(cli: &Cli, listen: &Listen) -> Result<u8, Failure> {
     let stop = async {
         tokio::select! {
             () = done.notified() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            () = interrupted() => {}
         }
     };
     let status = match listener.serve_until(stop).await {

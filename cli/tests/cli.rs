@@ -1027,3 +1027,48 @@ async fn notifications_both_ways_with_python() {
     }
     peer.quit().await;
 }
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: run with scripts/test.sh"]
+async fn listen_runs_until_sigterm_and_exits_0() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let url = broker_url();
+    let topic = unique("cli-term");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_amqp-rpc"))
+        .args(["--url", &url, "listen", &topic])
+        .env_remove("TRANSPORT_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Published until the listener prints it: the queue may not exist before it runs.
+    let printed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let sent = amqp_rpc(&["--url", &url, "notify", &topic, "info", "up", "{}"]).await;
+            assert_eq!(sent.status, 0, "{sent:?}");
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+            {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the listener printed nothing in 30 s");
+    let line: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(line["event_type"], "up");
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("listen did not exit on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

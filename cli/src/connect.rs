@@ -67,12 +67,37 @@ pub(crate) fn config_of(conf: &OsloConf) -> Result<TransportConfig, Failure> {
     Ok(config)
 }
 
-/// Opens the transport of `cli`.
-pub(crate) async fn transport(cli: &Cli) -> Result<Transport, Failure> {
-    let conf = match &cli.config_file {
-        Some(path) => Some(OsloConf::read(path)?),
-        None => None,
-    };
+/// Which of a service's transports: RPC's, or notifications' (oslo lets
+/// `[oslo_messaging_notifications] transport_url` send them elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Rpc,
+    Notifications,
+}
+
+/// The file's URL for `purpose`: for notifications, `[oslo_messaging_notifications]
+/// transport_url` when set, as oslo's `get_notification_transport`; else `[DEFAULT]`'s.
+fn configured_url(conf: &OsloConf, purpose: Purpose) -> Result<Option<String>, ConfError> {
+    if purpose == Purpose::Notifications
+        && let Some(url) = conf.get("oslo_messaging_notifications", "transport_url")?
+        && !url.is_empty()
+    {
+        return Ok(Some(url));
+    }
+    conf.get("DEFAULT", "transport_url")
+}
+
+/// The configuration file of `cli`, read, if any.
+pub(crate) fn conf(cli: &Cli) -> Result<Option<OsloConf>, Failure> {
+    match &cli.config_file {
+        Some(path) => Ok(Some(OsloConf::read(path)?)),
+        None => Ok(None),
+    }
+}
+
+/// Opens the transport of `cli` for `purpose`.
+pub(crate) async fn transport(cli: &Cli, purpose: Purpose) -> Result<Transport, Failure> {
+    let conf = conf(cli)?;
     let mut config = match &conf {
         Some(conf) => config_of(conf)?,
         None => TransportConfig::default(),
@@ -86,7 +111,7 @@ pub(crate) async fn transport(cli: &Cli) -> Result<Transport, Failure> {
     let (url, bad_url_status) = match (&cli.url, from_env, &conf) {
         (Some(url), _, _) => (url.clone(), status::USAGE),
         (None, Some(url), _) => (url, status::USAGE),
-        (None, None, Some(conf)) => match conf.get("DEFAULT", "transport_url")? {
+        (None, None, Some(conf)) => match configured_url(conf, purpose)? {
             Some(url) => (url, status::CONFIG),
             None => {
                 return Err(Failure::new(

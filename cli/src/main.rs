@@ -215,9 +215,11 @@ pub(crate) struct Notify {
     /// The context, a JSON object
     #[arg(long, value_name = "JSON")]
     pub(crate) ctx: Option<String>,
-    /// The notification driver: messagingv2 (enveloped) or messaging (the 1.0 format)
-    #[arg(long, default_value = "messagingv2", value_name = "DRIVER")]
-    pub(crate) driver: String,
+    /// The notification driver: messagingv2 (enveloped), messaging (the 1.0 format), log or
+    /// noop (default: the configuration file's [oslo_messaging_notifications] driver, else
+    /// messagingv2)
+    #[arg(long, value_name = "DRIVER")]
+    pub(crate) driver: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use crate::arguments::{self, ArgumentError};
-use crate::connect::{self, Failure};
+use crate::connect::{self, Failure, Purpose};
 use crate::{Call, Cli, Command, Fanout, Listen, Method, Ping, Routing, status};
 
 /// Runs the command of `cli`.
@@ -212,7 +212,7 @@ fn client_of(transport: &Transport, target: Target, timeout: Option<Duration>) -
 async fn run_call(cli: &Cli, call: &Call) -> Result<u8, Failure> {
     let (target, kwargs, ctx) = request(&call.method, Some(&call.routing))?;
     let timeout = reply_timeout(call.timeout)?;
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Rpc).await?;
     let client = client_of(&transport, target, timeout);
     let result: Result<Value, RpcError> = client.call(&ctx, &call.method.method, kwargs).await;
     let status = match result {
@@ -233,7 +233,7 @@ async fn run_cast(
     fanout: bool,
 ) -> Result<u8, Failure> {
     let (target, kwargs, ctx) = request(method, routing)?;
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Rpc).await?;
     let client = RpcClient::new(&transport, target.with_fanout(fanout));
     let status = match client.cast(&ctx, &method.method, kwargs).await {
         Ok(()) => 0,
@@ -245,7 +245,7 @@ async fn run_cast(
 
 async fn run_ping(cli: &Cli, ping: &Ping) -> Result<u8, Failure> {
     let timeout = timeout_of(ping.timeout, "--timeout")?;
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Rpc).await?;
     let mut target = Target::new(ping.topic.clone());
     if let Some(server) = &ping.server {
         target = target.with_server(server.clone());
@@ -291,7 +291,7 @@ async fn run_bench(cli: &Cli, bench: &crate::Bench) -> Result<u8, Failure> {
         None => None,
     };
     let timeout = reply_timeout(bench.timeout)?;
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Rpc).await?;
     let client = client_of(&transport, target, timeout);
     let load = crate::bench::Load {
         client,
@@ -309,7 +309,7 @@ async fn run_bench(cli: &Cli, bench: &crate::Bench) -> Result<u8, Failure> {
 
 async fn run_describe(cli: &Cli, describe: &crate::Describe) -> Result<u8, Failure> {
     let timeout = timeout_of(describe.timeout, "--timeout")?;
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Rpc).await?;
     let mut target = Target::new(describe.topic.clone());
     if let Some(server) = &describe.server {
         target = target.with_server(server.clone());
@@ -354,12 +354,14 @@ fn priority_named(name: &str) -> Result<Priority, Failure> {
 
 async fn run_notify(cli: &Cli, notify: &crate::Notify) -> Result<u8, Failure> {
     let priority = priority_named(&notify.priority)?;
-    let driver = NotifierDriver::from_name(&notify.driver).ok_or_else(|| {
-        usage(format!(
-            "--driver {}: expected messagingv2, messaging, log or noop",
-            notify.driver
-        ))
-    })?;
+    let driver = match &notify.driver {
+        Some(name) => NotifierDriver::from_name(name).ok_or_else(|| {
+            usage(format!(
+                "--driver {name}: expected messagingv2, messaging, log or noop"
+            ))
+        })?,
+        None => configured_driver(connect::conf(cli)?.as_ref())?,
+    };
     let ctx = context(notify.ctx.as_deref())?;
     let payload: Value = match notify.payload.as_deref() {
         None => json!({}),
@@ -378,7 +380,7 @@ async fn run_notify(cli: &Cli, notify: &crate::Notify) -> Result<u8, Failure> {
                 .map_err(|e| usage(format!("payload {text:?} is not JSON: {e}")))?
         }
     };
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Notifications).await?;
     let notifier = Notifier::new(&transport, notify.publisher_id.clone())
         .with_topics([notify.topic.clone()])
         .with_driver(driver);
@@ -391,6 +393,31 @@ async fn run_notify(cli: &Cli, notify: &crate::Notify) -> Result<u8, Failure> {
     };
     transport.close().await;
     Ok(status)
+}
+
+/// The driver of the file's `[oslo_messaging_notifications] driver` (the first of a list), else
+/// `messagingv2`.
+fn configured_driver(conf: Option<&crate::oslo_conf::OsloConf>) -> Result<NotifierDriver, Failure> {
+    let named = match conf {
+        Some(conf) => conf.get("oslo_messaging_notifications", "driver")?,
+        None => None,
+    };
+    let Some(named) = named else {
+        return Ok(NotifierDriver::MessagingV2);
+    };
+    let first = named.split(',').map(str::trim).find(|d| !d.is_empty());
+    match first {
+        None => Ok(NotifierDriver::MessagingV2),
+        Some(name) => NotifierDriver::from_name(name).ok_or_else(|| {
+            Failure::new(
+                status::CONFIG,
+                format!(
+                    "[oslo_messaging_notifications] driver = {name}: amqp-rpc has messagingv2, \
+                     messaging, log and noop"
+                ),
+            )
+        }),
+    }
 }
 
 /// Prints each notification as a JSON line; after `count` of them, sends the rest back.
@@ -463,7 +490,7 @@ async fn run_listen(cli: &Cli, listen: &Listen) -> Result<u8, Failure> {
     if listen.count == Some(0) {
         return Ok(0);
     }
-    let transport = connect::transport(cli).await?;
+    let transport = connect::transport(cli, Purpose::Notifications).await?;
     let done = Arc::new(Notify::new());
     let mut builder = NotificationListener::builder(&transport)
         .endpoint(Printer {

@@ -960,6 +960,46 @@ async fn notifications_both_ways_with_python() {
     let got = peer.received("py", 2, Duration::from_secs(10)).await;
     assert_eq!(got.notifications[1]["payload"], json!([1, 2]));
     assert_eq!(got.notifications[1]["event_type"], "e.v1");
+    // A service's file: notifications on their own transport_url (here the only live one),
+    // with its driver.
+    let dir = std::env::temp_dir().join(unique("amqp-rpc-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = |driver: &str| {
+        let path = dir.join(format!("{driver}.conf"));
+        std::fs::write(
+            &path,
+            format!(
+                "[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:1/\n\
+                 [oslo_messaging_notifications]\ntransport_url = {url}\ndriver = {driver}\n"
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (v1, noop, routing) = (conf("messaging"), conf("noop"), conf("routing"));
+    let sent = amqp_rpc(&["--config-file", &v1, "notify", &topic, "info", "from.conf"]).await;
+    assert_eq!(sent.status, 0, "{sent:?}");
+    let got = peer.received("py", 3, Duration::from_secs(10)).await;
+    assert_eq!(got.notifications[2]["event_type"], "from.conf");
+    let quiet = amqp_rpc(&["--config-file", &noop, "notify", &topic, "info", "not.sent"]).await;
+    assert_eq!(quiet.status, 0, "{quiet:?}");
+    let refused = amqp_rpc(&["--config-file", &routing, "notify", &topic, "info", "x"]).await;
+    assert_eq!(refused.status, 78, "{refused:?}");
+    // RPC still goes to [DEFAULT]'s URL, where nobody listens.
+    let rpc = amqp_rpc(&["--config-file", &v1, "ping", &topic]).await;
+    assert_eq!(rpc.status, 69, "{rpc:?}");
+    // A last notification through the default driver: it is the next one the listener got,
+    // so the noop driver sent nothing.
+    let sent = amqp_rpc(&["--url", &url, "notify", &topic, "info", "last"]).await;
+    assert_eq!(sent.status, 0, "{sent:?}");
+    let got = peer.received("py", 4, Duration::from_secs(10)).await;
+    let events: Vec<&Value> = got.notifications.iter().map(|n| &n["event_type"]).collect();
+    assert_eq!(
+        events[2..],
+        [&json!("from.conf"), &json!("last")],
+        "{events:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     peer.stop_listener("py").await;
 
     // Python's notifications to the command's listener: one JSON line each, then exit. oslo's

@@ -12,6 +12,8 @@
 //!   classes that Python callers catch and Rust callers decode.
 //! * [`notify`]: notifications, oslo's other half: a typed [`Notifier`](notify::Notifier)
 //!   and [`NotificationListener`](notify::NotificationListener).
+//! * [`hooks`]: code of yours around every request a server handles; [`describe`]: servers
+//!   that describe their endpoints.
 //! * [`driver`]: the interface a transport's driver implements, below the [`Transport`].
 //!
 //! ```
@@ -58,6 +60,7 @@ pub mod describe;
 pub mod driver;
 mod endpoint;
 mod error;
+pub mod hooks;
 pub mod notify;
 mod recent_ids;
 mod server;

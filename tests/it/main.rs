@@ -18,6 +18,7 @@ mod notifications;
 mod production;
 mod rabbit_topology;
 mod rabbit_transport;
+mod request_hooks;
 mod rpc_semantics;
 mod server_lifecycle;
 mod transport_url;

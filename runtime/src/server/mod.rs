@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::driver::{Destination, LONGEST_NAME, PublishOptions, Subscription};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, RpcError, TransportError};
+use crate::hooks::{self, Outcome, RequestHook, RequestInfo};
 use crate::recent_ids::RecentIds;
 use crate::sync::lock;
 use crate::target::Target;
@@ -144,6 +145,7 @@ pub struct ServerBuilder {
     transport: Transport,
     target: Target,
     endpoints: Vec<Arc<dyn Endpoint>>,
+    hooks: Vec<Arc<dyn RequestHook>>,
     config: ServerConfig,
 }
 
@@ -177,6 +179,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds a hook that sees every request before and after its method runs (see
+    /// [`hooks`](crate::hooks)). Hooks run in the order added before a request, and in the
+    /// reverse order after it, as nested layers.
+    pub fn hook(mut self, hook: impl RequestHook) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
     /// Sets [`ServerConfig::describe`]: the server describes its endpoints to
     /// `amqp-rpc describe`.
     pub fn describe(mut self, enabled: bool) -> Self {
@@ -193,6 +203,7 @@ impl ServerBuilder {
             transport,
             target,
             endpoints,
+            hooks,
             config,
         } = self;
         target.validate_server()?;
@@ -214,6 +225,7 @@ impl ServerBuilder {
                 transport,
                 target,
                 dispatcher: Dispatcher::new(endpoints, config.ping, config.describe),
+                hooks,
                 max_concurrency,
                 permits: Arc::new(Semaphore::new(max_concurrency as usize)),
                 consuming: watch::Sender::new(false),
@@ -229,6 +241,7 @@ impl std::fmt::Debug for ServerBuilder {
         f.debug_struct("ServerBuilder")
             .field("target", &self.target)
             .field("endpoints", &self.endpoints.len())
+            .field("hooks", &self.hooks.len())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -290,6 +303,7 @@ struct Shared {
     transport: Transport,
     target: Target,
     dispatcher: Dispatcher,
+    hooks: Vec<Arc<dyn RequestHook>>,
     max_concurrency: u32,
     permits: Arc<Semaphore>,
     /// `true` while the consumer loop runs.
@@ -347,6 +361,7 @@ impl RpcServer {
             transport: transport.clone(),
             target,
             endpoints: Vec::new(),
+            hooks: Vec::new(),
             config: ServerConfig::default()
                 .with_max_concurrency(transport.config().executor_thread_pool_size),
         }
@@ -641,6 +656,22 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         msg_id = reply.as_ref().map(|r| r.msg_id.as_str()),
     );
     async {
+        // Only with hooks: the context is moved into the method, and `after` sees it too.
+        let hooked = (!shared.hooks.is_empty()).then(|| {
+            let context = context.clone();
+            let started = Instant::now();
+            let info = RequestInfo {
+                server: &shared.target,
+                method: method.as_deref().unwrap_or_default(),
+                namespace: namespace.as_deref(),
+                msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
+                context: &context,
+            };
+            for hook in &shared.hooks {
+                hooks::guarded("before", || hook.before(&info));
+            }
+            (context, started)
+        });
         let work = shared.dispatcher.dispatch(
             context,
             method.as_deref(),
@@ -660,6 +691,23 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
             }
         };
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
+        if let Some((context, started)) = &hooked {
+            let info = RequestInfo {
+                server: &shared.target,
+                method: method.as_deref().unwrap_or_default(),
+                namespace: namespace.as_deref(),
+                msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
+                context,
+            };
+            let ended = match &outcome {
+                Ok(_) => Outcome::Returned,
+                Err(failure) => Outcome::Raised(failure),
+            };
+            let elapsed = started.elapsed();
+            for hook in shared.hooks.iter().rev() {
+                hooks::guarded("after", || hook.after(&info, &ended, elapsed));
+            }
+        }
         match &reply {
             Some(to) => {
                 let retry_for = shared

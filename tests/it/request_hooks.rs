@@ -1,0 +1,188 @@
+//! Server request hooks (`ServerBuilder::hook`), on the in-memory broker: what they see of
+//! each request, in which order, and that a failing hook never fails a request.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amqp_rpc::hooks::{Outcome, RequestHook, RequestInfo};
+use amqp_rpc::{
+    Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, Target, Transport, async_trait,
+};
+use serde_json::{Map, Value, json};
+
+use crate::common::ANSWER;
+
+/// `add` returns, `fail` raises a ValueError, `boom` panics, `nap` sleeps 50 ms.
+struct Service;
+
+#[async_trait]
+impl Endpoint for Service {
+    fn has_method(&self, method: &str) -> bool {
+        matches!(method, "add" | "fail" | "boom" | "nap")
+    }
+
+    async fn dispatch(
+        &self,
+        _: Context,
+        method: &str,
+        _: Map<String, Value>,
+    ) -> Result<Value, RemoteError> {
+        match method {
+            "fail" => Err(RemoteError::builtin("ValueError", "no")),
+            "boom" => panic!("boom"),
+            "nap" => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Value::Null)
+            }
+            _ => Ok(json!(3)),
+        }
+    }
+}
+
+/// Records what it sees as lines, under its name.
+struct Recorder {
+    name: &'static str,
+    lines: Arc<Mutex<Vec<String>>>,
+    elapsed: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl RequestHook for Recorder {
+    fn before(&self, request: &RequestInfo<'_>) {
+        self.lines.lock().unwrap().push(format!(
+            "{} before {} ns={:?} call={} user={:?} server={:?}",
+            self.name,
+            request.method,
+            request.namespace,
+            request.msg_id.is_some(),
+            request.context.user_id(),
+            request.server.server_name(),
+        ));
+    }
+
+    fn after(&self, request: &RequestInfo<'_>, outcome: &Outcome<'_>, elapsed: Duration) {
+        let how = match outcome {
+            Outcome::Returned => "returned".to_owned(),
+            Outcome::Raised(error) => format!("raised {}", error.class()),
+            _ => "other".to_owned(),
+        };
+        self.lines.lock().unwrap().push(format!(
+            "{} after {} {how} user={:?}",
+            self.name,
+            request.method,
+            request.context.user_id()
+        ));
+        self.elapsed.lock().unwrap().push(elapsed);
+    }
+}
+
+/// Panics in both methods.
+struct Broken;
+
+impl RequestHook for Broken {
+    fn before(&self, _: &RequestInfo<'_>) {
+        panic!("broken hook");
+    }
+    fn after(&self, _: &RequestInfo<'_>, _: &Outcome<'_>, _: Duration) {
+        panic!("broken hook");
+    }
+}
+
+#[tokio::test]
+async fn hooks_see_each_request_before_and_after_as_nested_layers() {
+    let transport = Transport::memory();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let elapsed = Arc::new(Mutex::new(Vec::new()));
+    let recorder = |name| Recorder {
+        name,
+        lines: Arc::clone(&lines),
+        elapsed: Arc::clone(&elapsed),
+    };
+    let server = RpcServer::builder(&transport, Target::server("hooked", "h1"))
+        .endpoint(Service)
+        .hook(recorder("outer"))
+        .hook(recorder("inner"))
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    let client = RpcClient::new(&transport, Target::new("hooked")).with_timeout(ANSWER);
+    let ctx = Context::new().with_user_id("ada");
+    let take = || std::mem::take(&mut *lines.lock().unwrap());
+
+    let sum: Value = client.call(&ctx, "add", json!({})).await.unwrap();
+    assert_eq!(sum, json!(3));
+    assert_eq!(
+        take(),
+        [
+            "outer before add ns=None call=true user=Some(\"ada\") server=Some(\"h1\")",
+            "inner before add ns=None call=true user=Some(\"ada\") server=Some(\"h1\")",
+            "inner after add returned user=Some(\"ada\")",
+            "outer after add returned user=Some(\"ada\")",
+        ]
+    );
+    // Each way a request can fail is an exception the hooks see.
+    for (method, class) in [
+        ("fail", "ValueError"),
+        ("boom", "RuntimeError"),
+        ("nowhere", "NoSuchMethod"),
+    ] {
+        let failed: Result<Value, RpcError> = client.call(&ctx, method, json!({})).await;
+        assert!(failed.is_err(), "{method}");
+        let seen = take();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(
+            seen[2],
+            format!("inner after {method} raised {class} user=Some(\"ada\")")
+        );
+    }
+    // A cast has no msg_id; the time measured covers the method.
+    elapsed.lock().unwrap().clear();
+    client
+        .cast(&Context::new(), "nap", json!({}))
+        .await
+        .unwrap();
+    crate::common::until("the cast's hooks", Duration::from_secs(5), || {
+        lines.lock().unwrap().len() == 4
+    })
+    .await;
+    let seen = take();
+    assert_eq!(
+        seen[0],
+        "outer before nap ns=None call=false user=None server=Some(\"h1\")"
+    );
+    assert!(
+        elapsed
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| *e >= Duration::from_millis(50)),
+        "{:?}",
+        elapsed.lock().unwrap()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_hook_is_skipped_and_the_request_answered() {
+    let transport = Transport::memory();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let server = RpcServer::builder(&transport, Target::server("broken", "b1"))
+        .endpoint(Service)
+        .hook(Broken)
+        .hook(Recorder {
+            name: "after-broken",
+            lines: Arc::clone(&lines),
+            elapsed: Arc::default(),
+        })
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    let client = RpcClient::new(&transport, Target::new("broken")).with_timeout(ANSWER);
+    let sum: Value = client
+        .call(&Context::new(), "add", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(sum, json!(3));
+    // The other hook ran both times.
+    assert_eq!(lines.lock().unwrap().len(), 2);
+    server.stop().await;
+}

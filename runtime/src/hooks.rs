@@ -1,6 +1,10 @@
-//! Hooks around every request a server handles: code of yours that sees each request before
-//! its method runs and after, with how it ended and how long it took (an access log, an
-//! audit trail, counters), in the spirit of tarpc's request hooks.
+//! Hooks: code of yours around the messages amqp-rpc sends and handles.
+//!
+//! * [`RequestHook`], on a server: sees each request before its method runs and after, with how
+//!   it ended and how long it took (an access log, an audit trail, counters), in the spirit of
+//!   tarpc's request hooks.
+//! * [`ContextProvider`], on a client: adds to or changes the context of every call and cast
+//!   it sends (the current request id, a trace context).
 //!
 //! ```
 //! use std::time::Duration;
@@ -88,6 +92,81 @@ impl<H: RequestHook + ?Sized> RequestHook for std::sync::Arc<H> {
 
     fn after(&self, request: &RequestInfo<'_>, outcome: &Outcome<'_>, elapsed: Duration) {
         (**self).after(request, outcome, elapsed);
+    }
+}
+
+/// What a [`ContextProvider`] sees of a message a client is about to send.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct MessageInfo<'a> {
+    /// Where it goes.
+    pub target: &'a Target,
+    /// The method.
+    pub method: &'a str,
+    /// `true` for a call, `false` for a cast.
+    pub call: bool,
+}
+
+/// Adds to or changes the context of every call and cast a client sends, given with
+/// [`RpcClient::with_context_provider`](crate::RpcClient::with_context_provider); a closure
+/// `Fn(&mut Context, &MessageInfo)` is one.
+///
+/// It runs in the caller's task, on a copy of the caller's context (the caller's own is not
+/// changed), before the message is encoded.
+///
+/// ```
+/// use amqp_rpc::{Context, RpcClient, Target, Transport};
+/// use amqp_rpc::hooks::MessageInfo;
+/// # fn demo(transport: Transport) {
+/// // Every message carries a request id: the caller's, or a fresh one.
+/// let client = RpcClient::new(&transport, Target::new("compute")).with_context_provider(
+///     |ctx: &mut Context, _: &MessageInfo<'_>| {
+///         if ctx.request_id().is_none() {
+///             ctx.insert("request_id", format!("req-{}", "generated"));
+///         }
+///     },
+/// );
+/// # }
+/// ```
+pub trait ContextProvider: Send + Sync + 'static {
+    /// Changes `context`, the context `message` is about to be sent with.
+    fn provide(&self, context: &mut Context, message: &MessageInfo<'_>);
+}
+
+impl<F> ContextProvider for F
+where
+    F: Fn(&mut Context, &MessageInfo<'_>) + Send + Sync + 'static,
+{
+    fn provide(&self, context: &mut Context, message: &MessageInfo<'_>) {
+        self(context, message);
+    }
+}
+
+/// A client's context providers, in the order given.
+#[derive(Clone, Default)]
+pub(crate) struct Providers(Vec<std::sync::Arc<dyn ContextProvider>>);
+
+impl Providers {
+    pub(crate) fn push(&mut self, provider: impl ContextProvider) {
+        self.0.push(std::sync::Arc::new(provider));
+    }
+
+    /// `ctx` as the providers make it for `message`; `None` when there are none (send `ctx`).
+    pub(crate) fn provide(&self, ctx: &Context, message: &MessageInfo<'_>) -> Option<Context> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut ctx = ctx.clone();
+        for provider in &self.0 {
+            provider.provide(&mut ctx, message);
+        }
+        Some(ctx)
+    }
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} context provider(s)", self.0.len())
     }
 }
 

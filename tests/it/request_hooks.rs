@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amqp_rpc::hooks::{Outcome, RequestHook, RequestInfo};
+use amqp_rpc::hooks::{MessageInfo, Outcome, RequestHook, RequestInfo};
 use amqp_rpc::{
     Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, Target, Transport, async_trait,
 };
@@ -184,5 +184,94 @@ async fn a_panicking_hook_is_skipped_and_the_request_answered() {
     assert_eq!(sum, json!(3));
     // The other hook ran both times.
     assert_eq!(lines.lock().unwrap().len(), 2);
+    server.stop().await;
+}
+
+/// Returns its context; records the contexts of casts.
+struct Echo(Arc<Mutex<Vec<Context>>>);
+
+#[async_trait]
+impl Endpoint for Echo {
+    fn has_method(&self, method: &str) -> bool {
+        matches!(method, "context" | "note")
+    }
+
+    async fn dispatch(
+        &self,
+        ctx: Context,
+        method: &str,
+        _: Map<String, Value>,
+    ) -> Result<Value, RemoteError> {
+        if method == "note" {
+            self.0.lock().unwrap().push(ctx.clone());
+        }
+        Ok(Value::Object(ctx.into_map()))
+    }
+}
+
+#[tokio::test]
+async fn context_providers_stamp_every_call_and_cast_in_order() {
+    let transport = Transport::memory();
+    let noted = Arc::new(Mutex::new(Vec::new()));
+    let server = RpcServer::builder(&transport, Target::server("stamped", "s1"))
+        .endpoint(Echo(Arc::clone(&noted)))
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = RpcClient::new(&transport, Target::new("stamped"))
+        .with_timeout(ANSWER)
+        .with_context_provider(|ctx: &mut Context, _: &MessageInfo<'_>| {
+            if ctx.request_id().is_none() {
+                ctx.insert("request_id", "req-generated");
+            }
+        })
+        .with_context_provider({
+            let seen = Arc::clone(&seen);
+            move |ctx: &mut Context, message: &MessageInfo<'_>| {
+                // After the first: it sees its request id.
+                seen.lock().unwrap().push(format!(
+                    "{} {} {:?}",
+                    message.method,
+                    message.call,
+                    ctx.request_id()
+                ));
+                ctx.insert("hop", message.target.topic().unwrap_or_default());
+            }
+        });
+    let mine = Context::new().with_user_id("ada");
+    let got: Value = client.call(&mine, "context", json!({})).await.unwrap();
+    assert_eq!(got["request_id"], "req-generated");
+    assert_eq!(
+        (&got["user_id"], &got["hop"]),
+        (&json!("ada"), &json!("stamped"))
+    );
+    // The caller's context is not changed.
+    assert_eq!(mine.request_id(), None);
+    // A request id of the caller's own is kept.
+    let own = mine.clone().with_request_id("req-mine");
+    let got: Value = client.call(&own, "context", json!({})).await.unwrap();
+    assert_eq!(got["request_id"], "req-mine");
+    client
+        .cast(&Context::new(), "note", json!({}))
+        .await
+        .unwrap();
+    crate::common::until("the cast", Duration::from_secs(5), || {
+        !noted.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(noted.lock().unwrap()[0].request_id(), Some("req-generated"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "context true Some(\"req-generated\")",
+            "context true Some(\"req-mine\")",
+            "note false Some(\"req-generated\")",
+        ]
+    );
+    // A client without providers sends the context as it is.
+    let plain = RpcClient::new(&transport, Target::new("stamped")).with_timeout(ANSWER);
+    let got: Value = plain.call(&mine, "context", json!({})).await.unwrap();
+    assert_eq!(got.get("request_id"), None);
     server.stop().await;
 }

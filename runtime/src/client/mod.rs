@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::context::Context;
 use crate::driver::{Destination, PublishOptions};
 use crate::error::{RemoteError, RpcError};
+use crate::hooks::{ContextProvider, MessageInfo, Providers};
 use crate::target::Target;
 use crate::transport::replies::{PendingCall, ReplyEvent, ReplyWaiter};
 use crate::transport::{Delivery, Transport, deadline_after};
@@ -53,6 +54,7 @@ pub struct RpcClient {
     call_monitor_timeout: Option<Duration>,
     version_cap: Option<Version>,
     retry: Option<u32>,
+    providers: Providers,
 }
 
 impl RpcClient {
@@ -66,7 +68,16 @@ impl RpcClient {
             call_monitor_timeout: None,
             version_cap: None,
             retry: None,
+            providers: Providers::default(),
         }
+    }
+
+    /// The same client, with `provider` changing the context of every call and cast it sends
+    /// (after the providers given before). See [`ContextProvider`].
+    #[must_use]
+    pub fn with_context_provider(mut self, provider: impl ContextProvider) -> Self {
+        self.providers.push(provider);
+        self
     }
 
     /// The target messages go to.
@@ -454,6 +465,13 @@ impl RpcClient {
         args: &(impl Serialize + ?Sized),
         call: Option<CallFields<'_>>,
     ) -> Result<Bytes, RpcError> {
+        let message = MessageInfo {
+            target: &self.target,
+            method,
+            call: call.is_some(),
+        };
+        let provided = self.providers.provide(ctx, &message);
+        let ctx = provided.as_ref().unwrap_or(ctx);
         let unique_id = wire::new_id().text();
         let request = OutgoingRequest {
             method,

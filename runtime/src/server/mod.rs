@@ -657,21 +657,22 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
     );
     async {
         // Only with hooks: the context is moved into the method, and `after` sees it too.
-        let hooked = (!shared.hooks.is_empty()).then(|| {
-            let context = context.clone();
-            let started = Instant::now();
+        let hooked_context = (!shared.hooks.is_empty()).then(|| context.clone());
+        let hooked = hooked_context.as_ref().map(|context| {
             let info = RequestInfo {
                 server: &shared.target,
                 method: method.as_deref().unwrap_or_default(),
                 namespace: namespace.as_deref(),
                 msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
-                context: &context,
+                context,
             };
-            for hook in &shared.hooks {
-                hooks::guarded("before", || hook.before(&info));
-            }
-            (context, started)
+            (info, Instant::now())
         });
+        if let Some((info, _)) = &hooked {
+            for hook in &shared.hooks {
+                hooks::guarded("before", || hook.before(info));
+            }
+        }
         let work = shared.dispatcher.dispatch(
             context,
             method.as_deref(),
@@ -691,21 +692,14 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
             }
         };
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
-        if let Some((context, started)) = &hooked {
-            let info = RequestInfo {
-                server: &shared.target,
-                method: method.as_deref().unwrap_or_default(),
-                namespace: namespace.as_deref(),
-                msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
-                context,
-            };
+        if let Some((info, started)) = &hooked {
             let ended = match &outcome {
                 Ok(_) => Outcome::Returned,
                 Err(failure) => Outcome::Raised(failure),
             };
             let elapsed = started.elapsed();
             for hook in shared.hooks.iter().rev() {
-                hooks::guarded("after", || hook.after(&info, &ended, elapsed));
+                hooks::guarded("after", || hook.after(info, &ended, elapsed));
             }
         }
         match &reply {

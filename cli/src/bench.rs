@@ -42,11 +42,11 @@ pub(crate) enum Limit {
 
 /// The class an error counts under.
 fn class_of(error: &RpcError) -> String {
+    if let Some((class, _)) = crate::run::oslo_exception(error) {
+        return class.to_owned();
+    }
     match error {
         RpcError::Remote(remote) => remote.class().to_owned(),
-        RpcError::Timeout { .. } => "MessagingTimeout".to_owned(),
-        RpcError::NoSuchMethod { .. } => "NoSuchMethod".to_owned(),
-        RpcError::UnsupportedVersion { .. } => "UnsupportedVersion".to_owned(),
         RpcError::Transport(_) => "TransportError".to_owned(),
         _ => "Error".to_owned(),
     }
@@ -190,11 +190,7 @@ pub(crate) async fn run(cli: &Cli, load: Load) -> Result<u8, Failure> {
     if std::io::stderr().is_terminal() {
         eprintln!("{}", table(&summary));
     }
-    let text = match cli.pretty {
-        true => serde_json::to_string_pretty(&summary),
-        false => serde_json::to_string(&summary),
-    };
-    println!("{}", text.unwrap_or_default());
+    println!("{}", crate::run::json_text(&summary, cli.pretty));
     Ok(match tally.failed.load(Ordering::Relaxed) {
         0 => 0,
         _ => status::REMOTE,

@@ -78,13 +78,19 @@ impl From<ArgumentError> for Failure {
     }
 }
 
-/// Prints `value` as JSON on standard output.
-fn print_json(cli: &Cli, value: &Value) {
-    let text = match cli.pretty {
+/// `value` as JSON text, indented with `--pretty`.
+pub(crate) fn json_text(value: &Value, pretty: bool) -> String {
+    let text = match pretty {
         true => serde_json::to_string_pretty(value),
         false => serde_json::to_string(value),
     };
-    println!("{}", text.unwrap_or_else(|_| value.to_string()));
+    // A `Value` always serializes; `Display` is the same compact text.
+    text.unwrap_or_else(|_| value.to_string())
+}
+
+/// Prints `value` as JSON on standard output.
+fn print_json(cli: &Cli, value: &Value) {
+    println!("{}", json_text(value, cli.pretty));
 }
 
 /// The context of `--ctx`.
@@ -95,6 +101,15 @@ fn context(ctx: Option<&str>) -> Result<Context, Failure> {
     }
 }
 
+/// The target of `topic`, or of one of its servers.
+fn target_of(topic: &str, server: Option<&String>) -> Target {
+    let target = Target::new(topic.to_owned());
+    match server {
+        Some(server) => target.with_server(server.clone()),
+        None => target,
+    }
+}
+
 /// A method's target and keyword arguments.
 fn request(
     method: &Method,
@@ -102,11 +117,8 @@ fn request(
 ) -> Result<(Target, Map<String, Value>, Context), Failure> {
     let kwargs = arguments::keyword_arguments(method.args_json.as_deref(), &method.args)?;
     let ctx = context(method.ctx.as_deref())?;
-    let mut target = Target::new(method.topic.clone());
+    let mut target = target_of(&method.topic, routing.and_then(|r| r.server.as_ref()));
     if let Some(routing) = routing {
-        if let Some(server) = &routing.server {
-            target = target.with_server(server.clone());
-        }
         if let Some(namespace) = &routing.namespace {
             target = target.with_namespace(namespace.clone());
         }
@@ -120,24 +132,34 @@ fn request(
     Ok((target, kwargs, ctx))
 }
 
+/// The oslo exception (class, module) an error the client library decoded stands for: a
+/// timeout, and the dispatcher's refusals.
+pub(crate) fn oslo_exception(error: &RpcError) -> Option<(&'static str, &'static str)> {
+    match error {
+        RpcError::Timeout { .. } => Some(("MessagingTimeout", "oslo_messaging.exceptions")),
+        RpcError::NoSuchMethod { .. } => Some(("NoSuchMethod", "oslo_messaging.rpc.dispatcher")),
+        RpcError::UnsupportedVersion { .. } => {
+            Some(("UnsupportedVersion", "oslo_messaging.rpc.dispatcher"))
+        }
+        _ => None,
+    }
+}
+
 /// Reports a failed call or cast: a remote failure or a timeout as JSON on standard error.
 fn report(cli: &Cli, error: RpcError) -> u8 {
-    let (class, module, status) = match &error {
-        RpcError::Timeout { .. } => (
-            "MessagingTimeout",
-            "oslo_messaging.exceptions",
-            status::TIMEOUT,
-        ),
-        RpcError::NoSuchMethod { .. } => (
-            "NoSuchMethod",
-            "oslo_messaging.rpc.dispatcher",
-            status::REMOTE,
-        ),
-        RpcError::UnsupportedVersion { .. } => (
-            "UnsupportedVersion",
-            "oslo_messaging.rpc.dispatcher",
-            status::REMOTE,
-        ),
+    if let Some((class, module)) = oslo_exception(&error) {
+        let status = match error.is_timeout() {
+            true => status::TIMEOUT,
+            false => status::REMOTE,
+        };
+        let message = error.to_string();
+        eprint_json(
+            cli,
+            &json!({"class": class, "module": module, "message": message}),
+        );
+        return status;
+    }
+    match &error {
         RpcError::Remote(remote) => {
             let mut out = Map::new();
             out.insert("class".into(), remote.class().into());
@@ -153,34 +175,25 @@ fn report(cli: &Cli, error: RpcError) -> u8 {
                 out.insert("traceback".into(), remote.traceback().to_vec().into());
             }
             eprint_json(cli, &Value::Object(out));
-            return status::REMOTE;
+            status::REMOTE
         }
         RpcError::Transport(_) => {
             eprintln!("amqp-rpc: {error}");
-            return status::UNAVAILABLE;
+            status::UNAVAILABLE
         }
         RpcError::InvalidTarget(_) | RpcError::InvalidArguments { .. } | RpcError::Version(_) => {
             eprintln!("amqp-rpc: {error}");
-            return status::USAGE;
+            status::USAGE
         }
         _ => {
             eprintln!("amqp-rpc: {error}");
-            return status::SOFTWARE;
+            status::SOFTWARE
         }
-    };
-    eprint_json(
-        cli,
-        &json!({"class": class, "module": module, "message": error.to_string()}),
-    );
-    status
+    }
 }
 
 fn eprint_json(cli: &Cli, value: &Value) {
-    let text = match cli.pretty {
-        true => serde_json::to_string_pretty(value),
-        false => serde_json::to_string(value),
-    };
-    eprintln!("{}", text.unwrap_or_else(|_| value.to_string()));
+    eprintln!("{}", json_text(value, cli.pretty));
 }
 
 fn timeout_of(secs: f64, what: &str) -> Result<Duration, Failure> {
@@ -246,10 +259,7 @@ async fn run_cast(
 async fn run_ping(cli: &Cli, ping: &Ping) -> Result<u8, Failure> {
     let timeout = timeout_of(ping.timeout, "--timeout")?;
     let transport = connect::transport(cli, Purpose::Rpc).await?;
-    let mut target = Target::new(ping.topic.clone());
-    if let Some(server) = &ping.server {
-        target = target.with_server(server.clone());
-    }
+    let target = target_of(&ping.topic, ping.server.as_ref());
     let client = client_of(&transport, target, Some(timeout));
     let ctx = Context::new();
     let mut worst = 0;
@@ -310,10 +320,7 @@ async fn run_bench(cli: &Cli, bench: &crate::Bench) -> Result<u8, Failure> {
 async fn run_describe(cli: &Cli, describe: &crate::Describe) -> Result<u8, Failure> {
     let timeout = timeout_of(describe.timeout, "--timeout")?;
     let transport = connect::transport(cli, Purpose::Rpc).await?;
-    let mut target = Target::new(describe.topic.clone());
-    if let Some(server) = &describe.server {
-        target = target.with_server(server.clone());
-    }
+    let target = target_of(&describe.topic, describe.server.as_ref());
     let client = client_of(&transport, target, Some(timeout));
     let answer: Result<Value, RpcError> = client
         .call(&Context::new(), DESCRIBE_METHOD, json!({}))
@@ -449,11 +456,7 @@ impl NotificationEndpoint for Printer {
             "metadata": n.metadata.to_map(),
             "ctxt": n.context.as_map(),
         });
-        let text = match self.pretty {
-            true => serde_json::to_string_pretty(&line),
-            false => serde_json::to_string(&line),
-        };
-        println!("{}", text.unwrap_or_default());
+        println!("{}", json_text(&line, self.pretty));
         if self.count == Some(seen) {
             self.done.notify_one();
         }

@@ -125,6 +125,7 @@ async fn steady_calls_and_casts_lose_nothing_through_repeated_cuts() {
 #[ignore = "needs RabbitMQ: scripts/test.sh runs it"]
 async fn a_cut_network_is_survived_by_client_and_server() {
     let _ = test_broker!();
+    let log = crate::common::log::capture_everywhere();
     let vhost = Vhost::new();
     let proxy = FaultProxy::start(broker_address()).await;
     let url = vhost.url(proxy.port());
@@ -151,6 +152,17 @@ async fn a_cut_network_is_survived_by_client_and_server() {
     )
     .await;
     assert_eq!(pair.client.whoami().await.unwrap(), "s1");
+    // Each transport told of the loss and of the restored connection, as connection events.
+    let host = format!("@127.0.0.1:{} ", proxy.port());
+    for event in ["connected", "lost", "reconnecting", "restored"] {
+        let lines: Vec<String> = log
+            .lines_with(&format!("event=\"{event}\" host="))
+            .into_iter()
+            .filter(|line| line.contains(" amqp_rpc::connection: ") && line.contains(&host))
+            .filter(|line| line.contains(&format!("vhost=\"{}\"", vhost.0)))
+            .collect();
+        assert!(lines.len() >= 2, "{event}: {lines:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,11 @@ use crate::error::TransportError;
 use crate::sync::lock;
 use crate::url::{TransportHost, TransportUrl};
 
+/// The `tracing` target of connection events (connected, lost, reconnecting, restored,
+/// blocked...), each with an `event` field, the host and the virtual host: filter or route
+/// them with `amqp_rpc::connection`.
+const EVENTS: &str = "amqp_rpc::connection";
+
 /// How often the supervisor looks at the connection's status besides waiting for its events:
 /// a safety net, should an error event be missed.
 const STATUS_POLL: Duration = Duration::from_secs(1);
@@ -138,14 +143,14 @@ impl Link {
         for &host in shared.schedule.first_round() {
             match shared.connect_host(host, 1).await {
                 Ok(live) => {
-                    tracing::info!(host = %shared.hosts[host], vhost = shared.virtual_host, "connected to RabbitMQ");
+                    tracing::info!(target: EVENTS, event = "connected", host = %shared.hosts[host], vhost = shared.virtual_host, "connected to RabbitMQ");
                     if let Some(live) = shared.set_live(live) {
                         tokio::spawn(supervise(Arc::clone(&shared), live));
                     }
                     return Ok(Link { shared });
                 }
                 Err(reason) => {
-                    tracing::warn!(host = %shared.hosts[host], reason, "cannot connect to RabbitMQ");
+                    tracing::warn!(target: EVENTS, event = "connect_failed", host = %shared.hosts[host], vhost = shared.virtual_host, reason, "cannot connect to RabbitMQ");
                     failures.push(format!("{} ({reason})", shared.hosts[host]));
                 }
             }
@@ -375,7 +380,7 @@ async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
         }
         shared.mark_lost(&live, reason.clone());
         live.abort();
-        tracing::warn!(host = %shared.hosts[live.host], reason, "connection to RabbitMQ lost; reconnecting");
+        tracing::warn!(target: EVENTS, event = "lost", host = %shared.hosts[live.host], vhost = shared.virtual_host, reason, "connection to RabbitMQ lost; reconnecting");
         let (host, generation) = (live.host, live.generation);
         drop(live);
         match reconnect(&shared, host, generation).await {
@@ -410,10 +415,10 @@ async fn wait_for_loss(shared: &Shared, live: &Live) -> String {
                     tracing::debug!(error = %e, "a channel error; the connection is fine");
                 }
                 Some(lapin::Event::ConnectionBlocked(reason)) => {
-                    tracing::error!(reason, "the broker has blocked the connection");
+                    tracing::error!(target: EVENTS, event = "blocked", host = %shared.hosts[live.host], vhost = shared.virtual_host, reason, "the broker has blocked the connection");
                 }
                 Some(lapin::Event::ConnectionUnblocked) => {
-                    tracing::info!("the broker has unblocked the connection");
+                    tracing::info!(target: EVENTS, event = "unblocked", host = %shared.hosts[live.host], vhost = shared.virtual_host, "the broker has unblocked the connection");
                 }
                 Some(_) => {}
                 None => return "the connection's events ended".to_owned(),
@@ -441,7 +446,7 @@ async fn reconnect(shared: &Shared, last_host: usize, generation: u64) -> Option
             return None;
         }
         host = shared.schedule.next_host(host);
-        tracing::info!(host = %shared.hosts[host], attempt = attempt + 1, ?pause, "reconnecting to RabbitMQ");
+        tracing::info!(target: EVENTS, event = "reconnecting", host = %shared.hosts[host], vhost = shared.virtual_host, attempt = attempt + 1, ?pause, "reconnecting to RabbitMQ");
         let connecting = shared.connect_host(host, generation + 1);
         let outcome = tokio::select! {
             outcome = connecting => outcome,
@@ -450,7 +455,10 @@ async fn reconnect(shared: &Shared, last_host: usize, generation: u64) -> Option
         match outcome {
             Ok(live) => {
                 tracing::info!(
+                    target: EVENTS,
+                    event = "restored",
                     host = %shared.hosts[host],
+                    vhost = shared.virtual_host,
                     attempts = attempt + 1,
                     downtime = ?lost_at.elapsed(),
                     "connection to RabbitMQ restored"
@@ -458,7 +466,7 @@ async fn reconnect(shared: &Shared, last_host: usize, generation: u64) -> Option
                 return shared.set_live(live);
             }
             Err(failure) => {
-                tracing::warn!(host = %shared.hosts[host], attempt = attempt + 1, reason = failure, "reconnection failed");
+                tracing::warn!(target: EVENTS, event = "reconnect_failed", host = %shared.hosts[host], vhost = shared.virtual_host, attempt = attempt + 1, reason = failure, "reconnection failed");
                 if !shared.closed.load(Ordering::Acquire) {
                     shared.state.send_replace(ConnectionState::Reconnecting {
                         attempts: attempt + 1,

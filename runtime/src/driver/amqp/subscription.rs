@@ -90,7 +90,7 @@ impl RecoveringSubscription {
             let live = self.link.live_after(self.failed_generation).await?;
             match open(&self.plan, &live).await {
                 Ok(active) => {
-                    tracing::info!(queues = ?self.plan.queues, "consuming again");
+                    tracing::info!(target: "amqp_rpc::connection", event = "consuming_again", queues = ?self.plan.queues, "consuming again");
                     self.active = Some(active);
                     self.failed_generation = None;
                     return Ok(());
@@ -105,7 +105,7 @@ impl RecoveringSubscription {
                         .config()
                         .kombu_reconnect_delay
                         .max(Duration::from_secs(1));
-                    tracing::error!(queues = ?self.plan.queues, error = %failure.into_error(), ?pause, "cannot consume again; retrying");
+                    tracing::error!(target: "amqp_rpc::connection", event = "consume_failed", queues = ?self.plan.queues, error = %failure.into_error(), ?pause, "cannot consume again; retrying");
                     self.pause = Some(pause);
                 }
             }
@@ -122,13 +122,13 @@ impl RecoveringSubscription {
             // The broker cancelled a consumer (queue deleted, node down) or closed the channel:
             // oslo waits kombu_reconnect_delay, then declares and consumes again.
             let pause = self.link.config().kombu_reconnect_delay;
-            tracing::warn!(queues = ?self.plan.queues, reason, ?pause, "listener's consumers ended; consuming again");
+            tracing::warn!(target: "amqp_rpc::connection", event = "consumers_ended", queues = ?self.plan.queues, reason, ?pause, "listener's consumers ended; consuming again");
             self.pause = Some(pause);
             if active.channel.status().connected() {
                 drop(tokio::spawn(close_channel(active.channel, None)));
             }
         } else {
-            tracing::warn!(queues = ?self.plan.queues, reason, "listener lost its connection; consuming again once reconnected");
+            tracing::warn!(target: "amqp_rpc::connection", event = "consumer_lost", queues = ?self.plan.queues, reason, "listener lost its connection; consuming again once reconnected");
             self.link.report_lost(&active.live, reason);
             self.failed_generation = Some(active.live.generation);
         }

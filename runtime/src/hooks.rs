@@ -5,6 +5,12 @@
 //!   tarpc's request hooks.
 //! * [`ContextProvider`], on a client: adds to or changes the context of every call and cast
 //!   it sends (the current request id, a trace context).
+//! * [`CallHook`], on a client: sees each call and cast it sends, before and after, with how it
+//!   ended and how long it took.
+//!
+//! amqp-rpc's own metrics (the `metrics` feature) are a [`RequestHook`] and a [`CallHook`], and
+//! its OpenTelemetry propagation (the `opentelemetry` feature) a [`ContextProvider`], added to
+//! every server and client when the feature is on; yours run beside them.
 //!
 //! ```
 //! use std::time::Duration;
@@ -38,8 +44,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use crate::context::Context;
-use crate::error::RemoteError;
+use crate::error::{RemoteError, RpcError};
 use crate::target::Target;
+use crate::version::Version;
 
 /// What a hook sees of a request.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +58,8 @@ pub struct RequestInfo<'a> {
     pub method: &'a str,
     /// The namespace requested; `None` is the default one.
     pub namespace: Option<&'a str>,
+    /// The version requested (`None` when the request's was `null` or not a version).
+    pub version: Option<Version>,
     /// The call's `_msg_id`; `None` for a cast.
     pub msg_id: Option<&'a str>,
     /// The request's context.
@@ -105,6 +114,11 @@ pub struct MessageInfo<'a> {
     pub method: &'a str,
     /// `true` for a call, `false` for a cast.
     pub call: bool,
+    /// The version the message asks for (the target's, or a generated client's method's
+    /// `since`).
+    pub version: Option<Version>,
+    /// How long a call waits for its result (`None` for a cast).
+    pub timeout: Option<Duration>,
 }
 
 /// Adds to or changes the context of every call and cast a client sends, given with
@@ -142,31 +156,112 @@ where
     }
 }
 
-/// A client's context providers, in the order given.
-#[derive(Clone, Default)]
-pub(crate) struct Providers(Vec<std::sync::Arc<dyn ContextProvider>>);
-
-impl Providers {
-    pub(crate) fn push(&mut self, provider: impl ContextProvider) {
-        self.0.push(std::sync::Arc::new(provider));
+/// Runs before and after every call and cast a client sends, given with
+/// [`RpcClient::with_hook`](crate::RpcClient::with_hook).
+///
+/// `before` runs in the caller's task before the message is encoded; `after` once the call has
+/// its result (or failed: a timeout, a remote exception, a broker that could not be reached)
+/// or the cast was confirmed by the broker (or failed), with the time since `before`. Both
+/// should be quick; a hook that panics is logged and skipped.
+pub trait CallHook: Send + Sync + 'static {
+    /// Before `message` is sent.
+    fn before(&self, message: &MessageInfo<'_>) {
+        let _ = message;
     }
 
-    /// `ctx` as the providers make it for `message`; `None` when there are none (send `ctx`).
-    pub(crate) fn provide(&self, ctx: &Context, message: &MessageInfo<'_>) -> Option<Context> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let mut ctx = ctx.clone();
-        for provider in &self.0 {
-            provider.provide(&mut ctx, message);
-        }
-        Some(ctx)
+    /// After it ended: `Ok` with a call's result or a cast's confirmation, or the error the
+    /// caller gets.
+    fn after(&self, message: &MessageInfo<'_>, result: Result<(), &RpcError>, elapsed: Duration) {
+        let _ = (message, result, elapsed);
     }
 }
 
-impl std::fmt::Debug for Providers {
+impl<H: CallHook + ?Sized> CallHook for std::sync::Arc<H> {
+    fn before(&self, message: &MessageInfo<'_>) {
+        (**self).before(message);
+    }
+
+    fn after(&self, message: &MessageInfo<'_>, result: Result<(), &RpcError>, elapsed: Duration) {
+        (**self).after(message, result, elapsed);
+    }
+}
+
+/// A client's context providers and call hooks, in the order given.
+#[derive(Clone, Default)]
+pub(crate) struct ClientHooks {
+    providers: Vec<std::sync::Arc<dyn ContextProvider>>,
+    calls: Vec<std::sync::Arc<dyn CallHook>>,
+}
+
+impl ClientHooks {
+    /// The hooks every client starts with: those of the crate's features.
+    pub(crate) fn with_features() -> ClientHooks {
+        #[allow(unused_mut)]
+        let mut hooks = ClientHooks::default();
+        #[cfg(feature = "metrics")]
+        hooks.push_call(crate::metrics::ClientMetrics);
+        hooks
+    }
+
+    pub(crate) fn push_provider(&mut self, provider: impl ContextProvider) {
+        self.providers.push(std::sync::Arc::new(provider));
+    }
+
+    pub(crate) fn push_call(&mut self, hook: impl CallHook) {
+        self.calls.push(std::sync::Arc::new(hook));
+    }
+
+    /// `ctx` as the providers make it for `message`; `None` when nothing changes it (send
+    /// `ctx`).
+    pub(crate) fn provide(&self, ctx: &Context, message: &MessageInfo<'_>) -> Option<Context> {
+        let propagate = cfg!(feature = "opentelemetry") && crate::telemetry::propagating();
+        if self.providers.is_empty() && !propagate {
+            return None;
+        }
+        let mut ctx = ctx.clone();
+        for provider in &self.providers {
+            provider.provide(&mut ctx, message);
+        }
+        // Last, so that the trace context sent is the current span's whatever the providers
+        // and the caller's context (say, a request's, forwarded) carried.
+        #[cfg(feature = "opentelemetry")]
+        if propagate {
+            crate::telemetry::inject(&mut ctx);
+        }
+        Some(ctx)
+    }
+
+    /// Whether there are call hooks (so the time and the outcome are worth taking).
+    pub(crate) fn has_calls(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    pub(crate) fn before(&self, message: &MessageInfo<'_>) {
+        for hook in &self.calls {
+            guarded("before", || hook.before(message));
+        }
+    }
+
+    pub(crate) fn after(
+        &self,
+        message: &MessageInfo<'_>,
+        result: Result<(), &RpcError>,
+        elapsed: Duration,
+    ) {
+        for hook in self.calls.iter().rev() {
+            guarded("after", || hook.after(message, result, elapsed));
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} context provider(s)", self.0.len())
+        write!(
+            f,
+            "{} context provider(s), {} call hook(s)",
+            self.providers.len(),
+            self.calls.len()
+        )
     }
 }
 

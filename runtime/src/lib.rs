@@ -61,11 +61,14 @@ pub mod driver;
 mod endpoint;
 mod error;
 pub mod hooks;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod notify;
 mod recent_ids;
 mod server;
 mod sync;
 mod target;
+mod telemetry;
 mod transport;
 mod url;
 mod version;

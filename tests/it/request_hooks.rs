@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amqp_rpc::hooks::{MessageInfo, Outcome, RequestHook, RequestInfo};
+use amqp_rpc::hooks::{CallHook, MessageInfo, Outcome, RequestHook, RequestInfo};
 use amqp_rpc::{
     Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, Target, Transport, async_trait,
 };
@@ -273,5 +273,107 @@ async fn context_providers_stamp_every_call_and_cast_in_order() {
     let plain = RpcClient::new(&transport, Target::new("stamped")).with_timeout(ANSWER);
     let got: Value = plain.call(&mine, "context", json!({})).await.unwrap();
     assert_eq!(got.get("request_id"), None);
+    server.stop().await;
+}
+
+/// Writes what a call hook sees into a shared list.
+struct CallLog(&'static str, Arc<Mutex<Vec<String>>>);
+
+impl CallHook for CallLog {
+    fn before(&self, message: &MessageInfo<'_>) {
+        self.1.lock().unwrap().push(format!(
+            "{} before {} call={} version={:?} timeout={:?}",
+            self.0,
+            message.method,
+            message.call,
+            message.version.map(|v| v.to_string()),
+            message.timeout,
+        ));
+    }
+
+    fn after(&self, message: &MessageInfo<'_>, result: Result<(), &RpcError>, elapsed: Duration) {
+        let result = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => error.class().to_owned(),
+        };
+        self.1.lock().unwrap().push(format!(
+            "{} after {} {result} {}",
+            self.0,
+            message.method,
+            if elapsed >= Duration::from_millis(50) {
+                "slow"
+            } else {
+                "fast"
+            },
+        ));
+    }
+}
+
+#[tokio::test]
+async fn call_hooks_see_each_call_and_cast_with_its_outcome() {
+    let transport = Transport::memory();
+    let server = RpcServer::builder(&transport, Target::server("watched", "s1"))
+        .endpoint(Service)
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let client = RpcClient::new(
+        &transport,
+        Target::new("watched").with_version(amqp_rpc::Version::new(1, 0)),
+    )
+    .with_timeout(ANSWER)
+    .with_hook(CallLog("outer", Arc::clone(&lines)))
+    .with_hook(CallLog("inner", Arc::clone(&lines)));
+    let ctx = Context::new();
+    let _: Value = client.call(&ctx, "nap", json!({})).await.unwrap();
+    let failed = client.call::<Value>(&ctx, "fail", json!({})).await;
+    assert!(failed.unwrap_err().is_remote());
+    client.cast(&ctx, "add", json!({})).await.unwrap();
+    // Nobody serves this topic: the call times out, and the hooks see the timeout.
+    let lost = RpcClient::new(&transport, Target::new("nobody"))
+        .with_timeout(Duration::from_millis(100))
+        .with_hook(CallLog("lost", Arc::clone(&lines)));
+    assert!(
+        lost.call::<Value>(&ctx, "add", json!({}))
+            .await
+            .unwrap_err()
+            .is_timeout()
+    );
+    // Refused before sending (a version above the cap): seen too.
+    let capped = client
+        .prepare()
+        .with_version_cap(amqp_rpc::Version::new(0, 9));
+    assert!(
+        capped
+            .call::<Value>(&ctx, "add", json!({}))
+            .await
+            .unwrap_err()
+            .is_version_cap()
+    );
+    let timeout = format!("{:?}", Some(ANSWER));
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [
+            format!("outer before nap call=true version=Some(\"1.0\") timeout={timeout}"),
+            format!("inner before nap call=true version=Some(\"1.0\") timeout={timeout}"),
+            "inner after nap ok slow".to_owned(),
+            "outer after nap ok slow".to_owned(),
+            format!("outer before fail call=true version=Some(\"1.0\") timeout={timeout}"),
+            format!("inner before fail call=true version=Some(\"1.0\") timeout={timeout}"),
+            "inner after fail ValueError fast".to_owned(),
+            "outer after fail ValueError fast".to_owned(),
+            "outer before add call=false version=Some(\"1.0\") timeout=None".to_owned(),
+            "inner before add call=false version=Some(\"1.0\") timeout=None".to_owned(),
+            "inner after add ok fast".to_owned(),
+            "outer after add ok fast".to_owned(),
+            "lost before add call=true version=None timeout=Some(100ms)".to_owned(),
+            "lost after add MessagingTimeout slow".to_owned(),
+            format!("outer before add call=true version=Some(\"1.0\") timeout={timeout}"),
+            format!("inner before add call=true version=Some(\"1.0\") timeout={timeout}"),
+            "inner after add RPCVersionCapError fast".to_owned(),
+            "outer after add RPCVersionCapError fast".to_owned(),
+        ]
+    );
     server.stop().await;
 }

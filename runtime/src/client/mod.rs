@@ -16,8 +16,9 @@ use tracing::Instrument;
 use crate::context::Context;
 use crate::driver::{Destination, PublishOptions};
 use crate::error::{RemoteError, RpcError};
-use crate::hooks::{ContextProvider, MessageInfo, Providers};
+use crate::hooks::{CallHook, ClientHooks, ContextProvider, MessageInfo};
 use crate::target::Target;
+use crate::telemetry;
 use crate::transport::replies::{PendingCall, ReplyEvent, ReplyWaiter};
 use crate::transport::{Delivery, Transport, deadline_after};
 use crate::version::Version;
@@ -54,7 +55,7 @@ pub struct RpcClient {
     call_monitor_timeout: Option<Duration>,
     version_cap: Option<Version>,
     retry: Option<u32>,
-    providers: Providers,
+    hooks: ClientHooks,
 }
 
 impl RpcClient {
@@ -68,7 +69,7 @@ impl RpcClient {
             call_monitor_timeout: None,
             version_cap: None,
             retry: None,
-            providers: Providers::default(),
+            hooks: ClientHooks::with_features(),
         }
     }
 
@@ -76,7 +77,15 @@ impl RpcClient {
     /// (after the providers given before). See [`ContextProvider`].
     #[must_use]
     pub fn with_context_provider(mut self, provider: impl ContextProvider) -> Self {
-        self.providers.push(provider);
+        self.hooks.push_provider(provider);
+        self
+    }
+
+    /// The same client, with `hook` seeing every call and cast it sends, before and after
+    /// (after the hooks given before; their `after` runs in reverse order). See [`CallHook`].
+    #[must_use]
+    pub fn with_hook(mut self, hook: impl CallHook) -> Self {
+        self.hooks.push_call(hook);
         self
     }
 
@@ -248,6 +257,53 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> impl Future<Output = Result<R, RpcError>> {
+        let msg_id = wire::new_id();
+        let span = telemetry::call_span(&self.target, method, version.as_ref(), msg_id);
+        let started = self.hooks.has_calls().then(|| {
+            self.hooks.before(&self.message_info(method, version, true));
+            Instant::now()
+        });
+        // Encoded in the span: the trace context sent is the call's.
+        let call = span.in_scope(|| self.call_inner(version, ctx, method, args, msg_id));
+        let ended = span.clone();
+        async move {
+            let result = call.await;
+            telemetry::record_client(&ended, result.as_ref().err());
+            if let Some(started) = started {
+                let message = self.message_info(method, version, true);
+                let result = result.as_ref().map(|_| ());
+                self.hooks.after(&message, result, started.elapsed());
+            }
+            result
+        }
+        .instrument(span)
+    }
+
+    /// What hooks and providers see of a message.
+    fn message_info<'a>(
+        &'a self,
+        method: &'a str,
+        version: Option<Version>,
+        call: bool,
+    ) -> MessageInfo<'a> {
+        MessageInfo {
+            target: &self.target,
+            method,
+            call,
+            version,
+            timeout: call.then_some(self.timeout),
+        }
+    }
+
+    /// [`RpcClient::call_as`] without its span and hooks.
+    fn call_inner<R: DeserializeOwned>(
+        &self,
+        version: Option<Version>,
+        ctx: &Context,
+        method: &str,
+        args: impl Serialize,
+        msg_id: wire::Id,
+    ) -> impl Future<Output = Result<R, RpcError>> {
         let checked = self
             .target
             .validate_call()
@@ -257,13 +313,10 @@ impl RpcClient {
         let prepared = match (checked, self.transport.current_reply_waiter()) {
             (Err(e), _) => Prepared::Failed(e),
             (Ok(()), Some(waiter)) => {
-                let msg_id = wire::new_id();
                 match self.encode_call(version, ctx, method, &args, msg_id, &waiter) {
                     Ok(body) => {
                         let deadline = deadline_after(self.timeout);
-                        return Either::Left(
-                            self.send_call(method, waiter, msg_id, body, deadline),
-                        );
+                        return Either::Left(self.send_call(waiter, msg_id, body, deadline));
                     }
                     Err(e) => Prepared::Failed(e),
                 }
@@ -279,39 +332,28 @@ impl RpcClient {
             };
             // Starting the reply queue counts against the call's time too.
             let deadline = deadline_after(self.timeout);
-            let msg_id = wire::new_id();
             let waiter = tokio::time::timeout_at(deadline, self.transport.reply_waiter())
                 .await
                 .map_err(|_| self.timed_out(msg_id, deadline))??;
             let body = self.encode_call(version, ctx, method, &args, msg_id, &waiter)?;
             drop(args);
-            self.send_call(method, waiter, msg_id, body, deadline).await
+            self.send_call(waiter, msg_id, body, deadline).await
         }))
     }
 
     /// Publishes an encoded call request and waits for its reply, all before `deadline`.
-    fn send_call<R: DeserializeOwned>(
+    async fn send_call<R: DeserializeOwned>(
         &self,
-        method: &str,
         waiter: Arc<ReplyWaiter>,
         msg_id: wire::Id,
         body: Bytes,
         deadline: Instant,
-    ) -> impl Future<Output = Result<R, RpcError>> {
-        let span = tracing::debug_span!(
-            "rpc.call",
-            method,
-            namespace = self.target.namespace(),
-            msg_id = %msg_id
-        );
-        async move {
-            let pending = waiter.register(msg_id)?;
-            self.publish_call(&body, msg_id, deadline).await?;
-            drop(body);
-            let result = self.wait_for_reply(&pending, deadline).await?;
-            crate::wire::from_value(result).map_err(|e| RpcError::decode("call result", e))
-        }
-        .instrument(span)
+    ) -> Result<R, RpcError> {
+        let pending = waiter.register(msg_id)?;
+        self.publish_call(&body, msg_id, deadline).await?;
+        drop(body);
+        let result = self.wait_for_reply(&pending, deadline).await?;
+        crate::wire::from_value(result).map_err(|e| RpcError::decode("call result", e))
     }
 
     /// Publishes the request of call `msg_id` by the client's `retry`, before `deadline`.
@@ -399,6 +441,32 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), RpcError> {
+        let span = telemetry::cast_span(&self.target, method, version.as_ref());
+        let message = self.message_info(method, version, false);
+        let started = self.hooks.has_calls().then(|| {
+            self.hooks.before(&message);
+            Instant::now()
+        });
+        let result = self
+            .cast_inner(version, ctx, method, args)
+            .instrument(span.clone())
+            .await;
+        telemetry::record_client(&span, result.as_ref().err());
+        if let Some(started) = started {
+            let result = result.as_ref().copied();
+            self.hooks.after(&message, result, started.elapsed());
+        }
+        result
+    }
+
+    /// [`RpcClient::cast_as`] without its span and hooks.
+    async fn cast_inner(
+        &self,
+        version: Option<Version>,
+        ctx: &Context,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<(), RpcError> {
         self.target.validate_cast()?;
         self.check_version_cap(version)?;
         let body = self.encode(version, ctx, method, &args, None)?;
@@ -465,12 +533,8 @@ impl RpcClient {
         args: &(impl Serialize + ?Sized),
         call: Option<CallFields<'_>>,
     ) -> Result<Bytes, RpcError> {
-        let message = MessageInfo {
-            target: &self.target,
-            method,
-            call: call.is_some(),
-        };
-        let provided = self.providers.provide(ctx, &message);
+        let message = self.message_info(method, version, call.is_some());
+        let provided = self.hooks.provide(ctx, &message);
         let ctx = provided.as_ref().unwrap_or(ctx);
         let unique_id = wire::new_id().text();
         let request = OutgoingRequest {

@@ -215,6 +215,33 @@ impl RpcError {
         }
     }
 
+    /// The class of the exception oslo.messaging raises to a Python caller in the same case,
+    /// as metrics and spans name a failure: `MessagingTimeout`, `NoSuchMethod`,
+    /// `UnsupportedVersion`, `RPCVersionCapError`, `InvalidTarget`, `MessageDeliveryFailure`
+    /// (the broker could not be reached or refused the message), `TypeError` (arguments or
+    /// results that do not encode or decode), the remote class for a remote failure
+    /// (`ValueError`, `NotFound`...), and `RpcError` for the cases only amqp-rpc has (a bad
+    /// URL or configuration, a version out of a trait's range).
+    pub fn class(&self) -> &str {
+        match self {
+            RpcError::Timeout { .. } => "MessagingTimeout",
+            RpcError::NoSuchMethod { .. } => "NoSuchMethod",
+            RpcError::UnsupportedVersion { .. } => "UnsupportedVersion",
+            RpcError::VersionCap { .. } => "RPCVersionCapError",
+            RpcError::InvalidTarget(_) => "InvalidTarget",
+            RpcError::Remote(remote) => remote.class(),
+            RpcError::Transport(_) => "MessageDeliveryFailure",
+            RpcError::InvalidArguments { .. }
+            | RpcError::Encode { .. }
+            | RpcError::Decode { .. }
+            | RpcError::Wire(_) => "TypeError",
+            RpcError::VersionOutOfRange { .. }
+            | RpcError::InvalidConfig { .. }
+            | RpcError::Url(_)
+            | RpcError::Version(_) => "RpcError",
+        }
+    }
+
     /// The remote failure, taken out of the error, when the remote method failed.
     pub fn into_remote(self) -> Option<RemoteError> {
         match self {

@@ -12,6 +12,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{
     BatchNotificationEndpoint, HandlerError, Incoming, Metadata, NotificationEndpoint,
@@ -21,6 +22,7 @@ use crate::driver::{Acker, Delivery, NotificationBinding, Subscription};
 use crate::error::{RpcError, TransportError};
 use crate::recent_ids::RecentIds;
 use crate::sync::lock;
+use crate::telemetry;
 use crate::transport::Transport;
 use crate::wire::IncomingNotification;
 use crate::workers::Workers;
@@ -622,25 +624,48 @@ async fn handle_one(shared: Arc<Shared>, delivery: Delivery, later: Later) {
     let Endpoints::Single(endpoints) = &shared.endpoints else {
         return;
     };
-    let mut result = NotificationResult::Handled;
+    let span = telemetry::notification_span(
+        incoming.event_type.as_deref(),
+        incoming.priority.as_lower(),
+        incoming.publisher_id.as_deref(),
+        incoming.metadata.message_id.as_deref(),
+        &incoming.context,
+    );
+    let result = run_endpoints(endpoints, &incoming)
+        .instrument(span.clone())
+        .await;
+    telemetry::record_outcome(
+        &span,
+        match result {
+            NotificationResult::Handled => "ok",
+            NotificationResult::Requeue => "requeue",
+        },
+    );
+    finish(&shared, acker, result, unique_id, later).await;
+}
+
+/// Hands a notification to each endpoint that takes it, until one asks for it again.
+async fn run_endpoints(
+    endpoints: &[Arc<dyn NotificationEndpoint>],
+    incoming: &Incoming,
+) -> NotificationResult {
     for endpoint in endpoints {
         if !endpoint.priorities().contains(incoming.priority) {
             continue;
         }
         if let Some(filter) = endpoint.filter()
-            && !filter.matches(&incoming)
+            && !filter.matches(incoming)
         {
             continue;
         }
-        let outcome = AssertUnwindSafe(endpoint.handle(&incoming))
+        let outcome = AssertUnwindSafe(endpoint.handle(incoming))
             .catch_unwind()
             .await;
-        if outcome_of(outcome, &incoming) == NotificationResult::Requeue {
-            result = NotificationResult::Requeue;
-            break;
+        if outcome_of(outcome, incoming) == NotificationResult::Requeue {
+            return NotificationResult::Requeue;
         }
     }
-    finish(&shared, acker, result, unique_id, later).await;
+    NotificationResult::Handled
 }
 
 /// The result of an endpoint call; errors and panics are logged and count as requeue.

@@ -7,11 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{Notification, Priority};
 use crate::context::Context;
 use crate::driver::{Destination, PublishOptions};
 use crate::error::RpcError;
+use crate::telemetry;
 use crate::transport::Transport;
 use crate::wire::{self, OutgoingNotification};
 
@@ -218,7 +220,15 @@ impl Notifier {
         event_type: &str,
         payload: &P,
     ) -> Result<(), RpcError> {
-        let sent = self.notify_inner(ctx, priority, event_type, payload).await;
+        let span = telemetry::notify_span(event_type, priority.as_lower());
+        let sent = self
+            .notify_inner(ctx, priority, event_type, payload)
+            .instrument(span.clone())
+            .await;
+        match &sent {
+            Ok(()) => telemetry::record_outcome(&span, "ok"),
+            Err(e) => telemetry::record_failure(&span, e),
+        }
         if let Err(e) = &sent {
             tracing::error!(
                 event_type,
@@ -241,6 +251,9 @@ impl Notifier {
         if self.driver == NotifierDriver::Noop {
             return Ok(());
         }
+        // The trace context goes in as oslo's RPC client puts it (oslo's notifier sends none).
+        let traced = telemetry::traced(ctx);
+        let ctx = traced.as_ref().unwrap_or(ctx);
         let message_id = wire::notification_message_id();
         let timestamp = wire::timestamp_now();
         let common = OutgoingNotification {

@@ -28,8 +28,9 @@ use crate::hooks::{self, Outcome, RequestHook, RequestInfo};
 use crate::recent_ids::RecentIds;
 use crate::sync::lock;
 use crate::target::Target;
+use crate::telemetry;
 use crate::transport::Transport;
-use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
+use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo, RequestedVersion};
 use crate::workers::Workers;
 use dispatcher::Dispatcher;
 use reply_retry::{Known, ReplyRetries};
@@ -361,7 +362,7 @@ impl RpcServer {
             transport: transport.clone(),
             target,
             endpoints: Vec::new(),
-            hooks: Vec::new(),
+            hooks: feature_hooks(),
             config: ServerConfig::default()
                 .with_max_concurrency(transport.config().executor_thread_pool_size),
         }
@@ -629,6 +630,14 @@ where
     }
 }
 
+/// The hooks every server starts with: those of the crate's features.
+fn feature_hooks() -> Vec<Arc<dyn RequestHook>> {
+    vec![
+        #[cfg(feature = "metrics")]
+        Arc::new(crate::metrics::ServerMetrics),
+    ]
+}
+
 /// Logs an acknowledgement that failed after its request started (it runs all the same).
 fn log_ack(acked: Result<(), TransportError>) {
     if let Err(e) = acked {
@@ -649,12 +658,18 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         refusal,
         ..
     } = request;
-    let span = tracing::info_span!(
-        "rpc.request",
-        method = method.as_deref(),
-        namespace = namespace.as_deref(),
-        msg_id = reply.as_ref().map(|r| r.msg_id.as_str()),
-    );
+    let span = telemetry::request_span(&telemetry::RequestFields {
+        server: &shared.target,
+        method: method.as_deref(),
+        namespace: namespace.as_deref(),
+        version: match &version {
+            RequestedVersion::Valid(version) => Some(version),
+            _ => None,
+        },
+        msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
+        context: &context,
+    });
+    let ended = span.clone();
     async {
         // Only with hooks: the context is moved into the method, and `after` sees it too.
         let hooked_context = (!shared.hooks.is_empty()).then(|| context.clone());
@@ -663,6 +678,10 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
                 server: &shared.target,
                 method: method.as_deref().unwrap_or_default(),
                 namespace: namespace.as_deref(),
+                version: match &version {
+                    RequestedVersion::Valid(version) => Some(*version),
+                    _ => None,
+                },
                 msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
                 context,
             };
@@ -692,6 +711,7 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
             }
         };
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
+        telemetry::record_request(&ended, outcome.as_ref().err());
         if let Some((info, started)) = &hooked {
             let ended = match &outcome {
                 Ok(_) => Outcome::Returned,

@@ -2,7 +2,8 @@
 """A real oslo.messaging (18.3.1) RPC and notification peer for the interop tests, driven
 over stdin/stdout.
 
-    $AMQP_RPC_PYTHON tests/interop/peer.py --url rabbit://guest:guest@127.0.0.1:5672/VHOST
+    $AMQP_RPC_PYTHON tests/interop/peer.py --url rabbit://guest:guest@127.0.0.1:5672/VHOST \
+        [--tracing [--service-name NAME]]
 
 The URL's query carries oslo's [oslo_messaging_rabbit] options (e.g.
 ?amqp_durable_queues=true), as in oslo. It may also carry control_exchange, as amqp-rpc's
@@ -26,11 +27,21 @@ the command had none):
 class in type(e).__mro__ (what an `except` clause catches it by). call/cast responses also
 carry "elapsed" (seconds, float) next to "ok"/"error".
 
+--tracing turns on oslo.messaging's OpenTelemetry tracing ([oslo_messaging_tracing]
+tracing_enabled): before oslo traces anything the peer installs an SDK TracerProvider
+(resource service.name = --service-name, default "python-peer") that keeps finished spans
+in memory (SimpleSpanProcessor + InMemorySpanExporter; no OTLP exporter), which oslo then
+reuses. call/cast get a PRODUCER span "<topic>.<method>" and put the W3C trace context
+into the request context (_context_traceparent, ...); a served request runs inside a
+CONSUMER span "<method> receive" whose parent is the one in the request context.
+
 Commands (see tests/interop/README.md for the full description):
     call / cast   {"cmd":"call","topic":T,"method":M,"args":{},"ctxt":{}, optional
                    "server","fanout","namespace","version","timeout",
                    "call_monitor_timeout","exchange","retry","version_cap",
-                   "at_least_once"}                      -> result (call) / null (cast)
+                   "at_least_once","parent_span"}        -> result (call) / null (cast)
+                   ("parent_span": NAME, --tracing only: the send runs inside a new
+                   INTERNAL span NAME, the parent of oslo's PRODUCER span)
     serve         {"cmd":"serve","topic":T,"server":S, optional "exchange","ping"}
                                                          -> "started" once consuming
     log           {"cmd":"log","server":S, optional "min":N,"timeout":SECS}
@@ -49,13 +60,21 @@ Commands (see tests/interop/README.md for the full description):
                                                          -> {"notifications": [...],
                                                              "batches": [...]}
     stop_listener {"cmd":"stop_listener","name":L}       -> "stopped" after stop()+wait()
+    spans         {"cmd":"spans", optional "min":N,"timeout":SECS,"clear":BOOL}
+                                                         -> finished spans (--tracing only)
+                   [{"name","kind","trace_id","span_id","trace_flags","trace_state",
+                     "parent_span_id","parent_is_remote","attributes","status",
+                     "status_description","events","scope","service",
+                     "start_time_unix_nano","end_time_unix_nano"}], in the order they
+                   finished; "clear" (default true) forgets them; with "min", first waits
+                   up to "timeout" (default 10) s for N spans
     info          {"cmd":"info"}                         -> versions and pid
     quit          {"cmd":"quit"}                         -> "bye", then exit 0
 EOF on stdin stops everything and exits 0 as well.
 
-call, cast, stop, notify, stop_listener and a log or received with "min" run in worker
-threads (several may be in flight; their responses may come out of order); serve, listen,
-log, received, info and quit are handled in order on the main thread.
+call, cast, stop, notify, stop_listener and a log, received or spans with "min" run in
+worker threads (several may be in flight; their responses may come out of order); serve,
+listen, log, received, spans, info and quit are handled in order on the main thread.
 Nothing but protocol lines is written to stdout: the original stdout is kept for the
 protocol and file descriptor 1 is pointed at stderr, where logging goes (WARNING).
 """
@@ -387,13 +406,136 @@ def make_notification_endpoint(recorder, priorities, batch, filter_rule):
 
 
 # ---------------------------------------------------------------------------------------
+# Tracing (--tracing)
+
+class Tracing:
+    """OpenTelemetry for oslo.messaging's [oslo_messaging_tracing]: an SDK TracerProvider
+    whose finished spans stay in memory, installed as the global provider.
+
+    oslo's _get_tracer() reuses an installed SDK provider and builds its own OTLP one only
+    when none is (a ProxyTracerProvider), so this must be installed before oslo first
+    traces; it is, in main(), before the Peer exists. opentelemetry is imported here
+    only, so a peer without --tracing neither needs nor loads it.
+    """
+
+    def __init__(self, service_name):
+        from opentelemetry import propagate, trace
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider, sampling
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter)
+        from opentelemetry.trace.propagation.tracecontext import (
+            TraceContextTextMapPropagator)
+
+        cond = threading.Condition()
+
+        class Exporter(InMemorySpanExporter):
+            """Also wakes up the `spans` commands waiting for spans."""
+
+            def export(self, spans):
+                with cond:
+                    result = super().export(spans)
+                    cond.notify_all()
+                return result
+
+        self.service_name = service_name
+        self._cond = cond
+        self._exporter = Exporter()
+        # The SDK's default sampler (parent-based, always on), given explicitly so that
+        # OTEL_TRACES_SAMPLER cannot change it: a request whose traceparent says "not
+        # sampled" (flags 00) gets no CONSUMER span, as in any OpenStack service.
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": service_name}),
+            sampler=sampling.ParentBased(sampling.ALWAYS_ON))
+        self.provider.add_span_processor(SimpleSpanProcessor(self._exporter))
+        # What oslo's inject()/extract() use: the default propagators (W3C trace context
+        # and baggage), given explicitly so that OTEL_PROPAGATORS cannot change them.
+        propagate.set_global_textmap(CompositePropagator(
+            [TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
+        trace.set_tracer_provider(self.provider)
+        if trace.get_tracer_provider() is not self.provider:
+            raise RuntimeError("another OpenTelemetry TracerProvider is already installed")
+        self.tracer = self.provider.get_tracer("amqp-rpc-interop.peer")
+
+    def enable(self, conf):
+        """Turn oslo's tracing on in `conf` (the peer's transport configuration)."""
+        # make_conf() registered [oslo_messaging_tracing] on the private conf.
+        conf.set_override("tracing_enabled", True, group="oslo_messaging_tracing")
+        conf.set_override("tracing_service_name", self.service_name,
+                          group="oslo_messaging_tracing")
+        # Bind oslo's (process-wide, cached) tracer now rather than at the first request:
+        # it must come from this provider, not from an OTLP one oslo would build.
+        from opentelemetry.sdk.trace import Tracer
+        from oslo_messaging._tracing import client as oslo_tracing
+        tracer = oslo_tracing._get_tracer(conf)
+        if not isinstance(tracer, Tracer):
+            raise RuntimeError(f"oslo.messaging traces with {tracer!r}, not the peer's "
+                               "in-memory TracerProvider")
+
+    def span(self, name):
+        """A context manager: a new INTERNAL span `name`, current in this thread."""
+        return self.tracer.start_as_current_span(name)
+
+    def take(self, min_spans=0, timeout=0.0, clear=True):
+        """The finished spans (oldest first), first waiting up to `timeout` seconds for at
+        least `min_spans` of them; with `clear`, forgets them."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._exporter.get_finished_spans()) < min_spans:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            spans = self._exporter.get_finished_spans()
+            if clear:
+                self._exporter.clear()
+        return [span_object(s) for s in spans]
+
+
+def _attr_value(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def span_object(span):
+    ctx, parent = span.context, span.parent
+    scope = span.instrumentation_scope
+    return {
+        "name": span.name,
+        "kind": span.kind.name,  # INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER
+        "trace_id": format(ctx.trace_id, "032x"),
+        "span_id": format(ctx.span_id, "016x"),
+        "trace_flags": int(ctx.trace_flags),  # 1 sampled, | 2 random trace id (W3C level 2)
+        "trace_state": ctx.trace_state.to_header() if ctx.trace_state else "",
+        "parent_span_id": format(parent.span_id, "016x") if parent is not None else None,
+        "parent_is_remote": parent.is_remote if parent is not None else None,
+        "attributes": {k: _attr_value(v) for k, v in (span.attributes or {}).items()},
+        "status": span.status.status_code.name,  # UNSET, OK, ERROR
+        "status_description": span.status.description,
+        "events": [{"name": e.name,
+                    "attributes": {k: _attr_value(v)
+                                   for k, v in (e.attributes or {}).items()}}
+                   for e in span.events],
+        "scope": scope.name if scope is not None else None,
+        "service": span.resource.attributes.get("service.name"),
+        "start_time_unix_nano": span.start_time,
+        "end_time_unix_nano": span.end_time,
+    }
+
+
+# ---------------------------------------------------------------------------------------
 # The peer
 
 class Peer:
     def __init__(self, url, out, control_exchange=None, exmods=(),
-                 default_exmods=True):
+                 default_exmods=True, tracing=None):
         self.out = out
         self.conf = make_conf(control_exchange, "amqp-rpc-interop")
+        self.tracing = tracing  # a Tracing, or None
+        if tracing is not None:
+            tracing.enable(self.conf)
         self.url = url
         self.exmods = (EXMODS if default_exmods else []) + list(exmods)
         self.transport = oslo_messaging.get_rpc_transport(
@@ -449,6 +591,8 @@ class Peer:
             cid = cmd.get("id")
             name = cmd.get("cmd")
             if name in ("call", "cast"):
+                if "parent_span" in cmd:
+                    self._tracing()  # fails at once without --tracing
                 self.in_worker(cid, lambda: self.send(cmd, name == "call"), timed=True)
             elif name == "stop":
                 server = self._take_server(cmd["server"])
@@ -477,6 +621,14 @@ class Peer:
             elif name == "stop_listener":
                 listener = self._take_listener(cmd["name"])
                 self.in_worker(cid, lambda: self._stop(listener))
+            elif name == "spans":
+                tracing = self._tracing()
+                wanted, clear = int(cmd.get("min", 0)), bool(cmd.get("clear", True))
+                if wanted > 0:  # may wait: off the main thread
+                    timeout = float(cmd.get("timeout", 10.0))
+                    self.in_worker(cid, lambda: tracing.take(wanted, timeout, clear))
+                else:
+                    self.respond(cid, ok=tracing.take(clear=clear))
             elif name == "info":
                 self.respond(cid, ok=self.info())
             elif name == "quit":
@@ -491,7 +643,19 @@ class Peer:
 
     # -- commands ------------------------------------------------------------------------
 
+    def _tracing(self):
+        if self.tracing is None:
+            raise ValueError("tracing is off: start the peer with --tracing")
+        return self.tracing
+
     def send(self, cmd, is_call):
+        if "parent_span" in cmd:
+            # oslo's PRODUCER span (trace_send) becomes a child of this INTERNAL span.
+            with self._tracing().span(str(cmd["parent_span"])):
+                return self._send(cmd, is_call)
+        return self._send(cmd, is_call)
+
+    def _send(self, cmd, is_call):
         target = oslo_messaging.Target(topic=cmd["topic"], exchange=cmd.get("exchange"))
         options = {k: cmd[k] for k in ("server", "fanout", "namespace", "version",
                                        "timeout", "call_monitor_timeout", "retry",
@@ -662,14 +826,16 @@ class Peer:
     def info(self):
         import importlib.metadata as md
         versions = {}
-        for dist in ("oslo.messaging", "kombu", "amqp", "oslo.config", "oslo.context"):
+        for dist in ("oslo.messaging", "kombu", "amqp", "oslo.config", "oslo.context",
+                     "opentelemetry-api", "opentelemetry-sdk"):
             try:
                 versions[dist] = md.version(dist)
             except md.PackageNotFoundError:
                 versions[dist] = None
         return {"pid": os.getpid(), "python": sys.version.split()[0], "versions": versions,
                 "allowed_remote_exmods": self.exmods,
-                "control_exchange": self.conf.control_exchange}
+                "control_exchange": self.conf.control_exchange,
+                "tracing": self.tracing.service_name if self.tracing else None}
 
     def shutdown(self, grace=30.0):
         with self.servers_lock:
@@ -700,6 +866,12 @@ def main(argv=None):
                         help="extra module for allowed_remote_exmods (repeatable)")
     parser.add_argument("--no-default-exmods", action="store_true",
                         help="do not allow %s (to observe RemoteError)" % ", ".join(EXMODS))
+    parser.add_argument("--tracing", action="store_true",
+                        help="enable oslo.messaging's OpenTelemetry tracing, spans kept in "
+                             "memory (see the spans command)")
+    parser.add_argument("--service-name", default="python-peer",
+                        help="service.name of the spans' resource with --tracing "
+                             "(default python-peer)")
     parser.add_argument("--log-level", default=os.environ.get("AMQP_RPC_PEER_LOG", "WARNING"),
                         help="stderr log level (default WARNING, env AMQP_RPC_PEER_LOG)")
     args = parser.parse_args(argv)
@@ -707,9 +879,11 @@ def main(argv=None):
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="peer[%(process)d] %(levelname)s %(name)s: %(message)s")
     out = Output()
+    # Installed before the Peer (and so the transport, servers and clients) exists.
+    tracing = Tracing(args.service_name) if args.tracing else None
     url, url_control_exchange = split_control_exchange(args.url)
     peer = Peer(url, out, url_control_exchange or args.control_exchange, args.allow_exmod,
-                not args.no_default_exmods)
+                not args.no_default_exmods, tracing)
 
     stdin = open(sys.stdin.fileno(), "r", encoding="utf-8", errors="replace",
                  closefd=False)

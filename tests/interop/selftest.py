@@ -674,8 +674,68 @@ def run(url, out_json):
                                 "args": {}, "ctxt": {}, "version": "x.y"})
             c.record("bad version string in prepare()", resp)
             assert "error" in resp
+            # Tracing commands of a peer without --tracing.
+            expect_error(cli.request({"cmd": "spans"}), "ValueError")
+            expect_error(cli.request({"cmd": "call", "topic": topic, "method": "echo",
+                                      "args": {}, "ctxt": {}, "parent_span": "root"}),
+                         "ValueError")
 
         c.check("bad commands get error responses", bad_commands)
+
+        def tracing():
+            ts = PeerProc(url, "tracing-server", "--tracing", "--service-name", "py-srv")
+            tc = PeerProc(url, "tracing-client", "--tracing")
+            try:
+                assert ts.ok({"cmd": "spans"}) == []
+                ts.ok({"cmd": "serve", "topic": "traced", "server": "ts1"})
+                resp = tc.request({"cmd": "call", "topic": "traced", "server": "ts1",
+                                   "method": "echo", "args": {"a": 1},
+                                   "ctxt": {"request_id": "req-1"},
+                                   "parent_span": "client-root"})
+                assert resp.get("ok") == {"a": 1}, resp
+                producer, root = tc.ok({"cmd": "spans", "min": 2, "timeout": 10})
+                consumer, = ts.ok({"cmd": "spans", "min": 1, "timeout": 10})
+                c.observed["tracing: call spans (client, server)"] = [root, producer,
+                                                                      consumer]
+                assert (root["name"], root["kind"], root["parent_span_id"]) == (
+                    "client-root", "INTERNAL", None), root
+                assert (producer["name"], producer["kind"]) == ("traced.echo",
+                                                                "PRODUCER"), producer
+                assert producer["parent_span_id"] == root["span_id"], producer
+                assert producer["attributes"] == {
+                    "messaging.system": "rabbitmq", "messaging.operation": "call",
+                    "messaging.destination.name": "traced", "rpc.method": "echo",
+                    "openstack.request_id": "req-1"}, producer
+                assert (consumer["name"], consumer["kind"]) == ("echo receive",
+                                                                "CONSUMER"), consumer
+                assert consumer["parent_span_id"] == producer["span_id"], consumer
+                assert consumer["parent_is_remote"] is True, consumer
+                assert root["trace_id"] == producer["trace_id"] == consumer["trace_id"]
+                assert {root["service"], producer["service"]} == {"python-peer"}
+                assert consumer["service"] == "py-srv", consumer
+                # The endpoint got the W3C trace context of the PRODUCER span.
+                entry, = ts.ok({"cmd": "log", "server": "ts1"})
+                want = "00-%s-%s-03" % (producer["trace_id"], producer["span_id"])
+                assert entry["ctxt"] == {"request_id": "req-1", "traceparent": want,
+                                         "client_timeout": None}, entry
+                # clear: false keeps them, the default forgets them.
+                tc.ok({"cmd": "cast", "topic": "traced", "method": "record", "args": {},
+                       "ctxt": {}})
+                assert len(tc.ok({"cmd": "spans", "clear": False})) == 1
+                assert len(tc.ok({"cmd": "spans"})) == 1
+                assert tc.ok({"cmd": "spans"}) == []
+                consumer, = ts.ok({"cmd": "spans", "min": 1, "timeout": 10})
+                assert consumer["attributes"]["messaging.operation"] == "receive"
+                # An untraced caller: the CONSUMER span is a root.
+                assert cli.ok({"cmd": "call", "topic": "traced", "method": "whoami",
+                               "args": {}, "ctxt": {}}) == "ts1"
+                consumer, = ts.ok({"cmd": "spans", "min": 1, "timeout": 10})
+                assert consumer["parent_span_id"] is None, consumer
+            finally:
+                for p in (ts, tc):
+                    assert p.quit() == 0 and not p.stray, (p.label, p.stray)
+
+        c.check("tracing: one trace across two --tracing peers", tracing)
 
         def eof_exits():
             p = PeerProc(url, "eof-peer")

@@ -45,6 +45,11 @@ fn python() -> PathBuf {
 impl PythonPeer {
     /// Starts a peer connected to `url`; panics (failing the test) if the venv is missing.
     pub(crate) async fn start(url: &str) -> PythonPeer {
+        PythonPeer::start_with(url, &[]).await
+    }
+
+    /// Starts a peer connected to `url` with more command-line arguments (`--tracing`...).
+    pub(crate) async fn start_with(url: &str, args: &[&str]) -> PythonPeer {
         let python = python();
         assert!(
             python.exists(),
@@ -56,6 +61,7 @@ impl PythonPeer {
             .arg(&script)
             .arg("--url")
             .arg(url)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -20,6 +20,7 @@ mod recovery;
 mod report;
 mod stats;
 mod systems;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -337,8 +338,11 @@ pub(crate) struct Results {
     /// (system, workload index) -> samples over rounds.
     pub(crate) samples: std::collections::BTreeMap<(SystemKind, usize), Vec<Sample>>,
     pub(crate) memory_samples: std::collections::BTreeMap<usize, Vec<Sample>>,
-    /// memory:// calls, 64 in flight, on a runtime of one thread (one sample per round).
-    pub(crate) memory_one_thread: Vec<Sample>,
+    /// memory:// calls, 64 in flight, on a runtime of one thread (one sample per round), with
+    /// no subscriber and with each kind of tracing.
+    pub(crate) memory_one_thread: std::collections::BTreeMap<telemetry::Tracing, Vec<Sample>>,
+    /// The same over RabbitMQ (amqp-rpc's client and server on one thread, the broker beside).
+    pub(crate) rabbit_one_thread: std::collections::BTreeMap<telemetry::Tracing, Vec<Sample>>,
     pub(crate) heap_per_call: Option<f64>,
     /// Heap allocations per sequential 100 B call over `memory://`, client and server.
     pub(crate) allocs_per_call: Option<f64>,
@@ -446,7 +450,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         memory_workloads: memory_workloads.clone(),
         samples: Default::default(),
         memory_samples: Default::default(),
-        memory_one_thread: Vec::new(),
+        memory_one_thread: Default::default(),
+        rabbit_one_thread: Default::default(),
         heap_per_call: None,
         allocs_per_call: None,
         breakdown: Vec::new(),
@@ -637,13 +642,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(error) => eprintln!("\n{label}: {error}"),
             }
         }
-        let title = "memory:// calls, 64 in flight, one worker thread";
-        if options.runs_memory() && options.selects(title) {
-            let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
-            progress(&format!("{label} ..."));
-            if let Some(sample) = memory_one_thread(&vhost.0, topic, payload_small, seconds) {
-                progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
-                results.memory_one_thread.push(sample);
+        // The order of the three alternates between rounds, as the systems' does.
+        let mut kinds = telemetry::Tracing::ALL;
+        if round % 2 == 1 {
+            kinds.reverse();
+        }
+        for tracing in kinds {
+            let title = format!(
+                "memory:// calls, 64 in flight, one worker thread, {}",
+                tracing.label()
+            );
+            if options.runs_memory() && options.selects(&title) {
+                let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
+                progress(&format!("{label} ..."));
+                let url = format!("memory:///{}-one-thread", vhost.0);
+                if let Some(sample) = memory_one_thread(url, topic, payload_small, seconds, tracing)
+                {
+                    progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
+                    results
+                        .memory_one_thread
+                        .entry(tracing)
+                        .or_default()
+                        .push(sample);
+                }
+            }
+            let title = format!(
+                "RabbitMQ calls, 64 in flight, one worker thread, {}",
+                tracing.label()
+            );
+            if options.runs(SystemKind::Amqp) && options.selects(&title) {
+                let label = format!("[round {}/{}] {title}", round + 1, options.rounds);
+                progress(&format!("{label} ..."));
+                let topic = format!("{topic}-one-thread");
+                let url = url.clone();
+                if let Some(sample) =
+                    memory_one_thread(url, &topic, payload_small, seconds, tracing)
+                {
+                    progress(&format!("{label}: {:.0} ops/s", sample.ops_per_s));
+                    results
+                        .rabbit_one_thread
+                        .entry(tracing)
+                        .or_default()
+                        .push(sample);
+                }
             }
         }
     }
@@ -729,26 +770,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// memory:// calls with 64 in flight, client and server on a runtime of one thread (in a
 /// thread of their own): the same work as the two-worker figure without hand-offs between
-/// cores.
+/// cores; traced as `tracing` says (the thread's default subscriber, which every task sees).
 fn memory_one_thread(
-    vhost: &str,
+    url: String,
     topic: &str,
     payload: usize,
     seconds: Duration,
+    tracing: telemetry::Tracing,
 ) -> Option<Sample> {
-    let url = format!("memory:///{vhost}-one-thread");
     let topic = topic.to_owned();
     let run = move || {
+        let (dispatch, provider) = tracing.dispatch();
+        let _traced = dispatch.as_ref().map(tracing::dispatcher::set_default);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok()?;
-        runtime.block_on(async {
+        let sample = runtime.block_on(async {
             let system = AmqpSystem::start(&url, &topic, 64).await.ok()?;
             let sample = system.calls(64, &"x".repeat(payload), seconds).await;
             system.stop().await;
             Some(sample)
-        })
+        });
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
+        sample
     };
     std::thread::spawn(run).join().ok().flatten()
 }

@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use crate::recovery::{self, Summary};
 use crate::stats::{Sample, median};
 use crate::systems::BenchEndpoint;
+use crate::telemetry::Tracing;
 use crate::{Results, SystemKind, Workload};
 
 /// What the run ran on.
@@ -402,8 +403,8 @@ pub(crate) fn markdown(
             );
         }
     }
-    if !results.memory_one_thread.is_empty() {
-        let s = median(&results.memory_one_thread);
+    if let Some(off) = results.memory_one_thread.get(&Tracing::Off) {
+        let s = median(off);
         let _ = writeln!(
             md,
             "| calls, 64 in flight, 100 B, runtime of one thread | {} | {} | {} | – |\n\n\
@@ -418,6 +419,7 @@ pub(crate) fn markdown(
             fmt_ms(s.p99_ms)
         );
     }
+    tracing_section(&mut md, results);
     let _ = writeln!(
         md,
         "\n## Targets\n\n| target | measured | holds |\n|---|---|---|"
@@ -856,4 +858,45 @@ pub(crate) fn chart(results: &Results, path: &Path) -> Result<(), Box<dyn std::e
     }
     root.present()?;
     Ok(())
+}
+
+/// The cost of tracing: the one-thread memory:// calls under each kind of tracing, beside the
+/// untraced run of the same rounds.
+fn tracing_section(md: &mut String, results: &Results) {
+    if results.memory_one_thread.is_empty() && results.rabbit_one_thread.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## What tracing costs\n\n\
+         Calls, 64 in flight, 100 B, amqp-rpc's client and server on a runtime of one thread \
+         (whose default subscriber is the one measured), each kind of tracing in turn in every \
+         round: over memory:// (no broker, so amqp-rpc's own work is all there is) and over \
+         RabbitMQ. amqp-rpc makes an INFO span for every call and every request (see the README's \
+         \"Tracing\"); with no subscriber each is a level check. This bench is built with the \
+         `opentelemetry` feature, so every row above pays for the feature's checks too.\n\n\
+         | transport | tracing | calls/s | p50 ms | p99 ms | calls/s vs off |\n\
+         |---|---|---|---|---|---|"
+    );
+    let rows = [
+        ("memory://", &results.memory_one_thread),
+        ("RabbitMQ", &results.rabbit_one_thread),
+    ];
+    for (transport, runs) in rows {
+        let Some(off) = runs.get(&Tracing::Off).map(|s| median(s)) else {
+            continue;
+        };
+        for (tracing, samples) in runs {
+            let s = median(samples);
+            let _ = writeln!(
+                md,
+                "| {transport} | {} | {} | {} | {} | {:.2}× |",
+                tracing.label(),
+                fmt_rate(s.ops_per_s),
+                fmt_ms(s.p50_ms),
+                fmt_ms(s.p99_ms),
+                s.ops_per_s / off.ops_per_s,
+            );
+        }
+    }
 }

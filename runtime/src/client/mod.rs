@@ -235,7 +235,9 @@ impl RpcClient {
     ///
     /// `args` must serialize to a JSON object (or to `null`/`()`, sent as `{}`). The request is
     /// encoded when `call` is called (on a transport's first call, when the future first runs),
-    /// so the future does not keep the arguments while it waits.
+    /// so the future does not keep the arguments while it waits. The call's `rpc.call` span
+    /// (see [`hooks`](crate::hooks) and the README's "Tracing and metrics") is made then too,
+    /// as a child of the caller's current span, and ends with the result.
     pub fn call<R: DeserializeOwned>(
         &self,
         ctx: &Context,

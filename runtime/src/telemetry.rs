@@ -176,7 +176,7 @@ pub(crate) fn notify_span(event_type: &str, priority: &str) -> Span {
         exception = Empty,
     );
     #[cfg(feature = "opentelemetry")]
-    if !span.is_disabled() {
+    if otel::recorded(&span) {
         span.record("otel.name", format!("{event_type} send"));
     }
     span
@@ -254,7 +254,20 @@ mod otel {
 
     pub(super) fn current_is_valid() -> bool {
         let span = Span::current();
-        !span.is_disabled() && span.context().span().span_context().is_valid()
+        recorded(&span) && span.context().span().span_context().is_valid()
+    }
+
+    /// Whether a subscriber records `span`. Not only `!is_disabled()`: once any subscriber
+    /// has existed in the process (a scoped one, say), tracing may make spans against no
+    /// subscriber at all, which are not disabled and go nowhere; naming and attributing
+    /// them would allocate for nothing.
+    pub(super) fn recorded(span: &Span) -> bool {
+        !span.is_disabled()
+            && span
+                .with_subscriber(|(_, dispatch)| {
+                    !dispatch.is::<tracing::subscriber::NoSubscriber>()
+                })
+                .unwrap_or(false)
     }
 
     /// Writes the current span's trace context into `ctx` with the global propagator.
@@ -267,7 +280,7 @@ mod otel {
 
     /// Names a client's span and gives it oslo's attributes (`trace_send`).
     pub(super) fn producer(span: &Span, target: &Target, method: &str, operation: &'static str) {
-        if span.is_disabled() {
+        if !recorded(span) {
             return;
         }
         let topic = target.topic().unwrap_or_default();
@@ -302,7 +315,7 @@ mod otel {
     /// Names `span` and sets its parent from the trace context in `context`, if any; false
     /// when the span is off.
     pub(super) fn adopt(span: &Span, context: &Context, name: impl FnOnce() -> String) -> bool {
-        if span.is_disabled() {
+        if !recorded(span) {
             return false;
         }
         span.record("otel.name", name());
@@ -314,5 +327,32 @@ mod otel {
             let _ = span.set_parent(parent);
         }
         true
+    }
+}
+
+#[cfg(all(test, feature = "opentelemetry"))]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Once a subscriber has existed (here a scoped one, on another thread), tracing makes
+    /// spans against no subscriber on threads without one: not disabled, but not recorded,
+    /// and amqp-rpc must not spend on them.
+    #[test]
+    fn spans_nobody_records_are_not_named() {
+        let target = Target::new("t");
+        let scoped = target.clone();
+        std::thread::spawn(move || {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(std::io::sink)
+                .finish();
+            let _scoped = tracing::subscriber::set_default(subscriber);
+            let _ = call_span(&scoped, "m", None, crate::wire::new_id());
+        })
+        .join()
+        .expect("the scoped thread ran");
+        let span = call_span(&target, "m", None, crate::wire::new_id());
+        assert!(!otel::recorded(&span));
+        assert!(!propagating());
     }
 }

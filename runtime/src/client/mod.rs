@@ -261,24 +261,23 @@ impl RpcClient {
     ) -> impl Future<Output = Result<R, RpcError>> {
         let msg_id = wire::new_id();
         let span = telemetry::call_span(&self.target, method, version.as_ref(), msg_id);
-        let started = self.hooks.has_calls().then(|| {
+        let hooked = self.hooks.has_calls().then(|| {
             self.hooks.before(&self.message_info(method, version, true));
-            Instant::now()
+            // Boxed: the future of every call without hooks stays small.
+            Box::new(Hooked {
+                method,
+                version,
+                started: Instant::now(),
+            })
         });
         // Encoded in the span: the trace context sent is the call's.
         let call = span.in_scope(|| self.call_inner(version, ctx, method, args, msg_id));
-        let ended = span.clone();
-        async move {
-            let result = call.await;
-            telemetry::record_client(&ended, result.as_ref().err());
-            if let Some(started) = started {
-                let message = self.message_info(method, version, true);
-                let result = result.as_ref().map(|_| ());
-                self.hooks.after(&message, result, started.elapsed());
-            }
-            result
+        Traced {
+            call,
+            span,
+            client: self,
+            hooked,
         }
-        .instrument(span)
     }
 
     /// What hooks and providers see of a message.
@@ -593,6 +592,52 @@ impl RpcClient {
 }
 
 /// A call that could not be sent at once.
+/// What a call's hooks need once it ended.
+struct Hooked<'a> {
+    method: &'a str,
+    version: Option<Version>,
+    started: Instant,
+}
+
+pin_project_lite::pin_project! {
+    /// A call in its span, recording how it ended and running the client's call hooks.
+    ///
+    /// A future of its own rather than an `async` block around the call, which would keep the
+    /// call's future twice (as the block's capture and as what it awaits).
+    struct Traced<'a, 'm, F> {
+        #[pin]
+        call: F,
+        span: tracing::Span,
+        client: &'a RpcClient,
+        hooked: Option<Box<Hooked<'m>>>,
+    }
+}
+
+impl<R, F: Future<Output = Result<R, RpcError>>> Future for Traced<'_, '_, F> {
+    type Output = Result<R, RpcError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.call.poll(cx))
+        };
+        telemetry::record_client(this.span, result.as_ref().err());
+        if let Some(hooked) = this.hooked.take() {
+            let client = *this.client;
+            let message = client.message_info(hooked.method, hooked.version, true);
+            let elapsed = hooked.started.elapsed();
+            client
+                .hooks
+                .after(&message, result.as_ref().map(|_| ()), elapsed);
+        }
+        std::task::Poll::Ready(result)
+    }
+}
+
 enum Prepared<A> {
     /// Refused before sending.
     Failed(RpcError),
@@ -644,7 +689,7 @@ mod tests {
         // The first call starts the reply queue, in a box of its own; later calls are encoded
         // before their future exists. (An `async fn` kept 800 B besides the arguments; bounding
         // the publish by the call's deadline took the future from 512 to 608 B, the retries
-        // after a lost connection being boxed.)
+        // after a lost connection being boxed; the call's span and its hooks' box, 640 B.)
         drop(transport.reply_waiter().await);
         let call = client.call::<Value>(&ctx, "m", Big { data: [7; 32] });
         assert!(size_of_val(&call) <= 640, "{} B", size_of_val(&call));

@@ -3,12 +3,13 @@
 //! request's `correlation_id`; the client has one connection, one exclusive server-named reply
 //! queue consumed without acks, and pipelines requests, matching replies by correlation id.
 //!
-//! With `contract`, the same code does on the wire what oslo.messaging's contract asks of every
-//! peer, and nothing else: every publish waits for its publisher confirm (spec §2); requests go
-//! through a topic exchange; requests and replies carry oslo's properties (§1.1), requests with
-//! an expiration; replies are published mandatory (§2.2); a request is acknowledged before its
-//! reply is published, and a reply on receipt (§2.5). Bodies stay the caller's bytes: the envelope, the context and
-//! routing replies by `_msg_id` are the work of the library measured against it.
+//! With [`Contract::OSLO`], the same code does on the wire what oslo.messaging's contract asks of
+//! every peer, and nothing else: every publish waits for its publisher confirm (spec §2);
+//! requests go through a topic exchange; requests and replies carry oslo's properties (§1.1),
+//! persistent, requests with an expiration; replies are published mandatory (§2.2); a request
+//! is acknowledged before it runs, and a reply on receipt (§2.5). Each item can also be had
+//! alone, to price it (`--price-contract`). Bodies stay the caller's bytes: the envelope, the
+//! context and routing replies by `_msg_id` are the work of the library measured against it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,129 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::oneshot;
 
 type Result<T> = std::result::Result<T, lapin::Error>;
+
+/// What of oslo's wire contract a reference does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Contract {
+    /// Publisher confirms on both sides; a call waits for its request's confirm, then for its
+    /// reply (a reply's confirm is awaited beside the next request).
+    pub(crate) confirms: bool,
+    /// With `confirms`: a call waits for its confirm and its reply at once, not one after the
+    /// other (the reply proves delivery; a nack still fails the call).
+    pub(crate) overlapped: bool,
+    /// oslo's properties (content type and encoding, priority, headers), persistent (delivery
+    /// mode 2), on requests and replies.
+    pub(crate) persistent: bool,
+    /// Replies published `mandatory`.
+    pub(crate) mandatory: bool,
+    /// Requests through a topic exchange (else the default exchange).
+    pub(crate) topic_exchange: bool,
+    /// Requests with an expiration (the call's timeout).
+    pub(crate) expiration: bool,
+    /// The server acknowledges a request before running it (else after its reply is sent).
+    pub(crate) ack_first: bool,
+    /// The client acknowledges replies on receipt (else consumes them without acks).
+    pub(crate) reply_acks: bool,
+}
+
+impl Contract {
+    /// Plain lapin: none of it.
+    pub(crate) const NONE: Contract = Contract {
+        confirms: false,
+        overlapped: false,
+        persistent: false,
+        mandatory: false,
+        topic_exchange: false,
+        expiration: false,
+        ack_first: false,
+        reply_acks: false,
+    };
+
+    /// All of oslo's contract, a call waiting for its confirm before its reply.
+    pub(crate) const OSLO: Contract = Contract {
+        confirms: true,
+        overlapped: false,
+        persistent: true,
+        mandatory: true,
+        topic_exchange: true,
+        expiration: true,
+        ack_first: true,
+        reply_acks: true,
+    };
+
+    /// Each item alone, then all of it, with a label: what `--price-contract` measures.
+    pub(crate) fn priced() -> Vec<(&'static str, Contract)> {
+        let none = Contract::NONE;
+        vec![
+            ("none (plain lapin)", none),
+            (
+                "publisher confirms, the call waiting for its confirm, then its reply",
+                Contract {
+                    confirms: true,
+                    ..none
+                },
+            ),
+            (
+                "publisher confirms, confirm and reply awaited together",
+                Contract {
+                    confirms: true,
+                    overlapped: true,
+                    ..none
+                },
+            ),
+            (
+                "persistent delivery mode and oslo's properties",
+                Contract {
+                    persistent: true,
+                    ..none
+                },
+            ),
+            (
+                "replies published mandatory",
+                Contract {
+                    mandatory: true,
+                    ..none
+                },
+            ),
+            (
+                "requests through a topic exchange",
+                Contract {
+                    topic_exchange: true,
+                    ..none
+                },
+            ),
+            (
+                "requests with an expiration",
+                Contract {
+                    expiration: true,
+                    ..none
+                },
+            ),
+            (
+                "request acknowledged before it runs",
+                Contract {
+                    ack_first: true,
+                    ..none
+                },
+            ),
+            (
+                "replies acknowledged (not no-ack)",
+                Contract {
+                    reply_acks: true,
+                    ..none
+                },
+            ),
+            ("all of oslo's contract", Contract::OSLO),
+            (
+                "all, confirm and reply awaited together",
+                Contract {
+                    overlapped: true,
+                    ..Contract::OSLO
+                },
+            ),
+        ]
+    }
+}
 
 async fn connect(url: &str) -> Result<Connection> {
     Connection::connect(url, ConnectionProperties::default()).await
@@ -46,11 +170,11 @@ impl RefServer {
         queue: &str,
         fanout: Option<&str>,
         prefetch: u16,
-        contract: bool,
+        contract: Contract,
     ) -> Result<RefServer> {
         let connection = connect(url).await?;
         let channel = connection.create_channel().await?;
-        if contract {
+        if contract.confirms {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
@@ -65,7 +189,7 @@ impl RefServer {
                 FieldTable::default(),
             )
             .await?;
-        let exchange = contract.then(|| topic_exchange(queue));
+        let exchange = contract.topic_exchange.then(|| topic_exchange(queue));
         if let Some(exchange) = &exchange {
             bind(&channel, queue, exchange, ExchangeKind::Topic, queue).await?;
         }
@@ -89,7 +213,7 @@ impl RefServer {
                 let mut ack = std::pin::pin!(ack);
                 // With the contract, acknowledged before it runs: the first poll queues the
                 // frame (and may find it written); the write is waited for after the reply.
-                let acked = contract && ack.as_mut().now_or_never().is_some();
+                let acked = contract.ack_first && ack.as_mut().now_or_never().is_some();
                 let properties = &delivery.properties;
                 match (properties.reply_to(), properties.correlation_id()) {
                     (Some(reply_to), Some(id)) => {
@@ -99,15 +223,15 @@ impl RefServer {
                                 "".into(),
                                 reply_to.clone(),
                                 BasicPublishOptions {
-                                    mandatory: contract,
+                                    mandatory: contract.mandatory,
                                     immediate: false,
                                 },
                                 &delivery.data,
-                                oslo_properties(contract, reply),
+                                oslo_properties(contract.persistent, reply),
                             )
                             .await;
                         // The confirm is awaited beside the next request, not before it.
-                        if let (true, Ok(confirm)) = (contract, published) {
+                        if let (true, Ok(confirm)) = (contract.confirms, published) {
                             tokio::spawn(confirm);
                         }
                     }
@@ -151,6 +275,7 @@ impl RefServer {
                 .exchange_delete(exchange.as_str().into(), Default::default())
                 .await;
         }
+        let _ = self._connection.close(200, "done".into()).await;
     }
 }
 
@@ -161,15 +286,15 @@ pub(crate) struct RefClient {
     reply_to: lapin::types::ShortString,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>,
     next_id: Arc<AtomicU64>,
-    contract: bool,
+    contract: Contract,
     _connection: Arc<Connection>,
 }
 
 impl RefClient {
-    pub(crate) async fn connect(url: &str, contract: bool) -> Result<RefClient> {
+    pub(crate) async fn connect(url: &str, contract: Contract) -> Result<RefClient> {
         let connection = connect(url).await?;
         let channel = connection.create_channel().await?;
-        if contract {
+        if contract.confirms {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
@@ -194,7 +319,7 @@ impl RefClient {
                 reply_to.clone(),
                 "".into(),
                 BasicConsumeOptions {
-                    no_ack: !contract,
+                    no_ack: !contract.reply_acks,
                     ..Default::default()
                 },
                 FieldTable::default(),
@@ -202,7 +327,7 @@ impl RefClient {
             .await?;
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let waiting = Arc::clone(&pending);
-        let acks = contract.then(|| channel.clone());
+        let acks = contract.reply_acks.then(|| channel.clone());
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = replies.next().await {
                 if let Some(acks) = &acks {
@@ -231,6 +356,11 @@ impl RefClient {
         })
     }
 
+    /// Closes the connection (its clones' too).
+    pub(crate) async fn close(&self) {
+        let _ = self._connection.close(200, "done".into()).await;
+    }
+
     /// Sends `body` to `queue` and waits for the answer.
     pub(crate) async fn call(&self, queue: &str, body: &[u8]) -> Option<Vec<u8>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -239,13 +369,15 @@ impl RefClient {
         let properties = BasicProperties::default()
             .with_reply_to(self.reply_to.clone())
             .with_correlation_id(id.to_string().into());
-        let (exchange, properties) = match self.contract {
-            true => (
-                topic_exchange(queue),
-                oslo_properties(true, properties).with_expiration("60000".into()),
-            ),
-            false => (String::new(), properties),
+        let contract = self.contract;
+        let exchange = match contract.topic_exchange {
+            true => topic_exchange(queue),
+            false => String::new(),
         };
+        let mut properties = oslo_properties(contract.persistent, properties);
+        if contract.expiration {
+            properties = properties.with_expiration("60000".into());
+        }
         let confirm = self
             .channel
             .basic_publish(
@@ -257,10 +389,19 @@ impl RefClient {
             )
             .await
             .ok()?;
-        if self.contract {
-            confirm.await.ok()?;
+        match (contract.confirms, contract.overlapped) {
+            (false, _) => rx.await.ok(),
+            (true, false) => {
+                confirm.await.ok()?;
+                rx.await.ok()
+            }
+            // The reply proves delivery; a nack, or a confirm that fails, still fails the call.
+            (true, true) => {
+                let (confirmed, reply) = futures_util::join!(confirm, rx);
+                confirmed.ok()?;
+                reply.ok()
+            }
         }
-        rx.await.ok()
     }
 
     /// Sends `body` to `exchange`/`routing_key` without waiting for anything.
@@ -275,7 +416,7 @@ impl RefClient {
                 BasicProperties::default(),
             )
             .await;
-        match (published, self.contract) {
+        match (published, self.contract.confirms) {
             (Ok(confirm), true) => confirm.await.is_ok(),
             (published, _) => published.is_ok(),
         }
@@ -314,9 +455,9 @@ fn topic_exchange(queue: &str) -> String {
     format!("{queue}-topic")
 }
 
-/// With `contract`, oslo's properties (spec §1.1) added to `properties`.
-fn oslo_properties(contract: bool, properties: BasicProperties) -> BasicProperties {
-    match contract {
+/// With `persistent`, oslo's properties (spec §1.1) added to `properties`.
+fn oslo_properties(persistent: bool, properties: BasicProperties) -> BasicProperties {
+    match persistent {
         true => properties
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())

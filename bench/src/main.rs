@@ -8,6 +8,7 @@
 //! cargo run --release -p amqp-rpc-bench -- --only recovery         # through a connection cut
 //! cargo run --release -p amqp-rpc-bench -- --only "casts delivered,notif"  # notifications vs casts
 //! cargo run --release -p amqp-rpc-bench --features jemalloc -- --out BENCHMARKS-jemalloc.md
+//! cargo run --release -p amqp-rpc-bench -- --price-contract  # each item of oslo's contract alone
 //! ```
 //!
 //! Each phase runs for a bounded time for each system in turn, round after round (the order
@@ -16,6 +17,7 @@
 mod alloc_count;
 mod cpu;
 mod lapin_ref;
+mod pricing;
 mod recovery;
 mod report;
 mod stats;
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, value_parser};
 
+use crate::lapin_ref::Contract;
 use crate::recovery::Recovery;
 use crate::stats::Sample;
 use crate::systems::{AmqpSystem, LapinSystem, OsloSystem};
@@ -171,6 +174,8 @@ struct Options {
     only: Option<String>,
     /// `--system`: the one system to run (for profiling).
     system: Option<String>,
+    /// `--price-contract`: only the pricing of oslo's contract (see `pricing`).
+    price_contract: bool,
 }
 
 impl Options {
@@ -248,6 +253,12 @@ fn options() -> Options {
                 .help("leave oslo.messaging out (for profiling; not for the report)"),
         )
         .arg(
+            Arg::new("price-contract")
+                .long("price-contract")
+                .action(ArgAction::SetTrue)
+                .help("price each item of oslo's wire contract alone with the lapin reference, and print the table (bench/PROFILING.md)"),
+        )
+        .arg(
             Arg::new("url")
                 .long("url")
                 .default_value("rabbit://guest:guest@127.0.0.1:5672")
@@ -285,6 +296,7 @@ fn options() -> Options {
             .unwrap_or_default(),
         only: matches.get_one::<String>("only").cloned(),
         system,
+        price_contract: matches.get_flag("price-contract"),
     };
     // oslo.messaging's peers are started only if `--system` leaves them in.
     if !options.runs(SystemKind::Oslo) {
@@ -428,10 +440,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let meter = cpu::CpuMeter::new(broker_is_local);
 
+    if options.price_contract {
+        let table = pricing::price(
+            &amqp_url,
+            topic,
+            &meter,
+            options.rounds,
+            options.seconds,
+            progress,
+        )
+        .await?;
+        progress("");
+        println!("{table}");
+        return Ok(());
+    }
+
     progress("starting servers...");
     let amqp = AmqpSystem::start(&url, topic, 64).await?;
-    let lapin = LapinSystem::start(&amqp_url, topic, 64, false).await?;
-    let lapin_contract = LapinSystem::start(&amqp_url, topic, 64, true).await?;
+    let lapin = LapinSystem::start(&amqp_url, topic, 64, Contract::NONE).await?;
+    let lapin_contract = LapinSystem::start(&amqp_url, topic, 64, Contract::OSLO).await?;
     let oslo = match &options.python {
         Some(python) => Some(OsloSystem::start(python, &url, topic).await?),
         None => {

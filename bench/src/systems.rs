@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::lapin_ref::{RefClient, RefServer};
+use crate::lapin_ref::{Contract, RefClient, RefServer};
 use crate::stats::{CallRecord, Sample};
 
 /// Fanout phases use this many servers.
@@ -537,17 +537,18 @@ impl LapinSystem {
         amqp_url: &str,
         topic: &str,
         prefetch: u16,
-        contract: bool,
+        contract: Contract,
     ) -> Result<LapinSystem, lapin::Error> {
-        let name = match contract {
-            true => format!("{topic}-lapin-contract"),
-            false => format!("{topic}-lapin"),
+        let plain = contract == Contract::NONE;
+        let name = match plain {
+            false => format!("{topic}-lapin-contract"),
+            true => format!("{topic}-lapin"),
         };
         let exchange = format!("{name}-fanout");
         let queue = name;
         let server = RefServer::start(amqp_url, &queue, None, prefetch, contract).await?;
         // The contract reference runs calls only: no fanout servers.
-        let fanout_count = if contract { 0 } else { FANOUT_SERVERS };
+        let fanout_count = if plain { FANOUT_SERVERS } else { 0 };
         let mut fanout_servers = Vec::new();
         for i in 0..fanout_count {
             fanout_servers.push(
@@ -627,6 +628,7 @@ impl LapinSystem {
     }
 
     pub(crate) async fn stop(self) {
+        self.client.close().await;
         self.server.close().await;
         for server in self.fanout_servers {
             server.close().await;

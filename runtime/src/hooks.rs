@@ -8,9 +8,10 @@
 //! * [`CallHook`], on a client: sees each call and cast it sends, before and after, with how it
 //!   ended and how long it took.
 //!
-//! amqp-rpc's own metrics (the `metrics` feature) are a [`RequestHook`] and a [`CallHook`], and
-//! its OpenTelemetry propagation (the `opentelemetry` feature) a [`ContextProvider`], added to
-//! every server and client when the feature is on; yours run beside them.
+//! amqp-rpc's own metrics (the `metrics` feature) are a [`RequestHook`] and a [`CallHook`],
+//! added to every server and client when the feature is on; yours run beside them. Its
+//! OpenTelemetry propagation (the `opentelemetry` feature) runs where the context providers
+//! run, after yours, so that the trace context sent is always the current span's.
 //!
 //! ```
 //! use std::time::Duration;

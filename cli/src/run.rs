@@ -134,15 +134,15 @@ fn request(
 
 /// The oslo exception (class, module) an error the client library decoded stands for: a
 /// timeout, and the dispatcher's refusals.
-pub(crate) fn oslo_exception(error: &RpcError) -> Option<(&'static str, &'static str)> {
-    match error {
-        RpcError::Timeout { .. } => Some(("MessagingTimeout", "oslo_messaging.exceptions")),
-        RpcError::NoSuchMethod { .. } => Some(("NoSuchMethod", "oslo_messaging.rpc.dispatcher")),
-        RpcError::UnsupportedVersion { .. } => {
-            Some(("UnsupportedVersion", "oslo_messaging.rpc.dispatcher"))
+pub(crate) fn oslo_exception(error: &RpcError) -> Option<(&str, &'static str)> {
+    let module = match error {
+        RpcError::Timeout { .. } => "oslo_messaging.exceptions",
+        RpcError::NoSuchMethod { .. } | RpcError::UnsupportedVersion { .. } => {
+            "oslo_messaging.rpc.dispatcher"
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some((error.class(), module))
 }
 
 /// Reports a failed call or cast: a remote failure or a timeout as JSON on standard error.

@@ -215,9 +215,8 @@ impl ClientHooks {
     /// `ctx` as the providers make it for `message`; `None` when nothing changes it (send
     /// `ctx`).
     pub(crate) fn provide(&self, ctx: &Context, message: &MessageInfo<'_>) -> Option<Context> {
-        let propagate = cfg!(feature = "opentelemetry") && crate::telemetry::propagating();
-        if self.providers.is_empty() && !propagate {
-            return None;
+        if self.providers.is_empty() {
+            return crate::telemetry::traced(ctx);
         }
         let mut ctx = ctx.clone();
         for provider in &self.providers {
@@ -225,8 +224,7 @@ impl ClientHooks {
         }
         // Last, so that the trace context sent is the current span's whatever the providers
         // and the caller's context (say, a request's, forwarded) carried.
-        #[cfg(feature = "opentelemetry")]
-        if propagate {
+        if crate::telemetry::propagating() {
             crate::telemetry::inject(&mut ctx);
         }
         Some(ctx)

@@ -44,23 +44,22 @@ pub const PROCESSING_SECONDS_BUCKETS: [f64; 17] = [
     100.0,
 ];
 
-/// Labels of `target` (exchange, topic, server), those given, and `more`.
-fn labels(target: &Target, more: [(&'static str, Option<String>); 4]) -> Vec<Label> {
-    let mut labels = Vec::with_capacity(8);
-    let mut add = |key: &'static str, value: Option<&str>| {
-        if let Some(value) = value {
-            labels.push(Label::new(key, value.to_owned()));
-        }
-    };
-    add("exchange", target.exchange());
-    add("topic", target.topic());
-    add("server", target.server_name());
-    for (key, value) in more {
-        if let Some(value) = value {
-            labels.push(Label::new(key, value));
-        }
-    }
-    labels
+/// Labels of `target` (exchange, topic, server), then `more`; those without a value left out.
+fn labels(
+    target: &Target,
+    more: impl IntoIterator<Item = (&'static str, Option<String>)>,
+) -> Vec<Label> {
+    let of_target = [
+        ("exchange", target.exchange()),
+        ("topic", target.topic()),
+        ("server", target.server_name()),
+    ]
+    .map(|(key, value)| (key, value.map(str::to_owned)));
+    of_target
+        .into_iter()
+        .chain(more)
+        .filter_map(|(key, value)| Some(Label::new(key, value?)))
+        .collect()
 }
 
 /// The client's metrics, a [`CallHook`] on every client.
@@ -131,7 +130,6 @@ impl ServerMetrics {
                 ("namespace", request.namespace.map(str::to_owned)),
                 ("version", request.version.map(|v| v.to_string())),
                 ("method", Some(request.method.to_owned())),
-                ("timeout", None),
             ],
         )
     }

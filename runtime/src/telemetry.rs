@@ -72,16 +72,21 @@ pub(crate) fn record_client(span: &Span, error: Option<&RpcError>) {
 
 /// Records a client's failure on its span.
 pub(crate) fn record_failure(span: &Span, error: &RpcError) {
-    if span.is_disabled() {
-        return;
-    }
     let outcome = if error.is_timeout() {
         "timeout"
     } else {
         "error"
     };
+    record_error(span, outcome, error.class());
+}
+
+/// Records a failure on a span: its outcome, the exception's class, and the error status.
+fn record_error(span: &Span, outcome: &'static str, class: &str) {
+    if span.is_disabled() {
+        return;
+    }
     span.record("outcome", outcome);
-    span.record("exception", error.class());
+    span.record("exception", class);
     span.record("otel.status_code", "error");
 }
 
@@ -121,18 +126,9 @@ pub(crate) fn request_span(request: &RequestFields<'_>) -> Span {
 
 /// Records how a request ended on its span.
 pub(crate) fn record_request(span: &Span, failure: Option<&RemoteError>) {
-    if span.is_disabled() {
-        return;
-    }
     match failure {
-        None => {
-            span.record("outcome", "ok");
-        }
-        Some(failure) => {
-            span.record("outcome", "error");
-            span.record("exception", failure.class());
-            span.record("otel.status_code", "error");
-        }
+        None => record_outcome(span, "ok"),
+        Some(failure) => record_error(span, "error", failure.class()),
     }
 }
 
@@ -182,7 +178,8 @@ pub(crate) fn notify_span(event_type: &str, priority: &str) -> Span {
     span
 }
 
-/// Records on a span whether a notification was handled (`ok`) or sent back (`requeue`).
+/// Records an outcome that is no failure on a span: `ok`, or `requeue` for a notification
+/// sent back.
 pub(crate) fn record_outcome(span: &Span, outcome: &'static str) {
     if !span.is_disabled() {
         span.record("outcome", outcome);
@@ -203,18 +200,21 @@ pub(crate) fn propagating() -> bool {
 
 /// `ctx` with the current span's trace context, when there is one to send.
 pub(crate) fn traced(ctx: &Context) -> Option<Context> {
-    #[cfg(feature = "opentelemetry")]
-    if propagating() {
+    propagating().then(|| {
         let mut ctx = ctx.clone();
-        otel::inject(&mut ctx);
-        return Some(ctx);
-    }
-    let _ = ctx;
-    None
+        inject(&mut ctx);
+        ctx
+    })
 }
 
-#[cfg(feature = "opentelemetry")]
-pub(crate) use otel::inject;
+/// Writes the current span's trace context into `ctx` (nothing without the `opentelemetry`
+/// feature). Only worth calling when [`propagating`].
+pub(crate) fn inject(ctx: &mut Context) {
+    #[cfg(feature = "opentelemetry")]
+    otel::inject(ctx);
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = ctx;
+}
 
 #[cfg(feature = "opentelemetry")]
 mod otel {

@@ -443,17 +443,17 @@ impl RpcClient {
         args: impl Serialize,
     ) -> Result<(), RpcError> {
         let span = telemetry::cast_span(&self.target, method, version.as_ref());
-        let message = self.message_info(method, version, false);
-        let started = self.hooks.has_calls().then(|| {
+        let hooked = self.hooks.has_calls().then(|| {
+            let message = self.message_info(method, version, false);
             self.hooks.before(&message);
-            Instant::now()
+            (message, Instant::now())
         });
         let result = self
             .cast_inner(version, ctx, method, args)
             .instrument(span.clone())
             .await;
         telemetry::record_client(&span, result.as_ref().err());
-        if let Some(started) = started {
+        if let Some((message, started)) = hooked {
             let result = result.as_ref().copied();
             self.hooks.after(&message, result, started.elapsed());
         }
@@ -591,7 +591,6 @@ impl RpcClient {
     }
 }
 
-/// A call that could not be sent at once.
 /// What a call's hooks need once it ended.
 struct Hooked<'a> {
     method: &'a str,
@@ -638,6 +637,7 @@ impl<R, F: Future<Output = Result<R, RpcError>>> Future for Traced<'_, '_, F> {
     }
 }
 
+/// A call that could not be sent at once.
 enum Prepared<A> {
     /// Refused before sending.
     Failed(RpcError),

@@ -225,10 +225,7 @@ impl Notifier {
             .notify_inner(ctx, priority, event_type, payload)
             .instrument(span.clone())
             .await;
-        match &sent {
-            Ok(()) => telemetry::record_outcome(&span, "ok"),
-            Err(e) => telemetry::record_failure(&span, e),
-        }
+        telemetry::record_client(&span, sent.as_ref().err());
         if let Err(e) = &sent {
             tracing::error!(
                 event_type,

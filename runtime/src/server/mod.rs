@@ -30,7 +30,7 @@ use crate::sync::lock;
 use crate::target::Target;
 use crate::telemetry;
 use crate::transport::Transport;
-use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo, RequestedVersion};
+use crate::wire::{self, IncomingRequest, OutgoingReply, ReplyTo};
 use crate::workers::Workers;
 use dispatcher::Dispatcher;
 use reply_retry::{Known, ReplyRetries};
@@ -662,10 +662,7 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         server: &shared.target,
         method: method.as_deref(),
         namespace: namespace.as_deref(),
-        version: match &version {
-            RequestedVersion::Valid(version) => Some(version),
-            _ => None,
-        },
+        version: version.valid(),
         msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
         context: &context,
     });
@@ -678,10 +675,7 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
                 server: &shared.target,
                 method: method.as_deref().unwrap_or_default(),
                 namespace: namespace.as_deref(),
-                version: match &version {
-                    RequestedVersion::Valid(version) => Some(*version),
-                    _ => None,
-                },
+                version: version.valid().copied(),
                 msg_id: reply.as_ref().map(|r| r.msg_id.as_str()),
                 context,
             };
@@ -713,13 +707,13 @@ async fn handle(shared: Arc<Shared>, request: IncomingRequest) {
         let outcome = outcome.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref())));
         telemetry::record_request(&ended, outcome.as_ref().err());
         if let Some((info, started)) = &hooked {
-            let ended = match &outcome {
+            let how = match &outcome {
                 Ok(_) => Outcome::Returned,
                 Err(failure) => Outcome::Raised(failure),
             };
             let elapsed = started.elapsed();
             for hook in shared.hooks.iter().rev() {
-                hooks::guarded("after", || hook.after(info, &ended, elapsed));
+                hooks::guarded("after", || hook.after(info, &how, elapsed));
             }
         }
         match &reply {

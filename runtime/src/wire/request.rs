@@ -122,6 +122,16 @@ pub(crate) enum RequestedVersion {
     Invalid(String),
 }
 
+impl RequestedVersion {
+    /// The version, when the request's is one.
+    pub(crate) fn valid(&self) -> Option<&Version> {
+        match self {
+            RequestedVersion::Valid(version) => Some(version),
+            RequestedVersion::Null | RequestedVersion::Invalid(_) => None,
+        }
+    }
+}
+
 /// Where the reply of a call goes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ReplyTo {

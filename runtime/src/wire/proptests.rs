@@ -12,6 +12,7 @@ use serde_json::{Map, Number, Value};
 
 use super::envelope::{decode_any, open_usual, seal_with};
 use super::escape::{next_needing_escape, unescape};
+use super::python::{Mode, Py};
 use super::{
     CallFields, Id, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion, decode, seal,
 };
@@ -31,6 +32,27 @@ fn any_char() -> impl Strategy<Value = char> {
 
 fn any_text() -> impl Strategy<Value = String> {
     prop::collection::vec(any_char(), 0..16).prop_map(String::from_iter)
+}
+
+/// Text of up to a few kilobytes: long runs of one character (which take the scans' block
+/// and the serializer's long-string paths) between single characters of every kind.
+fn any_long_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        any_char().prop_map(String::from),
+        (any_char(), 1usize..400).prop_map(|(c, n)| c.to_string().repeat(n)),
+        (1usize..400).prop_map(|n| "x".repeat(n)),
+    ];
+    prop::collection::vec(piece, 0..10).prop_map(|pieces| pieces.concat())
+}
+
+/// Bytes in long runs of one byte, between single bytes of every kind.
+fn any_long_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        any_byte().prop_map(|byte| vec![byte]),
+        (any_byte(), 1usize..200).prop_map(|(byte, n)| vec![byte; n]),
+        (1usize..200).prop_map(|n| vec![b'x'; n]),
+    ];
+    prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
 }
 
 /// Integers of every size JSON numbers hold without loss, and finite floats, the extremes
@@ -249,6 +271,28 @@ proptest! {
     }
 
     #[test]
+    fn the_block_scan_finds_what_a_byte_scan_finds(
+        bytes in any_long_bytes(),
+        from in any::<Index>(),
+    ) {
+        let from = from.index(bytes.len() + 1);
+        prop_assert_eq!(next_needing_escape(&bytes, from), byte_scan(&bytes, from));
+    }
+
+    #[test]
+    fn long_strings_serialize_as_serde_json_writes_them(text in any_long_text()) {
+        let python = serde_json::to_vec(&Py(&text, Mode::Text)).unwrap_or_else(|e| panic!("{e}"));
+        let plain = serde_json::to_vec(&text).unwrap_or_else(|e| panic!("{e}"));
+        prop_assert_eq!(String::from_utf8_lossy(&python), String::from_utf8_lossy(&plain));
+        // Inside a structure, and inside the envelope, where the text is escaped again.
+        let nested = serde_json::json!({"a": [text.as_str(), {"b": text.as_str()}], "c": 1});
+        let in_place = seal_with(0, |out| out.serialize(&Py(&nested, Mode::Text)));
+        let in_place = in_place.unwrap_or_else(|e| panic!("{e}"));
+        let sealed = seal(&serde_json::to_string(&nested).unwrap_or_else(|e| panic!("{e}")));
+        prop_assert_eq!(String::from_utf8_lossy(&in_place), String::from_utf8_lossy(&sealed));
+    }
+
+    #[test]
     fn unescape_gives_what_serde_json_gives(
         pieces in prop::collection::vec(string_piece(), 0..12),
     ) {
@@ -271,7 +315,16 @@ proptest! {
     }
 
     #[test]
-    fn sealed_text_is_the_envelopes_message_for_serde_json(text in any_text()) {
+    fn long_text_unescapes_to_itself(text in any_long_text()) {
+        let json = serde_json::to_string(&text).unwrap_or_else(|e| panic!("{e}"));
+        let contents = json.get(1..json.len() - 1).unwrap_or_default();
+        prop_assert_eq!(unescape(contents), Some(text));
+    }
+
+    #[test]
+    fn sealed_text_is_the_envelopes_message_for_serde_json(
+        text in prop_oneof![any_text(), any_long_text()],
+    ) {
         let outer: Value = serde_json::from_slice(&seal(&text)).unwrap_or_else(|e| panic!("{e}"));
         prop_assert_eq!(&outer["oslo.version"], "2.0");
         prop_assert_eq!(&outer["oslo.message"], &Value::String(text));

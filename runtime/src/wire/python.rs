@@ -30,6 +30,10 @@ const MARK: char = '\u{FDD0}';
 /// writes its one field's string as it is.
 const RAW_TOKEN: &str = "$serde_json::private::RawValue";
 
+/// From this length on, [`Py`] writes a string's text itself (see `serialize_str`); shorter
+/// ones cost less through serde_json's table than through the raw text's calls.
+const LONG_STRING: usize = 256;
+
 /// The nonce after [`MARK`]: random, per process, never sent.
 fn nonce() -> &'static str {
     static NONCE: OnceLock<String> = OnceLock::new();
@@ -841,6 +845,18 @@ impl<S: Serializer> Serializer for PySerializer<S> {
     fn serialize_str(self, v: &str) -> Result<S::Ok, S::Error> {
         match (Special::from_marked(v), self.1) {
             (Some(special), Mode::Text) => self.special(&special),
+            // serde_json looks up each byte of a string in a table (about 9 instructions a
+            // byte); a long one is written as raw text instead, in pieces found by a scan that
+            // checks many bytes at once (`escape::json_string_pieces`, the same bytes as
+            // serde_json's). Inside the envelope the raw text is escaped once more by
+            // `escape::InString`, with the same scan. Keys never come here (`PyCompound`).
+            (None, Mode::Text) if v.len() >= LONG_STRING => {
+                let mut raw = self.0.serialize_struct(RAW_TOKEN, 1)?;
+                super::escape::json_string_pieces(v, |piece| {
+                    raw.serialize_field(RAW_TOKEN, piece)
+                })?;
+                raw.end()
+            }
             _ => self.0.serialize_str(v),
         }
     }

@@ -203,6 +203,11 @@ impl RabbitDriver {
     async fn open_publish_channel(&self, live: &Arc<Live>) -> Result<Channel, TransportError> {
         let opened = async {
             let channel = live.connection.create_channel().await?;
+            // Publisher confirms: the one item of oslo's contract that costs much (0.79–0.88×
+            // plain lapin's calls/s and a quarter more broker CPU per call, `bench/PROFILING.md`,
+            // "Pricing oslo's contract"). Kept: only a confirm tells that a publish failed
+            // (a nack, or the connection lost before it), and oslo fails the call, cast or
+            // notification then, or sends it again under `retry` (spec §2, §6).
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
@@ -273,6 +278,10 @@ impl RabbitDriver {
 }
 
 /// The properties Python gives every message (spec §1.1).
+///
+/// Persistent delivery mode on messages to transient queues, and the rest of these, measured
+/// within the noise of plain lapin's figures (issue 19's pricing, `bench/PROFILING.md`); a
+/// Python peer sees them on every message it reads, so they stay.
 fn properties(options: &PublishOptions) -> BasicProperties {
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
@@ -456,7 +465,9 @@ impl Driver for RabbitDriver {
             // Replies are acknowledged on receipt, as oslo does, and not consumed without
             // acknowledgements: the broker would forget a reply as it sends it, and one sent as
             // the connection drops would be lost (a call in flight then timed out about once
-            // in 25 cuts); unacknowledged, it comes again on the new connection.
+            // in 25 cuts); unacknowledged, it comes again on the new connection. The
+            // acknowledgements measured within the noise (issue 19's pricing,
+            // `bench/PROFILING.md`).
             queues: vec![name.clone()],
             prefetch: config.rabbit_qos_prefetch_count,
             // Reply queues are left to expire, as oslo does.

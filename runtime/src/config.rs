@@ -78,6 +78,10 @@ pub struct TransportConfig {
     /// Quorum topic and server queues, which also makes them and the control exchange durable
     /// (*topology*). Default `false`.
     pub rabbit_quorum_queue: bool,
+    /// Quorum reply and fanout queues, durable, and a durable fanout exchange (*topology*):
+    /// replicated, so that a reply or fanout cast waiting in one outlives the node it is on,
+    /// where a classic queue is lost with its node. Default `false`.
+    pub rabbit_transient_quorum_queue: bool,
     /// `x-expires` of reply and fanout queues; zero for none (*topology*). Default 1800 s.
     pub rabbit_transient_queues_ttl: Duration,
     /// Prefetch of listening channels. Default 0, which here means: an RPC server's prefetch
@@ -149,6 +153,7 @@ impl Default for TransportConfig {
             amqp_durable_queues: false,
             amqp_auto_delete: false,
             rabbit_quorum_queue: false,
+            rabbit_transient_quorum_queue: false,
             rabbit_transient_queues_ttl: Duration::from_secs(1800),
             rabbit_qos_prefetch_count: 0,
             heartbeat_timeout_threshold: Duration::from_secs(60),
@@ -198,6 +203,13 @@ impl TransportConfig {
     #[must_use]
     pub fn with_rabbit_quorum_queue(mut self, quorum: bool) -> Self {
         self.rabbit_quorum_queue = quorum;
+        self
+    }
+
+    /// Sets [`TransportConfig::rabbit_transient_quorum_queue`].
+    #[must_use]
+    pub fn with_rabbit_transient_quorum_queue(mut self, quorum: bool) -> Self {
+        self.rabbit_transient_quorum_queue = quorum;
         self
     }
 
@@ -351,6 +363,9 @@ impl TransportConfig {
             "amqp_durable_queues" => self.amqp_durable_queues = boolean(name, value)?,
             "amqp_auto_delete" => self.amqp_auto_delete = boolean(name, value)?,
             "rabbit_quorum_queue" => self.rabbit_quorum_queue = boolean(name, value)?,
+            "rabbit_transient_quorum_queue" => {
+                self.rabbit_transient_quorum_queue = boolean(name, value)?;
+            }
             "rabbit_transient_queues_ttl" => {
                 self.rabbit_transient_queues_ttl = seconds(name, value)?
             }
@@ -491,6 +506,7 @@ mod tests {
         let c = TransportConfig::default();
         assert_eq!(c.control_exchange, "openstack");
         assert!(!c.amqp_durable_queues && !c.amqp_auto_delete && !c.rabbit_quorum_queue);
+        assert!(!c.rabbit_transient_quorum_queue);
         assert_eq!(c.rabbit_transient_queues_ttl, Duration::from_secs(1800));
         assert_eq!(c.rabbit_qos_prefetch_count, 0);
         assert_eq!(c.heartbeat_timeout_threshold, Duration::from_secs(60));
@@ -502,12 +518,13 @@ mod tests {
     fn every_option_is_settable_from_the_query() {
         let c = parse(
             "control_exchange=nova&amqp_durable_queues=yes&amqp_auto_delete=1&rabbit_quorum_queue=On\
-             &rabbit_transient_queues_ttl=0&rabbit_qos_prefetch_count=10&heartbeat_timeout_threshold=30\
+             &rabbit_transient_quorum_queue=true&rabbit_transient_queues_ttl=0&rabbit_qos_prefetch_count=10&heartbeat_timeout_threshold=30\
              &rpc_response_timeout=5&executor_thread_pool_size=8&kombu_missing_consumer_retry_timeout=2",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.control_exchange, "nova");
         assert!(c.amqp_durable_queues && c.amqp_auto_delete && c.rabbit_quorum_queue);
+        assert!(c.rabbit_transient_quorum_queue);
         assert_eq!(c.rabbit_transient_queues_ttl, Duration::ZERO);
         assert_eq!(c.rabbit_qos_prefetch_count, 10);
         assert_eq!(c.heartbeat_timeout_threshold, Duration::from_secs(30));
@@ -588,6 +605,7 @@ mod tests {
             .with_amqp_durable_queues(true)
             .with_amqp_auto_delete(true)
             .with_rabbit_quorum_queue(true)
+            .with_rabbit_transient_quorum_queue(true)
             .with_rabbit_transient_queues_ttl(Duration::from_secs(60))
             .with_rabbit_qos_prefetch_count(10)
             .with_heartbeat_timeout_threshold(Duration::from_secs(30))
@@ -607,7 +625,7 @@ mod tests {
             .with_ssl_key_file("/k.pem");
         let from_url = parse(
             "control_exchange=nova&amqp_durable_queues=1&amqp_auto_delete=1&rabbit_quorum_queue=1\
-             &rabbit_transient_queues_ttl=60&rabbit_qos_prefetch_count=10\
+             &rabbit_transient_quorum_queue=1&rabbit_transient_queues_ttl=60&rabbit_qos_prefetch_count=10\
              &heartbeat_timeout_threshold=30&rpc_response_timeout=5&executor_thread_pool_size=8\
              &kombu_missing_consumer_retry_timeout=2&rabbit_retry_interval=2\
              &rabbit_retry_backoff=0&rabbit_interval_max=10&kombu_reconnect_delay=0.5\

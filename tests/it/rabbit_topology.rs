@@ -70,6 +70,8 @@ struct Options {
     auto_delete: bool,
     /// Topic and server queues `x-queue-type: quorum`.
     quorum: bool,
+    /// Reply and fanout queues `x-queue-type: quorum` and durable, the fanout exchange durable.
+    transient_quorum: bool,
     /// `x-expires` of reply and fanout queues, in ms.
     expires_ms: Option<i64>,
 }
@@ -80,6 +82,7 @@ const DEFAULTS: Options = Options {
     durable: false,
     auto_delete: false,
     quorum: false,
+    transient_quorum: false,
     expires_ms: Some(1_800_000),
 };
 
@@ -99,7 +102,7 @@ const QUORUM: Options = Options {
     ..DEFAULTS
 };
 
-const OPTION_SETS: [Options; 6] = [
+const OPTION_SETS: [Options; 7] = [
     DEFAULTS,
     DURABLE,
     Options {
@@ -121,6 +124,12 @@ const OPTION_SETS: [Options; 6] = [
         ..DEFAULTS
     },
     QUORUM,
+    Options {
+        name: "transient_quorum",
+        query: "rabbit_transient_quorum_queue=true",
+        transient_quorum: true,
+        ..DEFAULTS
+    },
 ];
 
 /// `base` with `params` (those not empty) added to its query.
@@ -230,10 +239,16 @@ fn spec_topology(options: &Options) -> Topology {
     } else {
         ("classic", String::new())
     };
-    let transient_args = options
+    let expires = options
         .expires_ms
-        .map(|ms| format!("x-expires:signedint={ms}"))
-        .unwrap_or_default();
+        .map(|ms| format!("x-expires:signedint={ms}"));
+    let (transient_type, transient_args, transient_exclusive) = if options.transient_quorum {
+        let quorum = r#"x-queue-type:longstr="quorum""#.to_owned();
+        let args = [expires, Some(quorum)].into_iter().flatten();
+        ("quorum", args.collect::<Vec<_>>().join(","), "n/a")
+    } else {
+        ("classic", expires.unwrap_or_default(), "false")
+    };
     // Quorum queues cannot be exclusive; rabbitmqctl shows no flag for them.
     let topic_exclusive = if options.quorum { "n/a" } else { "false" };
     let topic_queue = |name: &str| {
@@ -246,8 +261,16 @@ fn spec_topology(options: &Options) -> Topology {
             &topic_args,
         )
     };
-    let transient_queue =
-        |name: &str| queue_row(name, "classic", false, false, "false", &transient_args);
+    let transient_queue = |name: &str| {
+        queue_row(
+            name,
+            transient_type,
+            options.transient_quorum,
+            false,
+            transient_exclusive,
+            &transient_args,
+        )
+    };
     let queues = [
         "<topic>",
         "<topic>.srv",
@@ -272,7 +295,14 @@ fn spec_topology(options: &Options) -> Topology {
     Topology {
         exchanges: BTreeSet::from([
             exchange_row("<exchange>", "topic", durable, auto_delete, false, ""),
-            exchange_row("<topic>_fanout", "fanout", false, true, false, ""),
+            exchange_row(
+                "<topic>_fanout",
+                "fanout",
+                options.transient_quorum,
+                true,
+                false,
+                "",
+            ),
         ]),
         queues: BTreeSet::from([
             topic_queue("<topic>"),

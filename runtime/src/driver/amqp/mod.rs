@@ -238,7 +238,7 @@ impl RabbitDriver {
         let (exchange, routing_key) = to.address_in(&self.config().control_exchange, &mut scratch);
         if !exchange.is_empty() && !lock(&publisher.declared).contains(exchange) {
             let entity = match to {
-                Destination::Fanout { .. } => Entity::fanout_exchange(exchange),
+                Destination::Fanout { .. } => Entity::fanout_exchange(self.config(), exchange),
                 _ => Entity::control_exchange(self.config(), exchange),
             };
             entity.declare(&publisher.channel).await?;
@@ -403,7 +403,7 @@ impl Driver for RabbitDriver {
                 Entity::binding(topic, exchange, topic),
                 Entity::topic_queue(config, &server_queue),
                 Entity::binding(&server_queue, exchange, &server_queue),
-                Entity::fanout_exchange(&fanout_exchange),
+                Entity::fanout_exchange(config, &fanout_exchange),
                 Entity::transient_queue(config, &fanout_queue),
                 Entity::binding(&fanout_queue, &fanout_exchange, topic),
             ],

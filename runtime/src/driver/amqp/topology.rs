@@ -42,12 +42,12 @@ impl Entity {
         }
     }
 
-    /// A topic's fanout exchange: fanout, not durable, auto-delete.
-    pub(super) fn fanout_exchange(name: &str) -> Entity {
+    /// A topic's fanout exchange: fanout, auto-delete, durable with transient quorum queues.
+    pub(super) fn fanout_exchange(config: &TransportConfig, name: &str) -> Entity {
         Entity::Exchange {
             name: name.to_owned(),
             kind: ExchangeKind::Fanout,
-            durable: false,
+            durable: config.rabbit_transient_quorum_queue,
             auto_delete: true,
         }
     }
@@ -69,9 +69,17 @@ impl Entity {
         }
     }
 
-    /// A reply or fanout queue: not durable, not auto-delete, expiring after the transient TTL.
+    /// A reply or fanout queue: not auto-delete, expiring after the transient TTL; classic and
+    /// not durable, or quorum (durable) with `rabbit_transient_quorum_queue`.
     pub(super) fn transient_queue(config: &TransportConfig, name: &str) -> Entity {
         let mut arguments = FieldTable::default();
+        let quorum = config.rabbit_transient_quorum_queue;
+        if quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
         let ttl_ms = config.rabbit_transient_queues_ttl.as_millis();
         if ttl_ms > 0 {
             // py-amqp sends it as a signed 32-bit integer; the type is part of equivalence.
@@ -80,7 +88,7 @@ impl Entity {
         }
         Entity::Queue {
             name: name.to_owned(),
-            durable: false,
+            durable: quorum,
             auto_delete: false,
             arguments,
         }

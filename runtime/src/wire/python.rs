@@ -31,8 +31,10 @@ const MARK: char = '\u{FDD0}';
 const RAW_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// From this length on, [`Py`] writes a string's text itself (see `serialize_str`); shorter
-/// ones cost less through serde_json's table than through the raw text's calls.
-const LONG_STRING: usize = 256;
+/// ones cost less through serde_json's table than through the raw text's calls. Measured
+/// with callgrind (`bench/examples/calls.rs`): a 40-byte string costs about 300 instructions
+/// more written itself, a 100-byte one about 300 fewer; they break even near 70.
+const LONG_STRING: usize = 64;
 
 /// The nonce after [`MARK`]: random, per process, never sent.
 fn nonce() -> &'static str {

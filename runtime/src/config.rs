@@ -518,7 +518,8 @@ mod tests {
     fn every_option_is_settable_from_the_query() {
         let c = parse(
             "control_exchange=nova&amqp_durable_queues=yes&amqp_auto_delete=1&rabbit_quorum_queue=On\
-             &rabbit_transient_quorum_queue=true&rabbit_transient_queues_ttl=0&rabbit_qos_prefetch_count=10&heartbeat_timeout_threshold=30\
+             &rabbit_transient_quorum_queue=true&rabbit_transient_queues_ttl=0\
+             &rabbit_qos_prefetch_count=10&heartbeat_timeout_threshold=30\
              &rpc_response_timeout=5&executor_thread_pool_size=8&kombu_missing_consumer_retry_timeout=2",
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -625,7 +626,8 @@ mod tests {
             .with_ssl_key_file("/k.pem");
         let from_url = parse(
             "control_exchange=nova&amqp_durable_queues=1&amqp_auto_delete=1&rabbit_quorum_queue=1\
-             &rabbit_transient_quorum_queue=1&rabbit_transient_queues_ttl=60&rabbit_qos_prefetch_count=10\
+             &rabbit_transient_quorum_queue=1&rabbit_transient_queues_ttl=60\
+             &rabbit_qos_prefetch_count=10\
              &heartbeat_timeout_threshold=30&rpc_response_timeout=5&executor_thread_pool_size=8\
              &kombu_missing_consumer_retry_timeout=2&rabbit_retry_interval=2\
              &rabbit_retry_backoff=0&rabbit_interval_max=10&kombu_reconnect_delay=0.5\

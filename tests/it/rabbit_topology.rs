@@ -229,47 +229,39 @@ fn binding_row(
     format!("{source} -> {destination_kind} {destination} key={key} args=[{args}]")
 }
 
+/// A queue's row, quorum or classic, with `expires` (an `x-expires` argument) if any.
+fn spec_queue(
+    name: &str,
+    quorum: bool,
+    durable: bool,
+    auto_delete: bool,
+    expires: Option<String>,
+) -> String {
+    let quorum_arg = quorum.then(|| r#"x-queue-type:longstr="quorum""#.to_owned());
+    let mut args: Vec<String> = [expires, quorum_arg].into_iter().flatten().collect();
+    args.sort();
+    // Quorum queues cannot be exclusive; rabbitmqctl shows no flag for them.
+    let (kind, exclusive) = if quorum {
+        ("quorum", "n/a")
+    } else {
+        ("classic", "false")
+    };
+    queue_row(name, kind, durable, auto_delete, exclusive, &args.join(","))
+}
+
 /// What spec §2.1 and §2.3 say a server on `<topic>` named `srv` and a client that made one
 /// call leave on the broker with `options`.
 fn spec_topology(options: &Options) -> Topology {
     let durable = options.durable;
     let auto_delete = options.auto_delete;
-    let (topic_type, topic_args) = if options.quorum {
-        ("quorum", r#"x-queue-type:longstr="quorum""#.to_owned())
-    } else {
-        ("classic", String::new())
-    };
     let expires = options
         .expires_ms
         .map(|ms| format!("x-expires:signedint={ms}"));
-    let (transient_type, transient_args, transient_exclusive) = if options.transient_quorum {
-        let quorum = r#"x-queue-type:longstr="quorum""#.to_owned();
-        let args = [expires, Some(quorum)].into_iter().flatten();
-        ("quorum", args.collect::<Vec<_>>().join(","), "n/a")
-    } else {
-        ("classic", expires.unwrap_or_default(), "false")
-    };
-    // Quorum queues cannot be exclusive; rabbitmqctl shows no flag for them.
-    let topic_exclusive = if options.quorum { "n/a" } else { "false" };
-    let topic_queue = |name: &str| {
-        queue_row(
-            name,
-            topic_type,
-            durable,
-            auto_delete,
-            topic_exclusive,
-            &topic_args,
-        )
-    };
+    let topic_queue = |name: &str| spec_queue(name, options.quorum, durable, auto_delete, None);
     let transient_queue = |name: &str| {
-        queue_row(
-            name,
-            transient_type,
-            options.transient_quorum,
-            false,
-            transient_exclusive,
-            &transient_args,
-        )
+        // Quorum queues are durable.
+        let quorum = options.transient_quorum;
+        spec_queue(name, quorum, quorum, false, expires.clone())
     };
     let queues = [
         "<topic>",

@@ -483,10 +483,10 @@ impl RpcClient {
         Ok(())
     }
 
-    /// How call requests are published: expiring with the timeout.
-    /// A call's request expires with the call's timeout, as oslo's does (spec §1.1, §3.2): a
-    /// request nobody took before its caller gave up is dropped by the broker, not run.
-    /// Measured within the noise (issue 19's pricing, `bench/PROFILING.md`).
+    /// How call requests are published: expiring with the call's timeout, as oslo's do (spec
+    /// §1.1, §3.2), so that a request nobody took before its caller gave up is dropped by the
+    /// broker, not run. The expiration measured within the noise (issue 19's pricing,
+    /// `bench/PROFILING.md`).
     fn call_options(&self) -> PublishOptions {
         PublishOptions {
             expiration: Some(self.timeout),

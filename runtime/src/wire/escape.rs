@@ -260,6 +260,9 @@ pub(crate) fn next_needing_escape(bytes: &[u8], mut at: usize) -> usize {
             None => return bytes_from(bytes, at),
         }
     }
+    // Two word loops, before and after the blocks, rather than one that skips the blocks when
+    // it reaches them: the one loop cost the 100 B call 0.4 K instructions more (callgrind),
+    // the scan running several times per message.
     while let Some(block) = bytes.get(at..).and_then(|rest| rest.first_chunk::<BLOCK>()) {
         let special = block.iter().fold(0u8, |found, &byte| {
             found | u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\')

@@ -262,17 +262,8 @@ fn any_call() -> impl Strategy<Value = (String, String, Option<f64>)> {
 
 proptest! {
     #[test]
-    fn the_word_scan_finds_what_a_byte_scan_finds(
-        bytes in prop::collection::vec(any_byte(), 0..40),
-        from in any::<Index>(),
-    ) {
-        let from = from.index(bytes.len() + 1);
-        prop_assert_eq!(next_needing_escape(&bytes, from), byte_scan(&bytes, from));
-    }
-
-    #[test]
-    fn the_block_scan_finds_what_a_byte_scan_finds(
-        bytes in any_long_bytes(),
+    fn the_scan_finds_what_a_byte_scan_finds(
+        bytes in prop_oneof![prop::collection::vec(any_byte(), 0..40), any_long_bytes()],
         from in any::<Index>(),
     ) {
         let from = from.index(bytes.len() + 1);

@@ -27,7 +27,7 @@ use serde_json::Value;
 /// The first character of a marked string: a Unicode noncharacter, reserved for internal use.
 const MARK: char = '\u{FDD0}';
 /// serde_json's private name for raw JSON text (`RawValue`); serializing a struct of this name
-/// writes its one field's string as it is.
+/// writes the string of each field given it as it is, one after the other.
 const RAW_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// From this length on, [`Py`] writes a string's text itself (see `serialize_str`); shorter
@@ -780,13 +780,20 @@ struct PySerializer<S>(S, Mode);
 impl<S: Serializer> PySerializer<S> {
     fn special(self, special: &Special) -> Result<S::Ok, S::Error> {
         match self.1 {
-            Mode::Text => {
-                let mut raw = self.0.serialize_struct(RAW_TOKEN, 1)?;
-                raw.serialize_field(RAW_TOKEN, &special.python_json())?;
-                raw.end()
-            }
+            Mode::Text => self.raw(|raw| raw.serialize_field(RAW_TOKEN, &special.python_json())),
             Mode::Marked => self.0.serialize_str(&special.marked()),
         }
+    }
+
+    /// Writes the JSON text that `write` gives as raw fields of serde_json's raw value, as it
+    /// is (serde_json's text serializers only: see [`RAW_TOKEN`]).
+    fn raw(
+        self,
+        write: impl FnOnce(&mut S::SerializeStruct) -> Result<(), S::Error>,
+    ) -> Result<S::Ok, S::Error> {
+        let mut raw = self.0.serialize_struct(RAW_TOKEN, 1)?;
+        write(&mut raw)?;
+        raw.end()
     }
 }
 
@@ -852,13 +859,9 @@ impl<S: Serializer> Serializer for PySerializer<S> {
             // checks many bytes at once (`escape::json_string_pieces`, the same bytes as
             // serde_json's). Inside the envelope the raw text is escaped once more by
             // `escape::InString`, with the same scan. Keys never come here (`PyCompound`).
-            (None, Mode::Text) if v.len() >= LONG_STRING => {
-                let mut raw = self.0.serialize_struct(RAW_TOKEN, 1)?;
-                super::escape::json_string_pieces(v, |piece| {
-                    raw.serialize_field(RAW_TOKEN, piece)
-                })?;
-                raw.end()
-            }
+            (None, Mode::Text) if v.len() >= LONG_STRING => self.raw(|raw| {
+                super::escape::json_string_pieces(v, |piece| raw.serialize_field(RAW_TOKEN, piece))
+            }),
             _ => self.0.serialize_str(v),
         }
     }

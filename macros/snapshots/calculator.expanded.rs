@@ -132,7 +132,7 @@ const _: () = {
             __method: &str,
             __args: ::amqp_rpc::__private_v1::Args,
         ) -> ::core::result::Result<
-            ::amqp_rpc::__private_v1::serde_json::Value,
+            ::amqp_rpc::__private_v1::Returned,
             ::amqp_rpc::__private_v1::RemoteError,
         > {
             let mut __args = __args;

@@ -409,7 +409,7 @@ impl<'a> Generator<'a> {
                         #ctx: #private::Context,
                         #method: &str,
                         #args: #private::Args,
-                    ) -> ::core::result::Result<#private::serde_json::Value, #private::RemoteError> {
+                    ) -> ::core::result::Result<#private::Returned, #private::RemoteError> {
                         let mut #args = #args;
                         match #method {
                             #(#arms)*
@@ -494,7 +494,7 @@ impl<'a> Generator<'a> {
         let finish = match &method.output {
             Output::Unit => quote! {
                 #call;
-                ::core::result::Result::Ok(#private::serde_json::Value::Null)
+                ::core::result::Result::Ok(#private::Returned::NONE)
             },
             Output::Value(ty) => quote!(#private::encode_result::<#ty>(#wire, &#call)),
             Output::Fallible {

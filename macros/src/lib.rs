@@ -59,10 +59,11 @@
 //!     fn description(&self) -> Option<Value>;
 //!     // Matches the wire name, takes each argument by its name from the keyword arguments
 //!     // (a TypeError for a missing or unexpected one, as in Python), awaits the method and
-//!     // encodes its result, or its `Err(CalcError)`: as the exception it names if
-//!     // `CalcError: RemoteException`, else as a typed remote error whose class is the
-//!     // error's type or variant name, in module `amqp_rpc.remote`.
-//!     async fn dispatch(&self, ctx: Context, method: &str, args: Args) -> Result<Value, RemoteError>;
+//!     // encodes its result straight into the reply (amqp_rpc::Returned), or its
+//!     // `Err(CalcError)`: as the exception it names if `CalcError: RemoteException`, else as
+//!     // a typed remote error whose class is the error's type or variant name, in module
+//!     // `amqp_rpc.remote`.
+//!     async fn dispatch(&self, ctx: Context, method: &str, args: Args) -> Result<Returned, RemoteError>;
 //! }
 //!
 //! #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use amqp_rpc::{Context, Endpoint, RemoteError, async_trait, rpc_endpoint};
+use amqp_rpc::{Context, Endpoint, RemoteError, Returned, async_trait, rpc_endpoint};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -106,7 +106,7 @@ impl Endpoint for HandWritten {
         ctx: Context,
         method: &str,
         mut args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         match method {
             "add" => {
                 let (x, y): (i64, i64) =
@@ -128,7 +128,7 @@ impl Endpoint for HandWritten {
                 let line: String = arg(&mut args, method, "line")?;
                 no_more(&args, method)?;
                 self.0.record(line).await;
-                Ok(Value::Null)
+                Ok(Returned::NONE)
             }
             "pow" => {
                 let (b, e): (f64, f64) = (
@@ -144,8 +144,8 @@ impl Endpoint for HandWritten {
 }
 
 /// Encodes a result, as the generated code does.
-fn to_json<T: Serialize>(value: &T) -> Result<Value, RemoteError> {
-    serde_json::to_value(value).map_err(|e| RemoteError::builtin("TypeError", e.to_string()))
+fn to_json<T: Serialize>(value: &T) -> Result<Returned, RemoteError> {
+    Returned::encode(value).map_err(|e| RemoteError::builtin("TypeError", e.to_string()))
 }
 
 /// The requests of one batch: the four methods in turn, one in eight dividing by zero.

@@ -191,8 +191,8 @@ impl crate::Endpoint for DescribeEndpoint {
         _ctx: crate::Context,
         _method: &str,
         _args: Map<String, Value>,
-    ) -> Result<Value, crate::RemoteError> {
-        Ok(self.description.clone())
+    ) -> Result<crate::Returned, crate::RemoteError> {
+        Ok(self.description.clone().into())
     }
 }
 

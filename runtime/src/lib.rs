@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use amqp_rpc::{async_trait, Context, Endpoint, RemoteError, RpcClient, RpcServer, Target, Transport};
+//! use amqp_rpc::{async_trait, Context, Endpoint, RemoteError, Returned, RpcClient, RpcServer, Target, Transport};
 //! use serde_json::{json, Map, Value};
 //!
 //! struct Adder;
@@ -28,10 +28,10 @@
 //!     fn has_method(&self, method: &str) -> bool {
 //!         method == "add"
 //!     }
-//!     async fn dispatch(&self, _: Context, _: &str, args: Map<String, Value>) -> Result<Value, RemoteError> {
+//!     async fn dispatch(&self, _: Context, _: &str, args: Map<String, Value>) -> Result<Returned, RemoteError> {
 //!         let arg = |k: &str| args.get(k).and_then(Value::as_i64);
 //!         match (arg("x"), arg("y")) {
-//!             (Some(x), Some(y)) => Ok(json!(x + y)),
+//!             (Some(x), Some(y)) => Ok(json!(x + y).into()),
 //!             _ => Err(RemoteError::builtin("TypeError", "add() needs integers x and y")),
 //!         }
 //!     }
@@ -262,7 +262,7 @@ pub use client::{DEFAULT_TIMEOUT, RpcClient};
 pub use config::{DEFAULT_MAX_MESSAGE_SIZE, FailoverStrategy, LoginMethod, TransportConfig};
 pub use context::Context;
 pub use driver::ConnectionState;
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, Returned};
 pub use error::{
     APPLICATION_ERROR_MODULE, CallError, RemoteError, RemoteException, RpcError, TransportError,
 };

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use crate::{
-    CallError, Context, Endpoint, RemoteError, RemoteException, RpcClient, RpcError, Target,
-    Transport, Version,
+    CallError, Context, Endpoint, RemoteError, RemoteException, Returned, RpcClient, RpcError,
+    Target, Transport, Version,
 };
 pub use ::async_trait::async_trait;
 pub use ::core;
@@ -207,9 +207,12 @@ pub fn only_args(args: &Args, method: &str, params: &[&str]) -> Result<(), Remot
     }
 }
 
-/// Encodes a method's return value.
-pub fn encode_result<T: Serialize + ?Sized>(method: &str, value: &T) -> Result<Value, RemoteError> {
-    crate::wire::to_value(value)
+/// Encodes a method's return value, straight into the start of its reply.
+pub fn encode_result<T: Serialize + ?Sized>(
+    method: &str,
+    value: &T,
+) -> Result<Returned, RemoteError> {
+    Returned::encode(value)
         .map_err(|e| type_error(format!("{method}() returned a value that is not JSON: {e}")))
 }
 
@@ -550,8 +553,9 @@ pub mod wire_steps {
         Ok((request.method, request.args, request.context))
     }
 
-    /// Server: encodes a final reply carrying `result` and seals it.
-    pub fn encode_reply(result: &Value, msg_id: &str) -> Vec<u8> {
+    /// Server: completes a final reply carrying `result` (encoded by the endpoint's dispatch,
+    /// or a `Value`) and seals it.
+    pub fn encode_reply(result: crate::Returned, msg_id: &str) -> Vec<u8> {
         let unique_id = crate::wire::new_id().text();
         OutgoingReply {
             result,

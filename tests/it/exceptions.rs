@@ -9,8 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use amqp_rpc::{
-    CallError, Context, Endpoint, RemoteError, RemoteException, RpcClient, RpcError, RpcServer,
-    Target, Transport, async_trait, rpc_client, rpc_endpoint,
+    CallError, Context, Endpoint, RemoteError, RemoteException, Returned, RpcClient, RpcError,
+    RpcServer, Target, Transport, async_trait, rpc_client, rpc_endpoint,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -192,7 +192,7 @@ impl Endpoint for PythonCompute {
         _: Context,
         _: &str,
         args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         Err(python_failure(args["case"].as_str().unwrap_or_default()))
     }
 }

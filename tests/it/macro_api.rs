@@ -10,8 +10,8 @@ use std::time::Duration;
 use amqp_rpc::driver::memory::MemoryDriver;
 use amqp_rpc::driver::{Destination, PublishOptions, Subscription};
 use amqp_rpc::{
-    APPLICATION_ERROR_MODULE, CallError, Context, Endpoint, RemoteError, RpcClient, RpcError,
-    RpcServer, Target, Transport, Version, async_trait, rpc_client, rpc_endpoint, wire,
+    APPLICATION_ERROR_MODULE, CallError, Context, Endpoint, RemoteError, Returned, RpcClient,
+    RpcError, RpcServer, Target, Transport, Version, async_trait, rpc_client, rpc_endpoint, wire,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -373,7 +373,7 @@ impl Endpoint for HandCalc {
         _ctx: Context,
         method: &str,
         args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         let mut keys: Vec<&str> = args.keys().map(String::as_str).collect();
         keys.sort_unstable();
         self.seen
@@ -386,11 +386,11 @@ impl Endpoint for HandCalc {
             })
         };
         match method {
-            "add" => Ok(json!(num("x")? as i64 + num("y")? as i64)),
-            "pow" => Ok(json!(num("base")?.powf(num("exp")?))),
+            "add" => Ok(Returned::from(json!(num("x")? as i64 + num("y")? as i64))),
+            "pow" => Ok(Returned::from(json!(num("base")?.powf(num("exp")?)))),
             _ => match (num("x")?, num("y")?) {
                 (_, 0.0) => Err(RemoteError::from_typed(&CalcError::DivisionByZero).unwrap()),
-                (x, y) => Ok(json!(x / y)),
+                (x, y) => Ok(Returned::from(json!(x / y))),
             },
         }
     }
@@ -418,7 +418,7 @@ impl Endpoint for WrongError {
         _: Context,
         _: &str,
         _: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         Err(RemoteError::from_typed(&QuotaExceeded { used: 1, limit: 0 }).unwrap())
     }
 }
@@ -441,8 +441,8 @@ impl Endpoint for ContextMirror {
         ctx: Context,
         _: &str,
         _: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
-        Ok(Value::Object(ctx.into_map()))
+    ) -> Result<Returned, RemoteError> {
+        Ok(Returned::from(Value::Object(ctx.into_map())))
     }
 }
 
@@ -1701,13 +1701,8 @@ async fn dispatching_an_unknown_wire_name_directly_is_no_such_method() {
     assert_eq!(err.module(), "oslo_messaging.rpc.dispatcher");
     assert_eq!(err.message(), "Endpoint does not support RPC method power");
     let args = Map::from_iter([("x".to_owned(), json!(2)), ("y".to_owned(), json!(5))]);
-    assert_eq!(
-        endpoint
-            .dispatch(Context::new(), "add", args)
-            .await
-            .unwrap(),
-        json!(7)
-    );
+    let returned = endpoint.dispatch(Context::new(), "add", args).await;
+    assert_eq!(returned.unwrap().to_value().unwrap(), json!(7));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1828,4 +1823,88 @@ async fn a_describing_server_describes_each_method_from_the_trait() {
     assert!(refused.is_err_and(|e| e.is_unsupported_version()));
     server.stop().await;
     quiet.stop().await;
+}
+
+/// A result whose encoding fails part-way, after its first field is written.
+struct HalfWritten;
+
+impl Serialize for HalfWritten {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeStruct};
+        let mut fields = serializer.serialize_struct("HalfWritten", 2)?;
+        fields.serialize_field("written", "yes")?;
+        Err(S::Error::custom("the second field cannot be written"))
+    }
+}
+
+/// Results that cannot be encoded, one failing part-way (the generated code encodes a result
+/// straight into its reply's body).
+#[rpc_endpoint(namespace = "unencodable")]
+#[rpc_client]
+pub(crate) trait Unencodable {
+    async fn half(&self) -> HalfWrittenResult;
+    async fn tuple_keys(&self) -> std::collections::BTreeMap<(u8, u8), u8>;
+    async fn fine(&self) -> String;
+}
+
+/// `HalfWritten` as a client reads it (it never arrives).
+#[derive(Debug, Deserialize)]
+pub(crate) struct HalfWrittenResult(#[allow(dead_code)] Value);
+
+impl Serialize for HalfWrittenResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        HalfWritten.serialize(serializer)
+    }
+}
+
+struct Unencoded;
+
+impl Unencodable for Unencoded {
+    async fn half(&self) -> HalfWrittenResult {
+        HalfWrittenResult(Value::Null)
+    }
+    async fn tuple_keys(&self) -> std::collections::BTreeMap<(u8, u8), u8> {
+        std::collections::BTreeMap::from([((1, 2), 3)])
+    }
+    async fn fine(&self) -> String {
+        "fine".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_cannot_be_encoded_is_a_type_error_and_the_server_goes_on() {
+    let transport = Transport::memory();
+    let server = serve(
+        &transport,
+        "unencodable",
+        "u1",
+        vec![Arc::new(Unencoded.into_rpc())],
+    )
+    .await;
+    let client = UnencodableClient::new(&transport, "unencodable").with_timeout(ANSWER);
+    for (method, error) in [
+        ("half", "the second field cannot be written"),
+        ("tuple_keys", "key must be a string"),
+    ] {
+        let remote = match method {
+            "half" => client.half().await.map(drop),
+            _ => client.tuple_keys().await.map(drop),
+        };
+        let Err(RpcError::Remote(remote)) = remote else {
+            panic!("{method}: {remote:?}");
+        };
+        assert_eq!(remote.class(), "TypeError", "{method}");
+        assert_eq!(
+            remote.message(),
+            format!("{method}() returned a value that is not JSON: {error}")
+        );
+    }
+    assert_eq!(client.fine().await.unwrap(), "fine");
+    // The direct dispatch sees the same failure; a good result reads back.
+    let endpoint = Unencoded.into_rpc();
+    let failed = endpoint.dispatch(Context::new(), "half", Map::new()).await;
+    assert_eq!(failed.unwrap_err().class(), "TypeError");
+    let fine = endpoint.dispatch(Context::new(), "fine", Map::new()).await;
+    assert_eq!(fine.unwrap().to_value().unwrap(), json!("fine"));
+    server.stop().await;
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use amqp_rpc::hooks::{CallHook, MessageInfo, Outcome, RequestHook, RequestInfo};
 use amqp_rpc::{
-    Context, Endpoint, RemoteError, RpcClient, RpcError, RpcServer, Target, Transport, async_trait,
+    Context, Endpoint, RemoteError, Returned, RpcClient, RpcError, RpcServer, Target, Transport,
+    async_trait,
 };
 use serde_json::{Map, Value, json};
 
@@ -26,15 +27,15 @@ impl Endpoint for Service {
         _: Context,
         method: &str,
         _: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         match method {
             "fail" => Err(RemoteError::builtin("ValueError", "no")),
             "boom" => panic!("boom"),
             "nap" => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok(Value::Null)
+                Ok(Returned::from(Value::Null))
             }
-            _ => Ok(json!(3)),
+            _ => Ok(Returned::from(json!(3))),
         }
     }
 }
@@ -201,11 +202,11 @@ impl Endpoint for Echo {
         ctx: Context,
         method: &str,
         _: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         if method == "note" {
             self.0.lock().unwrap().push(ctx.clone());
         }
-        Ok(Value::Object(ctx.into_map()))
+        Ok(Returned::from(Value::Object(ctx.into_map())))
     }
 }
 

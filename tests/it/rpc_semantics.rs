@@ -11,9 +11,9 @@ use std::time::Duration;
 use amqp_rpc::driver::memory::MemoryDriver;
 use amqp_rpc::driver::{Destination, PublishOptions, Subscription};
 use amqp_rpc::{
-    APPLICATION_ERROR_MODULE, CallError, Context, Endpoint, PING_METHOD, RemoteError, RpcClient,
-    RpcError, RpcServer, ServerConfig, Target, Transport, Version, async_trait, rpc_client,
-    rpc_endpoint, wire,
+    APPLICATION_ERROR_MODULE, CallError, Context, Endpoint, PING_METHOD, RemoteError, Returned,
+    RpcClient, RpcError, RpcServer, ServerConfig, Target, Transport, Version, async_trait,
+    rpc_client, rpc_endpoint, wire,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -325,10 +325,10 @@ impl Endpoint for Legacy {
         _ctx: Context,
         method: &str,
         args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match (method, args.get("text").and_then(Value::as_str)) {
-            ("shout", Some(text)) => Ok(json!(text.to_uppercase())),
+            ("shout", Some(text)) => Ok(Returned::from(json!(text.to_uppercase()))),
             ("shout", None) => Err(RemoteError::builtin("TypeError", "shout() needs text")),
             _ => Err(RemoteError::builtin("ValueError", "bad")),
         }
@@ -802,9 +802,9 @@ impl Endpoint for Secretive {
         _ctx: Context,
         method: &str,
         _args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         self.dispatched.store(true, Ordering::SeqCst);
-        Ok(json!(method))
+        Ok(Returned::from(json!(method)))
     }
 }
 

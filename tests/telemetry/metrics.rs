@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amqp_rpc::{
-    Context, Endpoint, RemoteError, RpcClient, RpcServer, Target, Transport, async_trait,
+    Context, Endpoint, RemoteError, Returned, RpcClient, RpcServer, Target, Transport, async_trait,
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::{Map, Value, json};
@@ -26,10 +26,10 @@ impl Endpoint for Service {
         _: Context,
         method: &str,
         _: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         match method {
             "fail" => Err(RemoteError::builtin("ValueError", "no")),
-            _ => Ok(json!(3)),
+            _ => Ok(Returned::from(json!(3))),
         }
     }
 }

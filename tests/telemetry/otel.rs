@@ -9,7 +9,7 @@ use amqp_rpc::notify::{
     Notifier, Priorities, Priority,
 };
 use amqp_rpc::{
-    Context, Endpoint, RemoteError, RpcClient, RpcServer, Target, Transport, async_trait,
+    Context, Endpoint, RemoteError, Returned, RpcClient, RpcServer, Target, Transport, async_trait,
 };
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, TracerProvider};
@@ -119,7 +119,7 @@ impl Endpoint for Traced {
         ctx: Context,
         method: &str,
         args: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         self.seen.lock().unwrap().push(ctx.clone());
         match method {
             "fail" => Err(RemoteError::builtin("ValueError", "no")),
@@ -127,15 +127,16 @@ impl Endpoint for Traced {
                 let to = args["to"].as_str().unwrap_or_default();
                 let client = RpcClient::new(&self.transport, Target::new(to)).with_timeout(ANSWER);
                 client
-                    .call(&ctx, "add", json!({}))
+                    .call::<Value>(&ctx, "add", json!({}))
                     .await
+                    .map(Returned::from)
                     .map_err(|e| RemoteError::builtin("RuntimeError", e.to_string()))
             }
             _ => {
                 async { tokio::task::yield_now().await }
                     .instrument(tracing::info_span!("inside"))
                     .await;
-                Ok(json!(3))
+                Ok(Returned::from(json!(3)))
             }
         }
     }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::context::Context;
 use crate::describe::{DESCRIBE_METHOD, DescribeEndpoint};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Returned};
 use crate::error::RemoteError;
 use crate::wire::DISPATCHER_MODULE;
 use crate::wire::{RequestedVersion, display_string, json_type};
@@ -56,7 +56,7 @@ impl Dispatcher {
         namespace: Option<&str>,
         version: &RequestedVersion,
         args: Value,
-    ) -> Result<Value, RemoteError> {
+    ) -> Result<Returned, RemoteError> {
         let mut found_compatible = false;
         for endpoint in &self.endpoints {
             if endpoint.namespace() != namespace {
@@ -133,7 +133,7 @@ impl Endpoint for Ping {
         _: Context,
         _: &str,
         _: Map<String, Value>,
-    ) -> Result<Value, RemoteError> {
-        Ok(Value::String("pong".to_owned()))
+    ) -> Result<Returned, RemoteError> {
+        Ok(Value::String("pong".to_owned()).into())
     }
 }

@@ -15,14 +15,13 @@ use bytes::Bytes;
 use futures_util::future::OptionFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use serde_json::Value;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::driver::{Destination, LONGEST_NAME, PublishOptions, Subscription};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Returned};
 use crate::error::{RemoteError, RpcError, TransportError};
 use crate::hooks::{self, Outcome, RequestHook, RequestInfo};
 use crate::recent_ids::RecentIds;
@@ -760,7 +759,7 @@ async fn with_heartbeats<T>(
                 beating = sent != Sent::NoQueue;
             }
             _ = ticks.tick(), if beating && beat.is_none() => {
-                beat.set(Some(send_reply(shared, &to.reply_q, &to.msg_id, Ok(Value::Null), interval, false)));
+                beat.set(Some(send_reply(shared, &to.reply_q, &to.msg_id, Ok(Returned::NONE), interval, false)));
             }
         }
     }
@@ -819,7 +818,7 @@ async fn send_reply(
     shared: &Shared,
     reply_q: &str,
     msg_id: &str,
-    outcome: Result<Value, RemoteError>,
+    outcome: Result<Returned, RemoteError>,
     within: Duration,
     ending: bool,
 ) -> Sent {
@@ -847,12 +846,12 @@ async fn send_reply(
         Ok(value) => (value, None),
         Err(failure) => {
             tracing::debug!(%failure, "replying with a failure");
-            (Value::Null, Some(failure.to_failure_string()))
+            (Returned::NONE, Some(failure.to_failure_string()))
         }
     };
     let unique_id = wire::new_id().text();
     let reply = OutgoingReply {
-        result: &result,
+        result,
         failure,
         ending,
         msg_id,

@@ -49,11 +49,26 @@ pub(crate) fn seal_with<E>(
     capacity: usize,
     write_inner: impl FnOnce(&mut Escaped<'_>) -> Result<(), E>,
 ) -> Result<Vec<u8>, E> {
+    let mut body = seal_open(capacity, |body| write_inner(&mut Escaped::new(body)))?;
+    seal_close(&mut body);
+    Ok(body)
+}
+
+/// The start of a body: the envelope's prefix, then whatever `write` appends (it must write
+/// the inner message escaped, as [`Escaped`] does); [`seal_close`] ends it.
+pub(crate) fn seal_open<E>(
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
     let mut body = Vec::with_capacity(PREFIX.len() + capacity + SUFFIX.len());
     body.extend_from_slice(PREFIX);
-    write_inner(&mut Escaped::new(&mut body))?;
-    body.extend_from_slice(SUFFIX);
+    write(&mut body)?;
     Ok(body)
+}
+
+/// Ends a body begun by [`seal_open`].
+pub(crate) fn seal_close(body: &mut Vec<u8>) {
+    body.extend_from_slice(SUFFIX);
 }
 
 /// Decodes an AMQP body into the inner message object, as oslo's `deserialize_msg` does: an

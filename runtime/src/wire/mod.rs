@@ -24,7 +24,7 @@ pub(crate) use notification::{
 };
 pub use python::from_value;
 pub(crate) use python::{display_string, to_value};
-pub(crate) use reply::{IncomingReply, OutgoingReply};
+pub(crate) use reply::{IncomingReply, OutgoingReply, begin as begin_reply, returned_value};
 pub(crate) use request::{CallFields, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion};
 pub(crate) use salvage::{msg_id as salvage_msg_id, reply_to as salvage_reply_to};
 

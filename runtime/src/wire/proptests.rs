@@ -14,9 +14,10 @@ use super::envelope::{decode_any, open_usual, seal_with};
 use super::escape::{next_needing_escape, unescape};
 use super::python::{Mode, Py};
 use super::{
-    CallFields, Id, IncomingRequest, OutgoingRequest, ReplyTo, RequestedVersion, decode, seal,
+    CallFields, Id, IncomingRequest, OutgoingReply, OutgoingRequest, ReplyTo, RequestedVersion,
+    decode, seal,
 };
-use crate::{Context, Version};
+use crate::{Context, Returned, Version};
 
 /// Any character, with those JSON escapes and those next to them in the tables made likely.
 fn any_char() -> impl Strategy<Value = char> {
@@ -303,6 +304,48 @@ proptest! {
         let text = serde_json::to_string(&value).unwrap_or_else(|e| panic!("{e}"));
         let sealed = seal(&text);
         prop_assert_eq!(String::from_utf8_lossy(&in_place), String::from_utf8_lossy(&sealed));
+    }
+
+    #[test]
+    fn a_reply_is_sealed_serde_json_text_of_its_fields_in_order_typed_or_not(
+        value in any_value(),
+        text in any_long_text(),
+        failure in prop::option::of(any_text()),
+        ending in any::<bool>(),
+        msg_id in any_text(),
+        unique_id in any_text(),
+    ) {
+        /// The reply as `#[derive(Serialize)]` writes it: its fields in order.
+        #[derive(Serialize)]
+        struct Fields<'a, T> {
+            result: &'a T,
+            failure: &'a Option<String>,
+            ending: bool,
+            _msg_id: &'a str,
+            _unique_id: &'a str,
+        }
+        fn check<T: Serialize>(
+            value: &T,
+            result: Returned,
+            failure: &Option<String>,
+            ending: bool,
+            msg_id: &str,
+            unique_id: &str,
+        ) -> Result<(), TestCaseError> {
+            let fields = Fields { result: value, failure, ending, _msg_id: msg_id, _unique_id: unique_id };
+            let expected = seal(&serde_json::to_string(&fields).unwrap_or_else(|e| panic!("{e}")));
+            let failure = failure.clone();
+            let body = OutgoingReply { result, failure, ending, msg_id, unique_id }.encode();
+            prop_assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(&expected));
+            Ok(())
+        }
+        let typed = Returned::encode(&value).unwrap_or_else(|e| panic!("{e}"));
+        prop_assert_eq!(typed.to_value().map_err(|e| e.to_string()), Ok(value.clone()));
+        check(&value, typed, &failure, ending, &msg_id, &unique_id)?;
+        check(&value, Returned::from(value.clone()), &failure, ending, &msg_id, &unique_id)?;
+        // A long string, typed: the path of large results.
+        let typed = Returned::encode(&text).unwrap_or_else(|e| panic!("{e}"));
+        check(&text, typed, &failure, ending, &msg_id, &unique_id)?;
     }
 
     #[test]

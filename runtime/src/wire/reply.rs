@@ -6,31 +6,87 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::WireError;
-use super::envelope::{decode_as, seal_with};
+use super::envelope::{decode_as, seal_close, seal_open};
+use super::escape::Escaped;
 use super::keys::{Key, KnownKeys};
 use super::python::{Mode, Py, may_hide_big_integer};
+use crate::Returned;
+use crate::endpoint::Repr;
 use crate::error::RemoteError;
 
-/// A reply as sent.
-#[derive(Serialize)]
+/// A reply as sent: its result, encoded ahead (see [`Returned`](crate::Returned)), then the
+/// other fields.
 pub(crate) struct OutgoingReply<'a> {
     /// `null` for failures and heartbeats.
-    pub(crate) result: &'a Value,
+    pub(crate) result: Returned,
     /// Always present: Python callers fail on a reply without it.
     pub(crate) failure: Option<String>,
     pub(crate) ending: bool,
-    #[serde(rename = "_msg_id")]
     pub(crate) msg_id: &'a str,
-    #[serde(rename = "_unique_id")]
     pub(crate) unique_id: &'a str,
 }
 
+/// The fields after `result`, in the order a reply has always been written.
+#[derive(Serialize)]
+struct Tail<'a> {
+    failure: Option<&'a str>,
+    ending: bool,
+    #[serde(rename = "_msg_id")]
+    msg_id: &'a str,
+    #[serde(rename = "_unique_id")]
+    unique_id: &'a str,
+}
+
+/// `{"result":` as it is written inside the envelope's string.
+const RESULT_KEY: &[u8] = br#"{\"result\":"#;
+
+/// The start of a reply's body: the envelope's prefix, `{"result":`, and `value` (escaped),
+/// which [`OutgoingReply::encode`] completes. A method's return value is encoded here once,
+/// straight into the body that will be sent, not through a [`Value`].
+pub(crate) fn begin<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    seal_open(512, |out| {
+        out.extend_from_slice(RESULT_KEY);
+        Escaped::new(out).serialize(&Py(value, Mode::Text))
+    })
+}
+
 impl OutgoingReply<'_> {
-    /// The AMQP body: the reply sealed in the envelope, encoded in one pass.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        // Strings, booleans and JSON values always serialize, and a Vec takes every write.
-        seal_with(512, |out| out.serialize(&Py(self, Mode::Text))).unwrap_or_default()
+    /// The AMQP body: the reply sealed in the envelope, encoded in one pass. The same bytes as
+    /// `{"result": .., "failure": .., "ending": .., "_msg_id": .., "_unique_id": ..}` sealed.
+    pub(crate) fn encode(self) -> Vec<u8> {
+        let mut body = match self.result.0 {
+            Repr::Encoded(body) => body,
+            // A JSON value always serializes (its specials are marked strings).
+            Repr::Value(value) => begin(&value).unwrap_or_default(),
+        };
+        let tail = Tail {
+            failure: self.failure.as_deref(),
+            ending: self.ending,
+            msg_id: self.msg_id,
+            unique_id: self.unique_id,
+        };
+        // The tail is written as an object, whose `{` becomes the `,` after the result.
+        let at = body.len();
+        // Strings and booleans always serialize, and a Vec takes every write.
+        let _ = Escaped::new(&mut body).serialize(&tail);
+        if let Some(brace) = body.get_mut(at) {
+            *brace = b',';
+        }
+        seal_close(&mut body);
+        body
     }
+}
+
+/// The result held by a body begun by [`begin`], decoded (for [`Returned::to_value`]).
+pub(crate) fn returned_value(begun: &[u8]) -> Result<Value, WireError> {
+    let reply = OutgoingReply {
+        result: Returned(Repr::Encoded(begun.to_vec())),
+        failure: None,
+        ending: true,
+        msg_id: "",
+        unique_id: "",
+    };
+    IncomingReply::decode(&reply.encode()).map(|reply| reply.result)
 }
 
 /// A reply as received.
@@ -175,9 +231,8 @@ mod tests {
 
     #[test]
     fn encodes_a_reply_with_failure_always_present_inside_the_envelope() {
-        let result = json!({"slept": 3});
         let reply = OutgoingReply {
-            result: &result,
+            result: Returned::from(json!({"slept": 3})),
             failure: None,
             ending: true,
             msg_id: "ede0",
@@ -189,7 +244,7 @@ mod tests {
             json!({"result": {"slept": 3}, "failure": null, "ending": true, "_msg_id": "ede0", "_unique_id": "8893"})
         );
         let failed = OutgoingReply {
-            result: &Value::Null,
+            result: Returned::NONE,
             failure: Some(RemoteError::builtin("KeyError", "'missing'").to_failure_string()),
             ending: true,
             msg_id: "61e9",

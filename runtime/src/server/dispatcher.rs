@@ -58,7 +58,10 @@ impl Dispatcher {
         args: Value,
     ) -> Result<Returned, RemoteError> {
         let mut found_compatible = false;
-        for endpoint in &self.endpoints {
+        // The endpoint itself, not the `Arc`: `Arc<dyn Endpoint>` is an `Endpoint` too, whose
+        // `dispatch` would box a second future around the endpoint's own (an allocation and
+        // a poll more per request).
+        for endpoint in self.endpoints.iter().map(|endpoint| &**endpoint) {
             if endpoint.namespace() != namespace {
                 continue;
             }

@@ -67,8 +67,10 @@ impl OutgoingReply<'_> {
         };
         // The tail is written as an object, whose `{` becomes the `,` after the result.
         let at = body.len();
-        // Strings and booleans always serialize, and a Vec takes every write.
-        let _ = Escaped::new(&mut body).serialize(&tail);
+        // Strings and booleans always serialize, and a Vec takes every write. Through `Py`, as
+        // the result: a msg_id Python wrote with a lone surrogate goes back as it came, and a
+        // long failure takes the long-string path.
+        let _ = Escaped::new(&mut body).serialize(&Py(&tail, Mode::Text));
         if let Some(brace) = body.get_mut(at) {
             *brace = b',';
         }
@@ -256,6 +258,26 @@ mod tests {
             "failure must be a JSON string"
         );
         assert!(inner["result"].is_null());
+    }
+
+    #[test]
+    fn a_msg_id_python_wrote_with_a_lone_surrogate_goes_back_as_it_came() {
+        let request = crate::wire::IncomingRequest::decode(
+            br#"{"method": "m", "args": {}, "_msg_id": "a\ud800", "_reply_q": "q"}"#,
+        );
+        let to = request.ok().and_then(|request| request.reply);
+        let msg_id = to.map(|to| to.msg_id).unwrap_or_default();
+        let body = OutgoingReply {
+            result: Returned::NONE,
+            failure: None,
+            ending: true,
+            msg_id: &msg_id,
+            unique_id: "u",
+        }
+        .encode();
+        let outer: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let inner = outer["oslo.message"].as_str().unwrap_or_default();
+        assert!(inner.contains(r#""_msg_id":"a\ud800""#), "{inner}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Client-side reply decoding on any bytes: it never panics, agrees with plain serde_json on
-//! every body serde_json reads as Python does, and a result it decodes encodes and decodes
-//! again to the same.
+//! every body serde_json reads as Python does, and a result it decodes encodes (as a `Value` and
+//! typed) and decodes again to the same.
 
 #![no_main]
 
 use amqp_rpc::__private_v1::wire_steps::{decode_reply, encode_reply};
+use amqp_rpc::Returned;
 use amqp_rpc_fuzz::{Plain, open_plain, shown};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -36,8 +37,16 @@ fuzz_target!(|body: &[u8]| {
         }
     }
     if let Ok(result) = decoded {
-        let body = encode_reply(&result, "f7bf1089f6f9431db1932dec9c1313cf");
+        // As a `Value`, and as a typed result encoded straight into the reply.
+        let typed = Returned::encode(&result).unwrap_or_else(|e| panic!("{e}: {result}"));
+        let body = encode_reply(
+            Returned::from(result.clone()),
+            "f7bf1089f6f9431db1932dec9c1313cf",
+        );
         let again = decode_reply(&body).unwrap_or_else(|e| panic!("{e}: {}", shown(&body)));
         assert_eq!(again, result, "{}", shown(&body));
+        let typed = encode_reply(typed, "f7bf1089f6f9431db1932dec9c1313cf");
+        let again = decode_reply(&typed).unwrap_or_else(|e| panic!("{e}: {}", shown(&typed)));
+        assert_eq!(again, result, "{}", shown(&typed));
     }
 });

@@ -4,6 +4,8 @@
 //! [`Endpoint`]). It is object safe, so a server holds `Arc<dyn Endpoint>`s in order.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -106,13 +108,19 @@ impl<E: Endpoint + ?Sized> Endpoint for std::sync::Arc<E> {
         (**self).description()
     }
 
-    async fn dispatch(
-        &self,
+    /// The endpoint's own future, not one boxed around it (as an `async fn` here would be).
+    fn dispatch<'life0, 'life1, 'async_trait>(
+        &'life0 self,
         ctx: Context,
-        method: &str,
+        method: &'life1 str,
         args: Map<String, Value>,
-    ) -> Result<Returned, RemoteError> {
-        (**self).dispatch(ctx, method, args).await
+    ) -> Pin<Box<dyn Future<Output = Result<Returned, RemoteError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).dispatch(ctx, method, args)
     }
 }
 

@@ -58,10 +58,7 @@ impl Dispatcher {
         args: Value,
     ) -> Result<Returned, RemoteError> {
         let mut found_compatible = false;
-        // The endpoint itself, not the `Arc`: `Arc<dyn Endpoint>` is an `Endpoint` too, whose
-        // `dispatch` would box a second future around the endpoint's own (an allocation and
-        // a poll more per request).
-        for endpoint in self.endpoints.iter().map(|endpoint| &**endpoint) {
+        for endpoint in &self.endpoints {
             if endpoint.namespace() != namespace {
                 continue;
             }

@@ -5,12 +5,12 @@
 //! After changing a diagnostic on purpose, regenerate the expected output and review the diff:
 //!
 //! ```text
-//! TRYBUILD=overwrite cargo test --test ui
-//! git diff tests/ui
+//! TRYBUILD=overwrite cargo test -p amqp-rpc-macros --test ui
+//! git diff macros/tests/ui
 //! ```
 //!
 //! A new failing case needs no `.stderr` to start with: a plain run fails it and writes the
-//! actual output to `wip/NAME.stderr` at the workspace root (move it next to the case, then
+//! actual output to `macros/wip/NAME.stderr` (move it next to the case, then
 //! delete `wip/`); with `TRYBUILD=overwrite` it is written next to the case directly. Read every
 //! `.stderr` before committing it: each error should point at the offending tokens, and one
 //! mistake should produce one error, not a cascade from the generated code. The expected output

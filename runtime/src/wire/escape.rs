@@ -315,7 +315,7 @@ fn bytes_from(bytes: &[u8], mut at: usize) -> usize {
 
 /// The character of the escape that `after` follows the backslash of, and the escape's length
 /// after the backslash.
-fn unescape_one(after: &[u8]) -> Option<(char, usize)> {
+pub(super) fn unescape_one(after: &[u8]) -> Option<(char, usize)> {
     Some(match after.first()? {
         b'"' => ('"', 1),
         b'\\' => ('\\', 1),

@@ -4,6 +4,7 @@
 //! Every transport moves the bytes produced here, so the in-memory driver exercises the same
 //! format as RabbitMQ. Field names and quirks follow `../shared/spec/oslo-wire.md` §1 and §4.
 
+mod direct;
 mod envelope;
 mod escape;
 mod failure;
@@ -16,8 +17,8 @@ mod reply;
 mod request;
 mod salvage;
 
-pub(crate) use envelope::decode;
 pub use envelope::{ENVELOPE_VERSION, open, seal};
+pub(crate) use envelope::{decode, decode_unordered};
 pub(crate) use notification::{
     IncomingNotification, OutgoingNotification, message_id as notification_message_id,
     timestamp_now,

@@ -10,6 +10,7 @@ use proptest::sample::Index;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
+use super::direct;
 use super::envelope::{decode_any, open_usual, seal_with};
 use super::escape::{next_needing_escape, unescape};
 use super::python::{Mode, Py};
@@ -386,6 +387,51 @@ proptest! {
         let any = decode_any::<Map<String, Value>>(&body, false).map_err(|e| e.to_string());
         let decoded = decode::<Map<String, Value>>(&body).map_err(|e| e.to_string());
         prop_assert_eq!(decoded, any, "{}", String::from_utf8_lossy(&body));
+    }
+
+    #[test]
+    fn the_direct_reader_reads_what_serde_json_reads_or_gives_up(
+        message in any_object(),
+        long in prop::option::of(any_long_text()),
+        layout in 0u8..3,
+        mutations in prop::collection::vec(any_mutation(), 0..4),
+    ) {
+        let mut message = message;
+        if let Some(long) = long {
+            message.insert("long".into(), Value::String(long));
+        }
+        let inner = match layout {
+            0 => serde_json::to_string(&message).unwrap_or_else(|e| panic!("{e}")),
+            layout => String::from_utf8_lossy(&python_dumps(&message, layout == 1)).into_owned(),
+        };
+        let mut body = envelope(&inner, layout);
+        // Whole, every such message is read directly, as serde_json reads it.
+        if mutations.is_empty() {
+            prop_assert_eq!(direct::open(&body), Some(message));
+        }
+        for mutation in &mutations {
+            mutate(&mut body, mutation);
+        }
+        // Broken or not: what the direct reader takes, the general path takes the same.
+        if let Some(read) = direct::open(&body) {
+            let general = decode_any::<Map<String, Value>>(&body, false).map_err(|e| e.to_string());
+            prop_assert_eq!(Ok(read), general, "{}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    #[test]
+    fn the_direct_reader_reads_any_string_serde_json_reads(
+        pieces in prop::collection::vec(string_piece(), 0..12),
+        layout in 0u8..3,
+    ) {
+        let inner = format!("{{\"k\": \"{}\"}}", pieces.concat());
+        let body = envelope(&inner, layout);
+        let read = direct::open(&body);
+        match serde_json::from_str::<Map<String, Value>>(&inner) {
+            Ok(expected) => prop_assert_eq!(read, Some(expected)),
+            // Python's lone surrogates are the general path's (`python`).
+            Err(_) => prop_assert_eq!(read, None),
+        }
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub(crate) struct IncomingReply {
 impl IncomingReply {
     /// Decodes an AMQP body (enveloped or not) into a reply.
     pub(crate) fn decode(body: &[u8]) -> Result<Self, WireError> {
-        let mut fields: ReplyFields = super::decode(body)?;
+        // Its fields decode from the message's `Map` as from its text (`ReplyFields`).
+        let mut fields: ReplyFields = super::decode_unordered(body)?;
         if may_hide_big_integer(&fields.result) {
             fields = decode_as(body, true)?;
         }
@@ -278,6 +279,39 @@ mod tests {
         let outer: Value = serde_json::from_slice(&body).unwrap_or_default();
         let inner = outer["oslo.message"].as_str().unwrap_or_default();
         assert!(inner.contains(r#""_msg_id":"a\ud800""#), "{inner}");
+    }
+
+    #[test]
+    fn a_long_reply_decodes_as_a_short_one_does_python_s_values_included() {
+        let long = "é\"x".repeat(1000);
+        let result = json!({"text": long, "n": [1, 2.5, -3], "big": 18446744073709551615u64});
+        let body = OutgoingReply {
+            result: Returned::from(result.clone()),
+            failure: None,
+            ending: true,
+            msg_id: "m",
+            unique_id: "u",
+        }
+        .encode();
+        assert!(body.len() > 4096);
+        let reply = IncomingReply::decode(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (reply.msg_id.as_str(), &reply.result, reply.ending),
+            ("m", &result, true)
+        );
+
+        // What only the general path reads (Python's NaN, a lone surrogate, an integer beyond
+        // 64 bits) still is, in a long reply too.
+        let python = format!(
+            r#"{{"oslo.version": "2.0", "oslo.message": "{{\"result\": [NaN, \"\\ud800\", 123456789012345678901234567890, \"{}\"], \"_msg_id\": \"m\", \"ending\": true}}"}}"#,
+            "y".repeat(4096)
+        );
+        let reply = IncomingReply::decode(python.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let items = reply.result.as_array().map(Vec::len);
+        assert_eq!(items, Some(4), "{}", reply.result);
+        let shown = crate::wire::display_string(reply.result[1].as_str().unwrap_or_default());
+        assert_eq!(shown, r#""\ud800""#);
+        assert_eq!(reply.result[3], "y".repeat(4096));
     }
 
     #[test]

@@ -1,0 +1,355 @@
+//! Reading an envelope's message straight from its escaped text, in one pass.
+//!
+//! The general path unescapes `oslo.message` into a new string, then serde_json parses that
+//! string, scanning and copying each of its strings again. For a long string (a 64 KiB
+//! argument or result) those are two scans and two copies of it, and serde_json's scan is the
+//! slower one. Here the message is parsed where it lies in the body: each inner string is
+//! unescaped from the envelope's text into its final `String`, with one scan
+//! ([`next_needing_escape`]) and one copy.
+//!
+//! This reader takes only what it is sure of: a usual envelope ([`USUAL_PREFIXES`]) holding an
+//! object of plain JSON. It gives up (`None`) on anything else, and the general path then
+//! reads the body as before: bad JSON, escapes that do not pair (lone surrogates), `NaN` and
+//! Python's other extensions, nesting deeper than [`MAX_DEPTH`], anything after the envelope.
+//! Numbers are read by serde_json itself, from their text, so they are the same numbers
+//! (`float_roundtrip` and `arbitrary_precision` included). Where it does not give up, it gives
+//! the `Map` serde_json gives for the unescaped message (a repeated key keeps its last value);
+//! a property test checks that on any message, and on broken ones.
+
+use serde_json::{Map, Value};
+
+use super::envelope::USUAL_PREFIXES;
+use super::escape::{next_needing_escape, unescape_one};
+
+/// Deeper nesting is left to the general path (serde_json refuses 128 levels).
+const MAX_DEPTH: usize = 100;
+
+/// The message of a usual envelope, parsed from the body's text; `None` where the general path
+/// must read it.
+pub(super) fn open(body: &[u8]) -> Option<Map<String, Value>> {
+    // As the general path: a body that is not UTF-8 is refused, whatever part of it is not.
+    let text = std::str::from_utf8(body).ok()?;
+    let rest = USUAL_PREFIXES.iter().find_map(|p| body.strip_prefix(*p))?;
+    let mut reader = Reader {
+        text,
+        at: body.len() - rest.len(),
+    };
+    reader.skip_whitespace()?;
+    if reader.next()? != Next::Char('{') {
+        return None;
+    }
+    let message = reader.object(1)?;
+    reader.skip_whitespace()?;
+    // The message's end is the end of `oslo.message`; then the envelope's `}`, and nothing
+    // but whitespace.
+    let after = text.as_bytes().get(reader.at..)?.strip_prefix(b"\"}")?;
+    after
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .then_some(message)
+}
+
+/// What the message's text holds next: a character of the message (unescaped once, from the
+/// envelope's string), or the end of the envelope's string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Char(char),
+    End,
+}
+
+/// The message's text, `at` a byte offset in the body inside `oslo.message`'s string.
+struct Reader<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl Reader<'_> {
+    /// The next character of the message, unescaped from the envelope; `None` where the
+    /// envelope's string is not valid (a control character, a bad escape).
+    fn next(&mut self) -> Option<Next> {
+        let bytes = self.text.as_bytes();
+        match *bytes.get(self.at)? {
+            b'"' => Some(Next::End),
+            b'\\' => {
+                let (unescaped, length) = unescape_one(bytes.get(self.at + 1..)?)?;
+                self.at += 1 + length;
+                Some(Next::Char(unescaped))
+            }
+            0..0x20 => None,
+            _ => {
+                let c = self.text.get(self.at..)?.chars().next()?;
+                self.at += c.len_utf8();
+                Some(Next::Char(c))
+            }
+        }
+    }
+
+    /// The next character of the message; `None` at the envelope string's end too.
+    fn next_char(&mut self) -> Option<char> {
+        match self.next()? {
+            Next::Char(c) => Some(c),
+            Next::End => None,
+        }
+    }
+
+    /// The next character without taking it.
+    fn peek(&mut self) -> Option<Next> {
+        let at = self.at;
+        let next = self.next();
+        self.at = at;
+        next
+    }
+
+    /// Skips the message's JSON whitespace.
+    fn skip_whitespace(&mut self) -> Option<()> {
+        loop {
+            match self.peek()? {
+                Next::Char(' ' | '\t' | '\n' | '\r') => {
+                    self.next()?;
+                }
+                _ => return Some(()),
+            }
+        }
+    }
+
+    /// Whitespace, then the character `expected`.
+    fn expect(&mut self, expected: char) -> Option<()> {
+        self.skip_whitespace()?;
+        (self.next()? == Next::Char(expected)).then_some(())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        self.skip_whitespace()?;
+        let start = self.at;
+        Some(match self.next_char()? {
+            '{' => Value::Object(self.object(depth + 1)?),
+            '[' => Value::Array(self.array(depth + 1)?),
+            '"' => Value::String(self.string()?),
+            't' => self.literal("rue", Value::Bool(true))?,
+            'f' => self.literal("alse", Value::Bool(false))?,
+            'n' => self.literal("ull", Value::Null)?,
+            '-' | '0'..='9' => {
+                self.at = start;
+                self.number()?
+            }
+            _ => return None,
+        })
+    }
+
+    /// An object's members, after its `{`.
+    fn object(&mut self, depth: usize) -> Option<Map<String, Value>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let mut map = Map::new();
+        self.skip_whitespace()?;
+        if self.peek()? == Next::Char('}') {
+            self.next()?;
+            return Some(map);
+        }
+        loop {
+            self.expect('"')?;
+            let key = self.string()?;
+            self.expect(':')?;
+            let value = self.value(depth)?;
+            map.insert(key, value);
+            self.skip_whitespace()?;
+            match self.next_char()? {
+                ',' => {}
+                '}' => return Some(map),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array's items, after its `[`.
+    fn array(&mut self, depth: usize) -> Option<Vec<Value>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let mut items = Vec::new();
+        self.skip_whitespace()?;
+        if self.peek()? == Next::Char(']') {
+            self.next()?;
+            return Some(items);
+        }
+        loop {
+            items.push(self.value(depth)?);
+            self.skip_whitespace()?;
+            match self.next_char()? {
+                ',' => {}
+                ']' => return Some(items),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of `true`, `false` or `null`.
+    fn literal(&mut self, rest: &str, value: Value) -> Option<Value> {
+        for expected in rest.chars() {
+            if self.next_char()? != expected {
+                return None;
+            }
+        }
+        Some(value)
+    }
+
+    /// A number, read by serde_json from its text (the characters a JSON number can hold).
+    fn number(&mut self) -> Option<Value> {
+        let mut text = String::new();
+        while let Some(Next::Char(c @ ('0'..='9' | '-' | '+' | '.' | 'e' | 'E'))) = self.peek() {
+            self.next()?;
+            text.push(c);
+        }
+        match serde_json::from_str(&text).ok()? {
+            number @ Value::Number(_) => Some(number),
+            _ => None,
+        }
+    }
+
+    /// A string's contents, after its opening quote, unescaped twice: from the envelope's
+    /// string, then from the message's. Runs that need neither are copied as they are.
+    fn string(&mut self) -> Option<String> {
+        let bytes = self.text.as_bytes();
+        let mut out = String::new();
+        loop {
+            // The run up to the envelope's next escape, quote or control character is the
+            // message's text as it is, and holds none of the message's own escapes or quotes
+            // (those are escaped in the envelope).
+            let end = next_needing_escape(bytes, self.at);
+            out.push_str(self.text.get(self.at..end)?);
+            self.at = end;
+            match self.next_char()? {
+                '"' => return Some(out),
+                '\\' => out.push(self.escape()?),
+                // A control character must be escaped in the message's JSON too.
+                '\0'..='\u{1f}' => return None,
+                c => out.push(c),
+            }
+        }
+    }
+
+    /// The character of a message escape, after its backslash. A surrogate must pair.
+    fn escape(&mut self) -> Option<char> {
+        Some(match self.next_char()? {
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                let code = self.hex4()?;
+                match code {
+                    0xD800..=0xDBFF => {
+                        if self.next_char()? != '\\' || self.next_char()? != 'u' {
+                            return None;
+                        }
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        char::from_u32(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))?
+                    }
+                    code => char::from_u32(code)?,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Four hex digits' value.
+    fn hex4(&mut self) -> Option<u32> {
+        (0..4).try_fold(0, |value, _| {
+            Some(value << 4 | self.next_char()?.to_digit(16)?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::seal;
+    use serde_json::json;
+
+    /// What the general path gives for the same body.
+    fn general(body: &[u8]) -> Option<Map<String, Value>> {
+        let inner = super::super::envelope::open_usual(body)?;
+        serde_json::from_str(&inner).ok()
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads_from_the_unescaped_message() {
+        let long = "x".repeat(5000);
+        let messages = [
+            json!({}),
+            json!({"method": "echo", "args": {"payload": long}, "version": "1.0"}),
+            json!({"a": [1, -2, 3.5, 1e300, 18446744073709551615u64, -9223372036854775808i64]}),
+            json!({"quote\"and\\slash/": "tab\t nl\n cr\r nul\u{0} é 𝄞 \u{7f}"}),
+            json!({"nested": [[[{"x": [null, true, false, "", {}]}]]]}),
+        ];
+        for message in messages {
+            let body = seal(&message.to_string());
+            assert_eq!(open(&body), general(&body), "{message}");
+            assert_eq!(open(&body).map(Value::Object), Some(message));
+        }
+    }
+
+    #[test]
+    fn reads_pythons_layout_and_its_escapes() {
+        let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"s\": \"\\u00e9\\ud834\\udd1e\\\"\", \"n\": 1.50, \"k\": \u00e9}"}  "#;
+        // `\u00e9` outside a string is not JSON: the general path refuses it too.
+        assert_eq!(open(body), None);
+        assert_eq!(general(body), None);
+        let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"s\": \"\\u00e9\\ud834\\udd1e\\\"\", \"n\": 1.50, \"e\u00e9\": [ ]}"}  "#;
+        let opened = open(body);
+        assert_eq!(opened, general(body));
+        assert_eq!(
+            opened.map(Value::Object),
+            Some(json!({"s": "é𝄞\"", "n": 1.5, "eé": []}))
+        );
+    }
+
+    #[test]
+    fn gives_up_where_the_general_path_must_decide() {
+        let bodies: [&[u8]; 13] = [
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": NaN}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": \"\\ud800\"}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": \"\ud800\"}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": 1,}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": 01}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": 1e999}"}"#,
+            // A newline in the envelope's string is one in the message's string: not JSON.
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": \"a\nb\"}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "[1]"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{} {}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": \"open}"}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{}", "extra": 1}"#,
+            br#"{"oslo.version": "2.0", "oslo.message": "{}"} x"#,
+            b"{\"oslo.version\": \"2.0\", \"oslo.message\": \"{\\\"x\\\": \\\"\xff\\\"}\"}",
+        ];
+        for body in bodies {
+            assert_eq!(open(body), None, "{}", String::from_utf8_lossy(body));
+        }
+        // Escaped in the message, it is JSON: a newline, then a backslash and an `n`.
+        let body =
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"x\": \"a\\nb\", \"y\": \"a\\\\nb\"}"}"#;
+        assert_eq!(open(body), general(body));
+        assert_eq!(
+            open(body).map(Value::Object),
+            Some(json!({"x": "a\nb", "y": "a\\nb"}))
+        );
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_left_to_serde_json() {
+        let nested =
+            |depth: usize| format!("{{\"x\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
+        let body = seal(&nested(MAX_DEPTH - 1));
+        assert!(open(&body).is_some());
+        assert_eq!(open(&body), general(&body));
+        assert_eq!(open(&seal(&nested(MAX_DEPTH))), None);
+    }
+}

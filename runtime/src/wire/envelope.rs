@@ -9,6 +9,7 @@
 use std::io;
 
 use serde::Deserialize;
+use serde::de::value::MapDeserializer;
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -86,7 +87,7 @@ pub(crate) fn seal_close(body: &mut Vec<u8>) {
 /// # Ok::<(), amqp_rpc::wire::WireError>(())
 /// ```
 pub fn open(body: &[u8]) -> Result<Map<String, Value>, WireError> {
-    decode_unordered(body)
+    decode(body)
 }
 
 /// Bodies from this length on are read by [`direct::open`] first. Below it the general path
@@ -95,26 +96,29 @@ pub fn open(body: &[u8]) -> Result<Map<String, Value>, WireError> {
 /// `bench/examples/calls.rs`).
 const DIRECT_FROM: usize = 1536;
 
-/// [`decode`], for a `T` that decodes from the message's `Map` as it does from its text: one
-/// whose decoding does not depend on the order of the message's keys, and needs no raw JSON
-/// text. A long message is read in one pass ([`direct::open`]); where that gives up, or `T`
-/// does not decode from what it read, the body is decoded as [`decode`] does.
-pub(crate) fn decode_unordered<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    if body.len() >= DIRECT_FROM
-        && let Some(message) = direct::open(body)
-        && let Ok(decoded) = T::deserialize(Value::Object(message))
-    {
-        return Ok(decoded);
-    }
-    decode(body)
-}
-
 /// Decodes an AMQP body (enveloped or not, as [`open`]) straight into `T`, which must
 /// deserialize from a JSON object.
 ///
 /// JSON that serde_json refuses is read again as Python writes it (`NaN`, lone surrogates:
 /// see [`super::python`]).
+///
+/// A long message is read in one pass ([`direct::open`]) and `T` decoded from its members,
+/// in their order, as `Value`s. Where that reader gives up, or `T` does not decode from
+/// `Value`s (it borrows from the text), the body is read as [`decode_general`] reads it.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    if body.len() >= DIRECT_FROM
+        && let Some(members) = direct::open(body)
+    {
+        let members = MapDeserializer::<_, serde_json::Error>::new(members.into_iter());
+        if let Ok(decoded) = T::deserialize(members) {
+            return Ok(decoded);
+        }
+    }
+    decode_general(body)
+}
+
+/// [`decode`] without the one-pass reader.
+pub(crate) fn decode_general<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     decode_as(body, false)
 }
 

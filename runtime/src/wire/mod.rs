@@ -17,8 +17,8 @@ mod reply;
 mod request;
 mod salvage;
 
+pub(crate) use envelope::decode;
 pub use envelope::{ENVELOPE_VERSION, open, seal};
-pub(crate) use envelope::{decode, decode_unordered};
 pub(crate) use notification::{
     IncomingNotification, OutgoingNotification, message_id as notification_message_id,
     timestamp_now,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::direct;
-use super::envelope::{decode_any, open_usual, seal_with};
+use super::envelope::{decode_any, decode_general, open_usual, seal_with};
 use super::escape::{next_needing_escape, unescape};
 use super::python::{Mode, Py};
 use super::{
@@ -238,6 +238,41 @@ fn has_surrogate_escape(text: &str) -> bool {
         .any(|w| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D'))
 }
 
+/// The members the one-pass reader reads, as serde_json's `Map` holds them.
+fn direct_map(body: &[u8]) -> Option<Map<String, Value>> {
+    direct::open(body).map(|members| members.into_iter().collect())
+}
+
+/// A request's keys, and others.
+fn request_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "method",
+            "args",
+            "namespace",
+            "version",
+            "_msg_id",
+            "_reply_q",
+            "_timeout",
+            "_unique_id",
+            "_context_user",
+            "_context_",
+            "other",
+        ])
+        .prop_map(str::to_owned),
+        any_text(),
+    ]
+}
+
+/// Any value, and the strings a request's fields hold.
+fn request_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any_value(),
+        prop::sample::select(vec!["1.0", "1.x", "2.3.4", "1.", "01.2", "q", ""])
+            .prop_map(Value::from),
+    ]
+}
+
 fn byte_scan(bytes: &[u8], from: usize) -> usize {
     (from..bytes.len())
         .find(|&i| matches!(bytes[i], 0..=0x1f | b'"' | b'\\'))
@@ -407,13 +442,13 @@ proptest! {
         let mut body = envelope(&inner, layout);
         // Whole, every such message is read directly, as serde_json reads it.
         if mutations.is_empty() {
-            prop_assert_eq!(direct::open(&body), Some(message));
+            prop_assert_eq!(direct_map(&body), Some(message));
         }
         for mutation in &mutations {
             mutate(&mut body, mutation);
         }
         // Broken or not: what the direct reader takes, the general path takes the same.
-        if let Some(read) = direct::open(&body) {
+        if let Some(read) = direct_map(&body) {
             let general = decode_any::<Map<String, Value>>(&body, false).map_err(|e| e.to_string());
             prop_assert_eq!(Ok(read), general, "{}", String::from_utf8_lossy(&body));
         }
@@ -426,12 +461,37 @@ proptest! {
     ) {
         let inner = format!("{{\"k\": \"{}\"}}", pieces.concat());
         let body = envelope(&inner, layout);
-        let read = direct::open(&body);
+        let read = direct_map(&body);
         match serde_json::from_str::<Map<String, Value>>(&inner) {
             Ok(expected) => prop_assert_eq!(read, Some(expected)),
             // Python's lone surrogates are the general path's (`python`).
             Err(_) => prop_assert_eq!(read, None),
         }
+    }
+
+    #[test]
+    fn a_long_request_decodes_directly_as_the_general_path_decodes_it(
+        members in prop::collection::vec((request_key(), request_value()), 0..12),
+        long in any_long_text(),
+        layout in 0u8..3,
+        mutations in prop::collection::vec(any_mutation(), 0..3),
+    ) {
+        // Written by hand, so that keys can repeat; the long argument makes it long enough.
+        let mut inner = format!("{{\"args\": {{\"long\": {}}}", Value::String(long.repeat(8)));
+        for (key, value) in &members {
+            inner.push_str(&format!(", {}: {value}", Value::from(key.as_str())));
+        }
+        inner.push('}');
+        let mut body = envelope(&inner, layout);
+        for mutation in &mutations {
+            mutate(&mut body, mutation);
+        }
+        let general = decode_general::<IncomingRequest>(&body).map_err(|e| e.to_string());
+        if mutations.is_empty() {
+            prop_assert!(direct::open(&body).is_some(), "not read directly: {}", inner);
+        }
+        let decoded = decode::<IncomingRequest>(&body).map_err(|e| e.to_string());
+        prop_assert_eq!(decoded, general, "{}", String::from_utf8_lossy(&body));
     }
 
     #[test]

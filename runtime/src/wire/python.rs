@@ -136,6 +136,11 @@ impl Special {
     }
 }
 
+/// The JSON text Python wrote for the value `text` marks; `None` for any other text.
+pub(crate) fn marked_json(text: &str) -> Option<String> {
+    Special::from_marked(text).map(|special| special.python_json())
+}
+
 /// `text` as [`Value`] text would show it: a marked string as Python wrote its value.
 pub(crate) fn display_string(text: &str) -> std::borrow::Cow<'_, str> {
     match Special::from_marked(text) {

@@ -105,8 +105,7 @@ pub(crate) struct IncomingReply {
 impl IncomingReply {
     /// Decodes an AMQP body (enveloped or not) into a reply.
     pub(crate) fn decode(body: &[u8]) -> Result<Self, WireError> {
-        // Its fields decode from the message's `Map` as from its text (`ReplyFields`).
-        let mut fields: ReplyFields = super::decode_unordered(body)?;
+        let mut fields: ReplyFields = super::decode(body)?;
         if may_hide_big_integer(&fields.result) {
             fields = decode_as(body, true)?;
         }

@@ -6,12 +6,11 @@ use std::io::Write;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::WireError;
 use super::envelope::{decode_as, seal_with};
-use super::escape::{Escaped, json_str};
+use super::escape::Escaped;
 use super::keys::{Key, KnownKeys};
 use super::python::{Mode, Py, may_hide_big_integer};
 use crate::context::Context;
@@ -118,7 +117,8 @@ pub(crate) enum RequestedVersion {
     Valid(Version),
     /// An explicit JSON `null`: compatible with no versioned endpoint.
     Null,
-    /// Not a version string; the JSON text as received.
+    /// Not a version string; its JSON text (compact, as serde_json writes the value; a value
+    /// Python wrote that serde_json refuses, as Python wrote it).
     Invalid(String),
 }
 
@@ -262,7 +262,7 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                 let mut method = None;
                 let mut args = None;
                 let mut namespace = None;
-                let mut version: Option<&'de RawValue> = None;
+                let mut version = None;
                 let mut msg_id = None;
                 let mut reply_q = None;
                 let mut defects: Vec<String> = Vec::new();
@@ -275,7 +275,7 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                         continue;
                     };
                     if let RequestKey::Version = key {
-                        version = Some(map.next_value()?);
+                        version = Some(map.next_value::<VersionField>()?.0);
                         continue;
                     }
                     let value: Value = map.next_value()?;
@@ -299,14 +299,7 @@ impl<'de> Deserialize<'de> for IncomingRequest {
                         RequestKey::Context(name) => drop(context.insert(name, value)),
                     }
                 }
-                let version = match version {
-                    None => RequestedVersion::Valid(Version::DEFAULT),
-                    Some(raw) if raw.get() == "null" => RequestedVersion::Null,
-                    Some(raw) => match json_str(raw).and_then(|v| v.parse().ok()) {
-                        Some(v) => RequestedVersion::Valid(v),
-                        None => RequestedVersion::Invalid(raw.get().to_owned()),
-                    },
-                };
+                let version = version.unwrap_or(RequestedVersion::Valid(Version::DEFAULT));
                 let call_monitor_timeout = timeout.as_f64();
                 context.insert("client_timeout", timeout);
                 let reply = match (msg_id, reply_q) {
@@ -328,6 +321,69 @@ impl<'de> Deserialize<'de> for IncomingRequest {
             }
         }
         deserializer.deserialize_map(RequestVisitor)
+    }
+}
+
+/// A request's `version` value, read from any value without keeping its text: so that a
+/// request decodes the same from its JSON text and from a [`Value`] (`super::direct`). A
+/// string is parsed where it is read; any other value is [`RequestedVersion::Invalid`], with
+/// its compact JSON text.
+struct VersionField(RequestedVersion);
+
+impl<'de> Deserialize<'de> for VersionField {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VersionVisitor;
+        impl VersionVisitor {
+            fn invalid<E>(value: Value) -> Result<VersionField, E> {
+                Ok(VersionField(RequestedVersion::Invalid(value.to_string())))
+            }
+        }
+        impl<'de> Visitor<'de> for VersionVisitor {
+            type Value = VersionField;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<VersionField, E> {
+                Ok(VersionField(match text.parse() {
+                    Ok(version) => RequestedVersion::Valid(version),
+                    // A string Python wrote that serde_json refuses is shown as Python wrote it.
+                    Err(_) => match super::python::marked_json(text) {
+                        Some(json) => RequestedVersion::Invalid(json),
+                        None => RequestedVersion::Invalid(Value::from(text).to_string()),
+                    },
+                }))
+            }
+            fn visit_unit<E>(self) -> Result<VersionField, E> {
+                Ok(VersionField(RequestedVersion::Null))
+            }
+            fn visit_none<E>(self) -> Result<VersionField, E> {
+                Ok(VersionField(RequestedVersion::Null))
+            }
+            fn visit_bool<E>(self, value: bool) -> Result<VersionField, E> {
+                Self::invalid(value.into())
+            }
+            fn visit_i64<E>(self, value: i64) -> Result<VersionField, E> {
+                Self::invalid(value.into())
+            }
+            fn visit_u64<E>(self, value: u64) -> Result<VersionField, E> {
+                Self::invalid(value.into())
+            }
+            fn visit_f64<E>(self, value: f64) -> Result<VersionField, E> {
+                Self::invalid(value.into())
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<VersionField, A::Error> {
+                Self::invalid(Value::deserialize(de::value::SeqAccessDeserializer::new(
+                    seq,
+                ))?)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VersionField, A::Error> {
+                // A number under serde_json's `arbitrary_precision` is such a map too.
+                Self::invalid(Value::deserialize(de::value::MapAccessDeserializer::new(
+                    map,
+                ))?)
+            }
+        }
+        deserializer.deserialize_any(VersionVisitor)
     }
 }
 

@@ -243,6 +243,15 @@ fn direct_map(body: &[u8]) -> Option<Map<String, Value>> {
     direct::open(body).map(|members| members.into_iter().collect())
 }
 
+/// How many JSON values `value` holds, itself included.
+fn values(value: &Value) -> usize {
+    1 + match value {
+        Value::Array(items) => items.iter().map(values).sum(),
+        Value::Object(map) => map.values().map(values).sum(),
+        _ => 0,
+    }
+}
+
 /// A request's keys, and others.
 fn request_key() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -440,9 +449,15 @@ proptest! {
             layout => String::from_utf8_lossy(&python_dumps(&message, layout == 1)).into_owned(),
         };
         let mut body = envelope(&inner, layout);
-        // Whole, every such message is read directly, as serde_json reads it.
+        // Whole, every such message is read directly, as serde_json reads it, unless it holds
+        // more values than its length pays for.
         if mutations.is_empty() {
-            prop_assert_eq!(direct_map(&body), Some(message));
+            let read = direct_map(&body);
+            if values(&Value::Object(message.clone())) <= body.len() / 256 + 16 {
+                prop_assert_eq!(read, Some(message));
+            } else {
+                prop_assert!(read.is_none() || read == Some(message));
+            }
         }
         for mutation in &mutations {
             mutate(&mut body, mutation);
@@ -487,7 +502,8 @@ proptest! {
             mutate(&mut body, mutation);
         }
         let general = decode_general::<IncomingRequest>(&body).map_err(|e| e.to_string());
-        if mutations.is_empty() {
+        let count = members.iter().map(|(_, value)| values(value)).sum::<usize>() + 3;
+        if mutations.is_empty() && count <= body.len() / 256 + 16 {
             prop_assert!(direct::open(&body).is_some(), "not read directly: {}", inner);
         }
         let decoded = decode::<IncomingRequest>(&body).map_err(|e| e.to_string());

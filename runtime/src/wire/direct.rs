@@ -29,7 +29,7 @@ const MAX_DEPTH: usize = 100;
 /// The reader pays off in long strings, and costs more than serde_json per value (a value it
 /// reads is then rebuilt by the decoded type): it reads at most one value per this many bytes
 /// of body (and [`VALUES_ANYWAY`] more), and gives up on denser messages. Read here whole, a
-/// message of 1,000 integers (6 KB) took 1.6 times the general path's instructions; given up
+/// message of 1,000 integers (9 KB) took 1.6 times the general path's instructions; given up
 /// after the values its length allows, it takes 1.1 times (1,000 floats: 1.13 times). A
 /// 64 KiB string takes a third fewer (callgrind; `bench/PROFILING.md`).
 const BYTES_PER_VALUE: usize = 256;

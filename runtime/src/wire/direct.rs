@@ -21,7 +21,8 @@
 use serde_json::{Map, Value};
 
 use super::envelope::USUAL_PREFIXES;
-use super::escape::{next_needing_escape, unescape_one};
+use super::envelope::ends_usual;
+use super::escape::{next_needing_escape, short_escape, surrogate_pair, unescape_one};
 
 /// Deeper nesting is left to the general path (serde_json refuses 128 levels).
 const MAX_DEPTH: usize = 100;
@@ -55,13 +56,14 @@ pub(super) fn open(body: &[u8]) -> Option<Vec<(String, Value)>> {
     let mut message = Vec::new();
     reader.members(1, |key, value| message.push((key, value)))?;
     reader.skip_whitespace()?;
-    // The message's end is the end of `oslo.message`; then the envelope's `}`, and nothing
-    // but whitespace.
-    let after = text.as_bytes().get(reader.at..)?.strip_prefix(b"\"}")?;
-    after
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .then_some(message)
+    // The message's end is the end of `oslo.message`'s string.
+    let after = text.as_bytes().get(reader.at..)?.strip_prefix(b"\"")?;
+    ends_usual(after).then_some(message)
+}
+
+/// Whether `c` can be part of a JSON number.
+fn is_number_char(c: char) -> bool {
+    matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E')
 }
 
 /// What the message's text holds next: a character of the message (unescaped once, from the
@@ -229,12 +231,11 @@ impl Reader<'_> {
     /// A number: the characters a JSON number can hold, read by serde_json from their text. A
     /// plain integer below 10^19 is read here, as serde_json would read it (a `u64`).
     fn number(&mut self) -> Option<Value> {
-        let is_number_byte = |b: &u8| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
         let bytes = self.text.as_bytes();
         let rest = bytes.get(self.at..)?;
         let length = rest
             .iter()
-            .position(|b| !is_number_byte(b))
+            .position(|&b| !is_number_char(char::from(b)))
             .unwrap_or(rest.len());
         // A digit escaped in the envelope's string (`\u0031`) is read a character at a time.
         if rest.get(length) == Some(&b'\\') {
@@ -254,7 +255,9 @@ impl Reader<'_> {
     /// [`Reader::number`], unescaping each character.
     fn escaped_number(&mut self) -> Option<Value> {
         let mut text = String::new();
-        while let Some(Next::Char(c @ ('0'..='9' | '-' | '+' | '.' | 'e' | 'E'))) = self.peek() {
+        while let Some(Next::Char(c)) = self.peek()
+            && is_number_char(c)
+        {
             self.next()?;
             text.push(c);
         }
@@ -291,35 +294,25 @@ impl Reader<'_> {
         }
     }
 
-    /// The character of a message escape, after its backslash. A surrogate must pair.
+    /// The character of a message escape, after its backslash (as [`unescape_one`] reads an
+    /// envelope's, a character at a time). A surrogate must pair.
     fn escape(&mut self) -> Option<char> {
-        Some(match self.next_char()? {
-            '"' => '"',
-            '\\' => '\\',
-            '/' => '/',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'n' => '\n',
-            'r' => '\r',
-            't' => '\t',
-            'u' => {
-                let code = self.hex4()?;
-                match code {
-                    0xD800..=0xDBFF => {
-                        if self.next_char()? != '\\' || self.next_char()? != 'u' {
-                            return None;
-                        }
-                        let low = self.hex4()?;
-                        if !(0xDC00..=0xDFFF).contains(&low) {
-                            return None;
-                        }
-                        char::from_u32(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))?
-                    }
-                    code => char::from_u32(code)?,
+        let letter = u8::try_from(self.next_char()?).ok()?;
+        if let Some(unescaped) = short_escape(letter) {
+            return Some(unescaped);
+        }
+        if letter != b'u' {
+            return None;
+        }
+        match self.hex4()? {
+            high @ 0xD800..=0xDBFF => {
+                if self.next_char()? != '\\' || self.next_char()? != 'u' {
+                    return None;
                 }
+                surrogate_pair(high, self.hex4()?)
             }
-            _ => return None,
-        })
+            code => char::from_u32(code),
+        }
     }
 
     /// Four hex digits' value.

@@ -205,11 +205,16 @@ pub(super) const USUAL_PREFIXES: [&[u8]; 2] =
 pub(super) fn open_usual(body: &[u8]) -> Option<String> {
     let rest = USUAL_PREFIXES.iter().find_map(|p| body.strip_prefix(*p))?;
     let (inner, after) = unescape_prefix(rest)?;
-    let after = after?.strip_prefix(b"}")?;
-    after
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .then_some(inner)
+    ends_usual(after?).then_some(inner)
+}
+
+/// Whether `after`, what follows the closing quote of a usual envelope's message, ends the
+/// envelope: its `}`, then nothing but whitespace.
+pub(super) fn ends_usual(after: &[u8]) -> bool {
+    after.strip_prefix(b"}").is_some_and(|rest| {
+        rest.iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    })
 }
 
 /// JSON input: bytes (an AMQP body), or [`Text`] already known to be UTF-8.

@@ -349,33 +349,50 @@ fn bytes_from(bytes: &[u8], mut at: usize) -> usize {
 /// The character of the escape that `after` follows the backslash of, and the escape's length
 /// after the backslash.
 pub(super) fn unescape_one(after: &[u8]) -> Option<(char, usize)> {
-    Some(match after.first()? {
-        b'"' => ('"', 1),
-        b'\\' => ('\\', 1),
-        b'/' => ('/', 1),
-        b'b' => ('\u{8}', 1),
-        b'f' => ('\u{c}', 1),
-        b'n' => ('\n', 1),
-        b'r' => ('\r', 1),
-        b't' => ('\t', 1),
-        b'u' => {
-            let code = hex4(after.get(1..)?)?;
-            match code {
-                0xD800..=0xDBFF => {
-                    // A high surrogate must be followed by an escaped low surrogate.
-                    let low = after
-                        .get(5..)
-                        .and_then(|rest| rest.strip_prefix(b"\\u"))
-                        .and_then(hex4)
-                        .filter(|low| (0xDC00..=0xDFFF).contains(low))?;
-                    let pair = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-                    (char::from_u32(pair)?, 11)
-                }
-                code => (char::from_u32(code)?, 5),
-            }
+    let letter = *after.first()?;
+    if let Some(unescaped) = short_escape(letter) {
+        return Some((unescaped, 1));
+    }
+    if letter != b'u' {
+        return None;
+    }
+    match hex4(after.get(1..)?)? {
+        high @ 0xD800..=0xDBFF => {
+            // A high surrogate must be followed by an escaped low surrogate.
+            let low = after
+                .get(5..)
+                .and_then(|rest| rest.strip_prefix(b"\\u"))
+                .and_then(hex4)?;
+            Some((surrogate_pair(high, low)?, 11))
         }
+        code => Some((char::from_u32(code)?, 5)),
+    }
+}
+
+/// The character of a JSON escape of one letter after its backslash (`\"`, `\\`, `\/`, `\b`,
+/// `\f`, `\n`, `\r`, `\t`); `None` for any other letter (`u` included).
+#[inline]
+pub(super) fn short_escape(letter: u8) -> Option<char> {
+    Some(match letter {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
         _ => return None,
     })
+}
+
+/// The character of the UTF-16 pair of the high surrogate `high` and `low`; `None` when `low`
+/// is not a low surrogate.
+pub(super) fn surrogate_pair(high: u32, low: u32) -> Option<char> {
+    if !(0xDC00..=0xDFFF).contains(&low) {
+        return None;
+    }
+    char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
 }
 
 /// The value of four hex digits at the start of `text`.

@@ -143,10 +143,7 @@ pub(crate) fn marked_json(text: &str) -> Option<String> {
 
 /// `text` as [`Value`] text would show it: a marked string as Python wrote its value.
 pub(crate) fn display_string(text: &str) -> std::borrow::Cow<'_, str> {
-    match Special::from_marked(text) {
-        Some(special) => special.python_json().into(),
-        None => text.into(),
-    }
+    marked_json(text).map_or(text.into(), Into::into)
 }
 
 /// Rewrites JSON text as Python writes it into JSON text serde_json reads, the values it
